@@ -1,0 +1,215 @@
+//! `curanet-bench`: a closed-loop load generator for a FHIR base URL on loopback, with an
+//! in-memory HTTP "limit" server and a raw database insert baseline to compare against.
+
+mod http;
+mod limit;
+mod load;
+mod raw_insert;
+mod report;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::load::LoadConfig;
+use crate::report::{Report, ratio};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Load generator for the CuraNet FHIR server (loopback only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// GET one Patient again and again from N connections.
+    Read {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// POST new Patients from N connections.
+    Create {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Read load against an in-process server answering from memory: the HTTP ceiling.
+    Limit {
+        /// Serve the body of this loopback URL (fetched once) instead of the built-in sample.
+        #[arg(long, value_name = "URL")]
+        body_from: Option<String>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Insert Patient-sized rows straight into the database, one transaction each.
+    RawInsert {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// limit, read, create and raw-insert in sequence, with the read/limit and create/raw-insert ratios.
+    All {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// FHIR base URL of the server under test; must be http:// on 127.0.0.1, ::1 or localhost.
+    #[arg(
+        long,
+        env = "CURANET_BENCH_BASE_URL",
+        default_value = "http://127.0.0.1:8080/fhir"
+    )]
+    base_url: String,
+}
+
+#[derive(Args)]
+struct DbArgs {
+    /// The server's database: sqlite:PATH or postgres://USER@HOST/DB (local only).
+    #[arg(long, env = "CURANET_BENCH_DATABASE_URL")]
+    database_url: String,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// Concurrent connections (tasks), each with one request in flight.
+    #[arg(long, short = 'c', default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    connections: u16,
+    /// Measured seconds per scenario.
+    #[arg(long, short = 'd', default_value_t = 10.0, value_parser = seconds_parser(0.1, 3600.0))]
+    duration: f64,
+    /// Unmeasured seconds run first (connections opened, caches warm).
+    #[arg(long, short = 'w', default_value_t = 2.0, value_parser = seconds_parser(0.0, 600.0))]
+    warmup: f64,
+    /// Print each result as one JSON object line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl LoadArgs {
+    fn config(&self) -> LoadConfig {
+        LoadConfig {
+            connections: usize::from(self.connections),
+            warmup: Duration::from_secs_f64(self.warmup),
+            duration: Duration::from_secs_f64(self.duration),
+        }
+    }
+}
+
+/// A clap parser for a number of seconds within `[min, max]`.
+fn seconds_parser(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone {
+    move |s| match s.parse::<f64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        Ok(_) => Err(format!("must be between {min} and {max} seconds")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("curanet-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Read { server, load } => {
+            let base = http::loopback_url(&server.base_url)?;
+            let client = http::client(usize::from(load.connections))?;
+            let id = http::create_read_patient(&client, &base).await?;
+            let r = http::read("read", client, &base, &id, load.config()).await;
+            report::print(&[r], load.json);
+        }
+        Command::Create { server, load } => {
+            let base = http::loopback_url(&server.base_url)?;
+            let client = http::client(usize::from(load.connections))?;
+            let r = http::create(client, &base, load.config()).await;
+            report::print(&[r], load.json);
+        }
+        Command::Limit { body_from, load } => {
+            let body = match body_from {
+                Some(url) => {
+                    let url = http::loopback_url(&url)?;
+                    http::fetch_body(&http::client(1)?, &url).await?
+                }
+                None => Bytes::from_static(limit::SAMPLE_PATIENT.as_bytes()),
+            };
+            let r = run_limit(body, &load).await?;
+            report::print(&[r], load.json);
+        }
+        Command::RawInsert { db, load } => {
+            let r = raw_insert::run(&db.database_url, load.config()).await?;
+            report::print(&[r], load.json);
+        }
+        Command::All { server, db, load } => all(&server, &db, &load).await?,
+    }
+    Ok(())
+}
+
+async fn run_limit(body: Bytes, load: &LoadArgs) -> Result<Report, String> {
+    let id = limit::id_in(&body);
+    let server = limit::start(body).await?;
+    let client = http::client(usize::from(load.connections))?;
+    let report = http::read("limit", client, &server.base_url, &id, load.config()).await;
+    drop(server);
+    Ok(report)
+}
+
+/// Every scenario in turn. The limit server serves the very bytes the real read returns, so the
+/// read/limit ratio compares like with like.
+async fn all(server: &ServerArgs, db: &DbArgs, load: &LoadArgs) -> Result<(), String> {
+    let base = http::loopback_url(&server.base_url)?;
+    let n = usize::from(load.connections);
+    let setup = http::client(1)?;
+    let id = http::create_read_patient(&setup, &base).await?;
+    let body = http::fetch_body(&setup, &format!("{base}/Patient/{id}")).await?;
+    drop(setup);
+
+    let limit = run_limit(body, load).await?;
+    let read = http::read("read", http::client(n)?, &base, &id, load.config()).await;
+    let create = http::create(http::client(n)?, &base, load.config()).await;
+    let raw = raw_insert::run(&db.database_url, load.config()).await?;
+
+    let read_over_limit = ratio(read.throughput, limit.throughput);
+    let create_over_raw = ratio(create.throughput, raw.throughput);
+    report::print(&[limit, read, create, raw], load.json);
+    if load.json {
+        println!(
+            "{}",
+            json!({
+                "scenario": "ratios",
+                "read_over_limit": read_over_limit,
+                "create_over_raw_insert": create_over_raw,
+            })
+        );
+    } else {
+        let pct =
+            |r: Option<f64>| r.map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0));
+        println!();
+        println!("read / limit         {}", pct(read_over_limit));
+        println!("create / raw-insert  {}", pct(create_over_raw));
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! The CapabilityStatement, generated from what the server really does.
+
+use curanet_fhir::{Definitions, FHIR_VERSION, Instant};
+use serde_json::{Value, json};
+
+/// Interactions every resource type supports.
+const TYPE_INTERACTIONS: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+];
+
+/// The CapabilityStatement for a server whose FHIR base is `base_url`.
+pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
+    let resources: Vec<Value> = defs
+        .resource_types()
+        .iter()
+        .map(|t| {
+            json!({
+                "type": t,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
+                "interaction": TYPE_INTERACTIONS.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": false,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+                "operation": [{
+                    "name": "validate",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+                }]
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": Instant::now().to_fhir(),
+        "publisher": "CuraNet",
+        "kind": "instance",
+        "software": {"name": "CuraNet", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "CuraNet FHIR R4 server", "url": base_url},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json", "application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": "history-system"}],
+        }]
+    })
+}

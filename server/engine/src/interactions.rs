@@ -1,0 +1,432 @@
+//! create, read, vread, update, delete and `$validate`.
+
+use std::sync::Arc;
+
+use curanet_fhir::{
+    Definitions, Issue, IssueType, OperationOutcome, Validator, envelope, is_valid_id, new_id,
+    parse_json,
+};
+use curanet_storage::{
+    DeleteOp, Precondition, PutOp, Store, StoreError, StoredVersion, WriteOp, WriteOutcome,
+};
+use serde_json::Value;
+
+use crate::health_ids;
+use crate::{EngineError, Result};
+
+/// How often an update re-reads the resource after a concurrent writer changed it under us.
+const MAX_RETRIES: usize = 5;
+
+/// The interactions, bound to a store and the definitions.
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    validator: Validator,
+}
+
+/// A version the server just wrote.
+#[derive(Debug)]
+pub struct Written {
+    pub version: StoredVersion,
+    /// Whether the resource did not exist (or was deleted) before.
+    pub created: bool,
+}
+
+/// What a delete did.
+#[derive(Debug)]
+pub enum Deleted {
+    /// A tombstone version was written.
+    Now(StoredVersion),
+    /// The resource was already deleted, or never existed: nothing to do.
+    Already,
+}
+
+/// The `mode` of `$validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidateMode {
+    /// Plain validation (no mode given).
+    General,
+    /// Would this resource be accepted by a create?
+    Create,
+    /// Would this resource be accepted as an update of the resource with this id?
+    Update,
+    /// Could the resource with this id be deleted?
+    Delete,
+}
+
+impl ValidateMode {
+    /// Parses the `mode` parameter.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "create" => Ok(Self::Create),
+            "update" => Ok(Self::Update),
+            "delete" => Ok(Self::Delete),
+            "" => Ok(Self::General),
+            other => Err(EngineError::BadRequest(format!(
+                "unknown $validate mode '{other}' (use create, update or delete)"
+            ))),
+        }
+    }
+}
+
+fn reference(resource_type: &str, id: &str) -> String {
+    format!("{resource_type}/{id}")
+}
+
+impl Engine {
+    /// An engine over `store`, enforcing `defs`.
+    pub fn new(store: Arc<dyn Store>, defs: Arc<Definitions>) -> Self {
+        Self {
+            store,
+            validator: Validator::new(defs),
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The definitions enforced.
+    pub fn definitions(&self) -> &Arc<Definitions> {
+        self.validator.definitions()
+    }
+
+    /// Refuses resource types the definitions do not declare.
+    pub fn check_type(&self, resource_type: &str) -> Result<()> {
+        if self.definitions().is_resource_type(resource_type) {
+            Ok(())
+        } else {
+            Err(EngineError::UnknownType(resource_type.to_string()))
+        }
+    }
+
+    fn check_id(id: &str) -> Result<()> {
+        if is_valid_id(id) {
+            Ok(())
+        } else {
+            Err(EngineError::BadRequest(format!(
+                "'{id}' is not a valid resource id (1-64 of A-Z a-z 0-9 - .)"
+            )))
+        }
+    }
+
+    /// Parses a body and checks that it is a resource of the type the URL names.
+    fn parse_body(&self, resource_type: &str, body: &[u8]) -> Result<Value> {
+        let value = parse_json(body)?;
+        match envelope::resource_type(&value) {
+            Some(rt) if rt == resource_type => Ok(value),
+            Some(rt) => Err(EngineError::BadRequest(format!(
+                "the body is a {rt}, but the URL is for {resource_type}"
+            ))),
+            None if value.is_object() => Err(EngineError::BadRequest(
+                "the body has no resourceType".into(),
+            )),
+            None => Err(EngineError::BadRequest(
+                "the body must be a JSON object (a FHIR resource)".into(),
+            )),
+        }
+    }
+
+    fn validate_value(&self, value: &Value) -> Result<()> {
+        let issues: Vec<Issue> = self.validator.validate(value);
+        if issues.iter().any(Issue::is_error) {
+            Err(EngineError::Invalid(issues))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `create`: validates, assigns an id (and a Health ID for people), stores version 1.
+    pub async fn create(&self, resource_type: &str, body: &[u8]) -> Result<Written> {
+        self.check_type(resource_type)?;
+        let mut resource = self.parse_body(resource_type, body)?;
+        self.validate_value(&resource)?;
+        let id = new_id();
+        envelope::set_id(&mut resource, &id);
+        self.put(
+            resource_type,
+            &id,
+            resource,
+            Precondition::MustNotExist,
+            None,
+        )
+        .await
+    }
+
+    /// `update` (and update-as-create with a client-chosen id); `if_match` is the `If-Match` version.
+    pub async fn update(
+        &self,
+        resource_type: &str,
+        id: &str,
+        body: &[u8],
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        self.check_type(resource_type)?;
+        Self::check_id(id)?;
+        let resource = self.parse_body(resource_type, body)?;
+        match envelope::id(&resource) {
+            Some(body_id) if body_id == id => {}
+            Some(body_id) => {
+                return Err(EngineError::BadRequest(format!(
+                    "the id in the body ({body_id}) does not match the id in the URL ({id})"
+                )));
+            }
+            None => {
+                return Err(EngineError::BadRequest(
+                    "an update must carry the resource id in the body".into(),
+                ));
+            }
+        }
+        self.validate_value(&resource)?;
+        if !health_ids::applies_to(resource_type) {
+            let precondition = if_match.map_or(Precondition::None, Precondition::IfMatch);
+            return self
+                .put(resource_type, id, resource, precondition, None)
+                .await;
+        }
+        // The Health ID rule needs the stored version: read it, then write only if it is still current.
+        for _ in 0..MAX_RETRIES {
+            let current = self.store.read(resource_type, id).await?;
+            let live = current.filter(|c| !c.deleted);
+            let precondition = match (&live, if_match) {
+                (_, Some(v)) => Precondition::IfMatch(v),
+                (Some(c), None) => Precondition::IfMatch(c.version),
+                (None, None) => Precondition::MustNotExist,
+            };
+            let existing =
+                health_ids::of_stored(resource_type, live.as_ref().and_then(|c| c.resource()));
+            match self
+                .put(
+                    resource_type,
+                    id,
+                    resource.clone(),
+                    precondition,
+                    Some(existing),
+                )
+                .await
+            {
+                Err(EngineError::PreconditionFailed(_)) if if_match.is_none() => continue,
+                other => return other,
+            }
+        }
+        Err(EngineError::PreconditionFailed(format!(
+            "{} changed too often concurrently; retry",
+            reference(resource_type, id)
+        )))
+    }
+
+    /// Writes one resource, applying the Health ID rule to people. `existing` is the Health ID of
+    /// the stored version when the caller read it (updates); `None` for a create.
+    async fn put(
+        &self,
+        resource_type: &str,
+        id: &str,
+        mut resource: Value,
+        precondition: Precondition,
+        existing: Option<Option<curanet_fhir::HealthId>>,
+    ) -> Result<Written> {
+        let mut assigned = None;
+        if health_ids::applies_to(resource_type) {
+            assigned = Some(health_ids::assign(
+                resource_type,
+                &mut resource,
+                existing.flatten(),
+            )?);
+        }
+        loop {
+            let op = PutOp {
+                resource_type: resource_type.to_string(),
+                id: id.to_string(),
+                resource: resource.clone(),
+                precondition,
+                unique_keys: assigned.iter().map(|a| a.key.clone()).collect(),
+            };
+            match self.store.write(vec![WriteOp::Put(op)]).await {
+                Ok(mut outcomes) => {
+                    return match outcomes.pop() {
+                        Some(WriteOutcome::Written { version, created }) => {
+                            Ok(Written { version, created })
+                        }
+                        _ => Err(EngineError::Store(StoreError::Closed)),
+                    };
+                }
+                Err(StoreError::DuplicateIdentifier {
+                    system,
+                    value,
+                    owner,
+                }) => match &mut assigned {
+                    // A generated ID collided (about 1 in 34 billion): draw another.
+                    Some(a) if a.generated => {
+                        a.key = health_ids::regenerate(&mut resource, &value);
+                    }
+                    _ => {
+                        return Err(EngineError::Conflict(
+                            Issue::error(
+                                IssueType::Duplicate,
+                                format!(
+                                    "the identifier {system}|{value} already belongs to {owner}"
+                                ),
+                            )
+                            .at(format!("{resource_type}.identifier")),
+                        ));
+                    }
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// `read`: the current version (404 unknown, 410 deleted).
+    pub async fn read(&self, resource_type: &str, id: &str) -> Result<StoredVersion> {
+        self.check_type(resource_type)?;
+        Self::check_id(id)?;
+        match self.store.read(resource_type, id).await? {
+            None => Err(EngineError::NotFound(reference(resource_type, id))),
+            Some(v) if v.deleted => Err(EngineError::Gone(reference(resource_type, id))),
+            Some(v) => Ok(v),
+        }
+    }
+
+    /// `vread`: a specific version (410 when that version is a delete).
+    pub async fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: &str,
+    ) -> Result<StoredVersion> {
+        self.check_type(resource_type)?;
+        Self::check_id(id)?;
+        let label = format!("{}/_history/{version}", reference(resource_type, id));
+        let Ok(n) = version.parse::<i64>() else {
+            return Err(EngineError::NotFound(label));
+        };
+        match self.store.vread(resource_type, id, n).await? {
+            None => Err(EngineError::NotFound(label)),
+            Some(v) if v.deleted => Err(EngineError::Gone(label)),
+            Some(v) => Ok(v),
+        }
+    }
+
+    /// `delete`: writes a tombstone; deleting what is not there is not an error.
+    pub async fn delete(
+        &self,
+        resource_type: &str,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<Deleted> {
+        self.check_type(resource_type)?;
+        Self::check_id(id)?;
+        let op = DeleteOp {
+            resource_type: resource_type.to_string(),
+            id: id.to_string(),
+            precondition: if_match.map_or(Precondition::None, Precondition::IfMatch),
+        };
+        let mut outcomes = self.store.write(vec![WriteOp::Delete(op)]).await?;
+        Ok(match outcomes.pop() {
+            Some(WriteOutcome::Written { version, .. }) => Deleted::Now(version),
+            _ => Deleted::Already,
+        })
+    }
+
+    /// Stores CuraNet's own conformance resources (the Health ID NamingSystem) when missing.
+    pub async fn install_conformance_resources(&self) -> Result<()> {
+        for text in curanet_fhir_profiles::curanet::resources() {
+            let resource = parse_json(text.as_bytes())?;
+            self.validate_value(&resource)?;
+            let (Some(rt), Some(id)) =
+                (envelope::resource_type(&resource), envelope::id(&resource))
+            else {
+                continue;
+            };
+            if self.store.read(rt, id).await?.is_none() {
+                let (rt, id) = (rt.to_string(), id.to_string());
+                match self
+                    .put(&rt, &id, resource, Precondition::MustNotExist, None)
+                    .await
+                {
+                    // Another instance installed it at the same moment.
+                    Ok(_) | Err(EngineError::PreconditionFailed(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `$validate`: every issue, as an OperationOutcome; the resource is never stored.
+    pub async fn validate(
+        &self,
+        resource_type: &str,
+        id: Option<&str>,
+        body: Option<&[u8]>,
+        mode: ValidateMode,
+    ) -> Result<OperationOutcome> {
+        self.check_type(resource_type)?;
+        if mode == ValidateMode::Delete {
+            let id = id
+                .ok_or_else(|| EngineError::BadRequest("mode=delete needs a resource id".into()))?;
+            self.read(resource_type, id).await?;
+            return Ok(OperationOutcome::default());
+        }
+        let resource = match body {
+            Some(body) => {
+                let value = parse_json(body)?;
+                unwrap_parameters(value)?
+            }
+            None => {
+                let id = id.ok_or_else(|| {
+                    EngineError::BadRequest("$validate needs a resource in the body".into())
+                })?;
+                self.read(resource_type, id)
+                    .await?
+                    .resource()
+                    .unwrap_or_default()
+            }
+        };
+        let mut issues = self.validator.validate(&resource);
+        if let Some(rt) = envelope::resource_type(&resource)
+            && rt != resource_type
+        {
+            issues.push(
+                Issue::error(
+                    IssueType::Invalid,
+                    format!("the resource is a {rt}, not a {resource_type}"),
+                )
+                .at(rt),
+            );
+        }
+        if mode == ValidateMode::Update && envelope::id(&resource).is_none() {
+            issues.push(
+                Issue::error(IssueType::Required, "an update needs the resource id")
+                    .at(format!("{resource_type}.id")),
+            );
+        }
+        if let (Some(url_id), Some(body_id)) = (id, envelope::id(&resource))
+            && url_id != body_id
+        {
+            issues.push(
+                Issue::error(
+                    IssueType::Invalid,
+                    format!("the id in the body ({body_id}) does not match the URL ({url_id})"),
+                )
+                .at(format!("{resource_type}.id")),
+            );
+        }
+        Ok(OperationOutcome { issues })
+    }
+}
+
+/// `$validate` accepts the resource itself or a Parameters with a `resource` parameter.
+fn unwrap_parameters(value: Value) -> Result<Value> {
+    if envelope::resource_type(&value) != Some("Parameters") {
+        return Ok(value);
+    }
+    let params = value.get("parameter").and_then(Value::as_array);
+    params
+        .into_iter()
+        .flatten()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some("resource"))
+        .and_then(|p| p.get("resource").cloned())
+        .map_or(Ok(value.clone()), Ok)
+}

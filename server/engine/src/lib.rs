@@ -1,0 +1,17 @@
+//! The FHIR interactions as plain functions over a [`Store`]: create, read, vread, update, delete,
+//! history, `$validate` and the CapabilityStatement. No HTTP here: the `http` crate extracts
+//! requests, calls these, and maps [`EngineError`] to status codes and OperationOutcomes.
+
+mod capabilities;
+mod error;
+mod health_ids;
+mod history;
+mod interactions;
+
+pub use capabilities::capability_statement;
+pub use error::EngineError;
+pub use history::{HistoryPage, HistoryParams};
+pub use interactions::{Deleted, Engine, ValidateMode, Written};
+
+/// Result of an interaction.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -1,0 +1,51 @@
+//! The router and the state every handler shares.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use curanet_engine::Engine;
+
+use crate::handlers::{fallback, health, history, metadata, resources, validate};
+
+/// What handlers share: the engine and the server's settings.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    /// The configured public FHIR base URL, if any (else derived from the Host header).
+    pub base_url: Option<Arc<str>>,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The whole HTTP API: `/fhir/...`, `/healthz`, `/readyz`.
+pub fn router(state: AppState) -> Router {
+    let fhir = Router::new()
+        .route("/metadata", get(metadata::capabilities))
+        .route("/_history", get(history::system))
+        .route(
+            "/{rtype}",
+            post(resources::create).get(resources::search_not_yet),
+        )
+        .route("/{rtype}/_history", get(history::type_level))
+        .route("/{rtype}/$validate", post(validate::type_level))
+        .route(
+            "/{rtype}/{id}",
+            get(resources::read)
+                .put(resources::update)
+                .delete(resources::delete),
+        )
+        .route(
+            "/{rtype}/{id}/$validate",
+            get(validate::instance).post(validate::instance),
+        )
+        .route("/{rtype}/{id}/_history", get(history::instance))
+        .route("/{rtype}/{id}/_history/{vid}", get(resources::vread))
+        .method_not_allowed_fallback(fallback::method_not_allowed);
+    Router::new()
+        .nest("/fhir", fhir)
+        .route("/healthz", get(health::alive))
+        .route("/readyz", get(health::ready))
+        .fallback(fallback::not_found)
+        .with_state(state)
+}

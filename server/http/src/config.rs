@@ -1,0 +1,78 @@
+//! Server configuration: flags and environment variables with documented defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct StorageConfig {
+    /// Database URL: `postgres://user@host:port/db` for PostgreSQL, `sqlite:PATH` for SQLite.
+    /// Unset: SQLite at `<data-dir>/curanet.db`.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Directory for the embedded SQLite database.
+    #[arg(long, env = "CURANET_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+impl StorageConfig {
+    /// The database URL to open.
+    pub fn resolved_database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("curanet.db").display()))
+    }
+}
+
+/// Everything `curanet serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "CURANET_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub storage: StorageConfig,
+
+    /// Public URL of the FHIR base (for Location headers and links). Unset: derived from the
+    /// request's Host header as `http://HOST/fhir`.
+    #[arg(long, env = "CURANET_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "CURANET_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Log format.
+    #[arg(long, env = "CURANET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: loopback, port 0, the given database.
+    pub fn for_database(database_url: String) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            storage: StorageConfig {
+                database_url: Some(database_url),
+                data_dir: PathBuf::from("./data"),
+            },
+            base_url: None,
+            max_body_bytes: 64 * 1024 * 1024,
+            log_format: LogFormat::Pretty,
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The one place where errors become HTTP statuses and OperationOutcome bodies.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use curanet_engine::EngineError;
+use curanet_fhir::{Issue, IssueType, OperationOutcome, json::to_bytes};
+use curanet_storage::StoreError;
+
+/// An error response: a status and the OperationOutcome that explains it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub outcome: OperationOutcome,
+}
+
+impl ApiError {
+    /// An error with one issue.
+    pub fn new(status: StatusCode, code: IssueType, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            outcome: OperationOutcome::single(Issue::error(code, message)),
+        }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(message: String) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, IssueType::Invalid, message)
+    }
+
+    /// 406 Not Acceptable.
+    pub fn not_acceptable(message: String) -> Self {
+        Self::new(StatusCode::NOT_ACCEPTABLE, IssueType::NotSupported, message)
+    }
+
+    /// 415 Unsupported Media Type.
+    pub fn unsupported_media(message: String) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            message,
+        )
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let message = e.to_string();
+        match e {
+            EngineError::Json(_) => {
+                Self::new(StatusCode::BAD_REQUEST, IssueType::Structure, message)
+            }
+            EngineError::BadRequest(_) => Self::bad_request(message),
+            EngineError::UnknownType(_) | EngineError::NotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, IssueType::NotFound, message)
+            }
+            EngineError::Gone(_) => Self::new(StatusCode::GONE, IssueType::Deleted, message),
+            EngineError::Invalid(issues) => Self {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                outcome: OperationOutcome { issues },
+            },
+            EngineError::PreconditionFailed(_) => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                IssueType::Conflict,
+                message,
+            ),
+            EngineError::Conflict(issue) => Self {
+                status: StatusCode::CONFLICT,
+                outcome: OperationOutcome::single(issue),
+            },
+            EngineError::Store(e) => store_error(e),
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    // Details stay in the server log: they may name tables, hosts or data.
+    tracing::error!(error = %e, "storage failure");
+    if e.is_unavailable() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            IssueType::Exception,
+            "the database is unavailable; retry later",
+        )
+    } else {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            IssueType::Exception,
+            "the server failed to complete the request (see the server log)",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/fhir+json; charset=utf-8")],
+            to_bytes(&self.outcome.to_json(), false),
+        )
+            .into_response()
+    }
+}

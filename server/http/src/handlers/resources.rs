@@ -1,0 +1,153 @@
+//! create, read, vread, update and delete.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use curanet_engine::{Deleted, Written};
+use curanet_fhir::{Issue, IssueType, OperationOutcome};
+
+use super::{
+    FhirContext, add_version_headers, header_value, json_response, read_body, resource_response,
+    version_url,
+};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::fhir_headers::{Return, if_match, none_match_hits, not_modified_since, prefer_return};
+use crate::negotiation::check_body_type;
+
+/// `POST /fhir/{type}`.
+pub async fn create(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    ctx: FhirContext,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_body_type(&ctx.headers, &[])?;
+    let body = read_body(&state, body).await?;
+    let written = state.engine.create(&rtype, &body).await?;
+    Ok(write_response(&ctx, written, "created"))
+}
+
+/// `PUT /fhir/{type}/{id}` (update, or update-as-create).
+pub async fn update(
+    State(state): State<AppState>,
+    Path((rtype, id)): Path<(String, String)>,
+    ctx: FhirContext,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_body_type(&ctx.headers, &[])?;
+    let version = if_match(&ctx.headers)?;
+    let body = read_body(&state, body).await?;
+    let written = state.engine.update(&rtype, &id, &body, version).await?;
+    Ok(write_response(&ctx, written, "updated"))
+}
+
+fn write_response(ctx: &FhirContext, written: Written, verb: &str) -> Response {
+    let v = &written.version;
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = match prefer_return(&ctx.headers) {
+        Return::Representation => resource_response(status, ctx.format, v),
+        Return::Minimal => {
+            let mut r = status.into_response();
+            add_version_headers(r.headers_mut(), v);
+            r
+        }
+        Return::OperationOutcome => {
+            let oo = OperationOutcome::single(Issue::information(format!(
+                "{}/{} {verb} (version {})",
+                v.resource_type,
+                v.id,
+                if written.created && v.version == 1 {
+                    "1".to_string()
+                } else {
+                    v.version.to_string()
+                }
+            )));
+            let mut r = json_response(status, ctx.format, &oo.to_json());
+            add_version_headers(r.headers_mut(), v);
+            r
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::LOCATION, header_value(&version_url(&ctx.base, v)));
+    response
+}
+
+/// `GET /fhir/{type}/{id}`, with `If-None-Match` / `If-Modified-Since` → 304.
+pub async fn read(
+    State(state): State<AppState>,
+    Path((rtype, id)): Path<(String, String)>,
+    ctx: FhirContext,
+) -> Result<Response, ApiError> {
+    let v = state.engine.read(&rtype, &id).await?;
+    if none_match_hits(&ctx.headers, v.version)
+        || (ctx.headers.get(header::IF_NONE_MATCH).is_none()
+            && not_modified_since(&ctx.headers, v.last_updated))
+    {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        add_version_headers(r.headers_mut(), &v);
+        return Ok(r);
+    }
+    Ok(resource_response(StatusCode::OK, ctx.format, &v))
+}
+
+/// `GET /fhir/{type}/{id}/_history/{vid}`.
+pub async fn vread(
+    State(state): State<AppState>,
+    Path((rtype, id, vid)): Path<(String, String, String)>,
+    ctx: FhirContext,
+) -> Result<Response, ApiError> {
+    let v = state.engine.vread(&rtype, &id, &vid).await?;
+    Ok(resource_response(StatusCode::OK, ctx.format, &v))
+}
+
+/// `DELETE /fhir/{type}/{id}`: 200 with an OperationOutcome saying what happened.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((rtype, id)): Path<(String, String)>,
+    ctx: FhirContext,
+) -> Result<Response, ApiError> {
+    let version = if_match(&ctx.headers)?;
+    let (message, tombstone) = match state.engine.delete(&rtype, &id, version).await? {
+        Deleted::Now(v) => (
+            format!("{rtype}/{id} deleted (version {})", v.version),
+            Some(v),
+        ),
+        Deleted::Already => (
+            format!("{rtype}/{id} does not exist or was already deleted"),
+            None,
+        ),
+    };
+    let mut r = match prefer_return(&ctx.headers) {
+        Return::Minimal => StatusCode::NO_CONTENT.into_response(),
+        _ => json_response(
+            StatusCode::OK,
+            ctx.format,
+            &OperationOutcome::single(Issue::information(message)).to_json(),
+        ),
+    };
+    if let Some(v) = tombstone {
+        r.headers_mut()
+            .insert(header::ETAG, crate::fhir_headers::etag(v.version));
+    }
+    Ok(r)
+}
+
+/// `GET /fhir/{type}`: search arrives with the search engine; until then say so plainly.
+pub async fn search_not_yet(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+) -> Result<Response, ApiError> {
+    state.engine.check_type(&rtype)?;
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        IssueType::NotSupported,
+        format!("search on {rtype} is not implemented yet"),
+    ))
+}

@@ -1,0 +1,15 @@
+//! CuraNet's HTTP server: the FHIR REST API on axum, content negotiation, the mapping of errors to
+//! OperationOutcomes, the CLI, configuration, start-up and graceful shutdown.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+mod error;
+mod fhir_headers;
+mod handlers;
+mod negotiation;
+pub mod server;
+pub mod testing;
+
+pub use config::Config;
+pub use server::{RunningServer, start};

@@ -1,0 +1,144 @@
+//! Start-up and shutdown: load the definitions, open the store, serve until told to stop, then
+//! let in-flight requests finish and flush the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderName, Request, Response};
+use curanet_engine::Engine;
+use curanet_fhir::Definitions;
+use tokio::sync::oneshot;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::app::{AppState, router};
+use crate::config::Config;
+
+/// Any error that stops the server.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A server running in the background (tests, embedding).
+pub struct RunningServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), BoxError>>,
+}
+
+impl RunningServer {
+    /// The FHIR base URL, e.g. `http://127.0.0.1:41234/fhir`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/fhir", self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, closes the store.
+    pub async fn stop(mut self) -> Result<(), BoxError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await?
+    }
+}
+
+/// Builds the service with its middleware: request ids, tracing with latency, panics → 500.
+fn app(state: AppState) -> axum::Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request<_>| {
+            let id = req
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+        })
+        .on_request(())
+        .on_response(|res: &Response<_>, latency: Duration, _span: &Span| {
+            tracing::info!(status = res.status().as_u16(), latency_us = latency.as_micros() as u64, "served");
+        })
+        .on_failure(());
+    router(state)
+        .layer(CatchPanicLayer::new())
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Loads everything and binds; the returned server runs until [`RunningServer::stop`].
+pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
+    let started = std::time::Instant::now();
+    let defs = tokio::task::spawn_blocking(Definitions::shared).await?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        types = defs.resource_types().len(),
+        "FHIR definitions loaded"
+    );
+    let url = config.storage.resolved_database_url();
+    let store = curanet_storage::open(&url).await?;
+    tracing::info!(database = %crate::cli::redact(&url), backend = ?store.backend(), "store open");
+    let engine = Engine::new(store.clone(), defs);
+    engine.install_conformance_resources().await?;
+    let state = AppState {
+        engine,
+        base_url: config
+            .base_url
+            .as_deref()
+            .map(|b| Arc::from(b.trim_end_matches('/'))),
+        max_body_bytes: config.max_body_bytes,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "listening; FHIR base at http://{addr}/fhir");
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await?;
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    });
+    Ok(RunningServer {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), BoxError> {
+    let server = start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    server.stop().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,97 @@
+//! Storage behind one [`Store`] trait, with an SQLite implementation (the embedded default) and a
+//! PostgreSQL one (for many stateless server instances on one database).
+//!
+//! Every version of every resource is kept; a delete writes a tombstone version. A write is durable
+//! once [`Store::write`] returns: SQLite runs in WAL mode with `synchronous=FULL` and commits
+//! concurrent writes together (group commit); PostgreSQL groups WAL flushes of concurrent commits.
+
+mod error;
+mod model;
+mod postgres;
+mod sql;
+mod sqlite;
+pub mod testing;
+mod write;
+
+pub use error::StoreError;
+pub use model::{
+    Backend, DeleteOp, HistoryQuery, HistoryScope, Method, Precondition, PutOp, StoredVersion,
+    UniqueKey, WriteOp, WriteOutcome,
+};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
+
+/// Result of a storage call.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where and how resources are stored.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which engine this is.
+    fn backend(&self) -> Backend;
+
+    /// The current version of a resource (a tombstone when it was deleted), if it ever existed.
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>>;
+
+    /// A specific version of a resource.
+    async fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<StoredVersion>>;
+
+    /// Applies all operations atomically (all or nothing) and durably.
+    async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>>;
+
+    /// Versions, newest first, for the history interactions (`count + 1` rows tell if more follow).
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<StoredVersion>>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Closes connections after flushing pending writes.
+    async fn close(&self);
+}
+
+/// Opens the store a database URL names: `postgres://...` for PostgreSQL, `sqlite:PATH` or a plain
+/// file path for SQLite. Migrations are applied first.
+pub async fn open(database_url: &str) -> Result<Arc<dyn Store>> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(database_url).await?))
+    } else {
+        let path = database_url.strip_prefix("sqlite:").unwrap_or(database_url);
+        let path = path.strip_prefix("//").unwrap_or(path);
+        Ok(Arc::new(
+            SqliteStore::open(std::path::Path::new(path)).await?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    fn versions(dir: &str) -> BTreeSet<String> {
+        std::fs::read_dir(format!(
+            "{}/../../migrations/{dir}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+    }
+
+    #[test]
+    fn migration_sets_match() {
+        let sqlite = versions("sqlite");
+        assert!(!sqlite.is_empty());
+        assert_eq!(
+            sqlite,
+            versions("postgres"),
+            "same migration files for both engines"
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! The values that cross the storage boundary.
+
+use curanet_fhir::Instant;
+use serde_json::Value;
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How a version came to be (the `Bundle.entry.request.method` of a history entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    /// The HTTP verb.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Self {
+        match s {
+            "POST" => Method::Post,
+            "DELETE" => Method::Delete,
+            _ => Method::Put,
+        }
+    }
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub last_updated: Instant,
+    pub deleted: bool,
+    pub method: Method,
+    /// The resource JSON text as stored (`None` for a delete tombstone).
+    pub content: Option<String>,
+    /// Position in the system-wide order of versions (the history paging cursor).
+    pub seq: i64,
+}
+
+/// What must hold before a write applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// Nothing: create or overwrite.
+    None,
+    /// The resource must not exist yet (or be deleted) — for server-assigned ids.
+    MustNotExist,
+    /// The current version must be exactly this one (`If-Match`).
+    IfMatch(i64),
+}
+
+/// An identifier that must be unique across the server and stays with its resource forever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueKey {
+    pub system: String,
+    pub value: String,
+}
+
+/// Create or update a resource: the store assigns the version and stamps `meta`.
+#[derive(Debug, Clone)]
+pub struct PutOp {
+    pub resource_type: String,
+    pub id: String,
+    /// The resource with its `id` set; `meta.versionId`/`lastUpdated` are stamped by the store.
+    pub resource: Value,
+    pub precondition: Precondition,
+    pub unique_keys: Vec<UniqueKey>,
+}
+
+/// Delete a resource (write a tombstone version).
+#[derive(Debug, Clone)]
+pub struct DeleteOp {
+    pub resource_type: String,
+    pub id: String,
+    pub precondition: Precondition,
+}
+
+/// One operation of an atomic write.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    Put(PutOp),
+    Delete(DeleteOp),
+}
+
+/// What a write operation did.
+#[derive(Debug, Clone)]
+pub enum WriteOutcome {
+    /// A new version was written; `created` when there was no live resource before.
+    Written {
+        version: StoredVersion,
+        created: bool,
+    },
+    /// A delete of a resource that does not exist or is already deleted: nothing written.
+    NothingToDelete { existed: bool },
+}
+
+/// Which versions a history interaction covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryScope {
+    System,
+    Type(String),
+    Instance(String, String),
+}
+
+/// A history request, already parsed.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub scope: HistoryScope,
+    /// Only versions updated at or after this instant (`_since`).
+    pub since: Option<Instant>,
+    /// Only versions that were current at some point in `[start, end)` (`_at`).
+    pub at: Option<(i64, i64)>,
+    /// Keyset cursor: only versions older than this position.
+    pub before: Option<i64>,
+    /// Page size.
+    pub count: u32,
+}
+
+impl StoredVersion {
+    /// The resource JSON parsed back into a value (tombstones have none).
+    pub fn resource(&self) -> Option<Value> {
+        self.content
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+    }
+}

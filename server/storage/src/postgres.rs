@@ -1,0 +1,209 @@
+//! PostgreSQL, for production: many stateless server instances share one database. Each write
+//! request is one transaction; row locks order concurrent writers to the same resource, and
+//! PostgreSQL flushes the WAL of concurrent commits together.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnection, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, PgPool, Row};
+
+use curanet_fhir::Instant;
+
+use crate::model::{
+    Backend, HistoryQuery, Method, StoredVersion, UniqueKey, WriteOp, WriteOutcome,
+};
+use crate::sql::{self, Arg, Dialect};
+use crate::write::{self, Current, WriteTx};
+use crate::{Result, Store};
+
+/// How often a write that lost a race with a concurrent writer is retried.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn row_to_version(row: &PgRow) -> Result<StoredVersion> {
+    Ok(StoredVersion {
+        seq: row.try_get(0)?,
+        resource_type: row.try_get(1)?,
+        id: row.try_get(2)?,
+        version: row.try_get(3)?,
+        last_updated: Instant(row.try_get(4)?),
+        deleted: row.try_get(5)?,
+        method: Method::parse(row.try_get::<&str, _>(6)?),
+        content: row.try_get(7)?,
+    })
+}
+
+impl PostgresStore {
+    /// Connects and applies migrations (serialised across instances by sqlx's advisory lock).
+    pub async fn open(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(32)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("../../migrations/postgres")
+            .run(&pool)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool (for tools such as the benchmark's raw-insert baseline).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+struct PgTx<'c>(&'c mut PgConnection);
+
+#[async_trait::async_trait]
+impl WriteTx for PgTx<'_> {
+    async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<Current>> {
+        let row = sqlx::query(
+            "SELECT version, last_updated, deleted FROM resources \
+             WHERE resource_type = $1 AND id = $2 FOR UPDATE",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .fetch_optional(&mut *self.0)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(Current {
+                version: r.try_get(0)?,
+                last_updated: r.try_get(1)?,
+                deleted: r.try_get(2)?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn claim(
+        &mut self,
+        key: &UniqueKey,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<String>> {
+        sqlx::query(
+            "INSERT INTO unique_identifiers (system, value, resource_type, id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (system, value) DO NOTHING",
+        )
+        .bind(&key.system)
+        .bind(&key.value)
+        .bind(resource_type)
+        .bind(id)
+        .execute(&mut *self.0)
+        .await?;
+        let (owner_type, owner_id): (String, String) = sqlx::query_as(
+            "SELECT resource_type, id FROM unique_identifiers WHERE system = $1 AND value = $2",
+        )
+        .bind(&key.system)
+        .bind(&key.value)
+        .fetch_one(&mut *self.0)
+        .await?;
+        Ok((owner_type != resource_type || owner_id != id)
+            .then(|| format!("{owner_type}/{owner_id}")))
+    }
+
+    async fn append(&mut self, v: &StoredVersion) -> Result<i64> {
+        // One round trip: append the version and move the current pointer together.
+        let seq: i64 = sqlx::query_scalar(
+            "WITH v AS (INSERT INTO resource_versions \
+               (resource_type, id, version, last_updated, deleted, method, content) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq), \
+             r AS (INSERT INTO resources (resource_type, id, version, last_updated, deleted, current_seq) \
+               SELECT $1, $2, $3, $4, $5, seq FROM v \
+               ON CONFLICT (resource_type, id) DO UPDATE SET version = excluded.version, \
+               last_updated = excluded.last_updated, deleted = excluded.deleted, \
+               current_seq = excluded.current_seq) \
+             SELECT seq FROM v",
+        )
+        .bind(&v.resource_type)
+        .bind(&v.id)
+        .bind(v.version)
+        .bind(v.last_updated.micros())
+        .bind(v.deleted)
+        .bind(v.method.as_str())
+        .bind(v.content.as_deref())
+        .fetch_one(&mut *self.0)
+        .await?;
+        Ok(seq)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>> {
+        let row = sqlx::query(AssertSqlSafe(sql::read_current(Dialect::Postgres)))
+            .bind(resource_type)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_version).transpose()
+    }
+
+    async fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<StoredVersion>> {
+        let row = sqlx::query(AssertSqlSafe(sql::read_version(Dialect::Postgres)))
+            .bind(resource_type)
+            .bind(id)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_version).transpose()
+    }
+
+    async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tx = self.pool.begin().await?;
+            let result = write::apply(&mut PgTx(&mut tx), &ops).await;
+            let result = match result {
+                Ok(outcomes) => tx.commit().await.map(|()| outcomes).map_err(Into::into),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            };
+            match result {
+                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "write lost a race; retrying");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn history(&self, q: &HistoryQuery) -> Result<Vec<StoredVersion>> {
+        let (text, args) = sql::history(Dialect::Postgres, q);
+        let mut query = sqlx::query(AssertSqlSafe(text));
+        for arg in args {
+            query = match arg {
+                Arg::Text(s) => query.bind(s),
+                Arg::Int(i) => query.bind(i),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(row_to_version).collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

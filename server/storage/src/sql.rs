@@ -1,0 +1,98 @@
+//! SQL text shared by both engines, written once with a placeholder style per dialect.
+
+use crate::model::{HistoryQuery, HistoryScope};
+
+/// The placeholder style of an engine.
+#[derive(Clone, Copy)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A bind argument.
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// Columns of a version row, in the order the row mappers read them.
+pub(crate) const VERSION_COLUMNS: &str =
+    "v.seq, v.resource_type, v.id, v.version, v.last_updated, v.deleted, v.method, v.content";
+
+pub(crate) fn read_current(d: Dialect) -> String {
+    let (a, b) = (d.ph(1), d.ph(2));
+    format!(
+        "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.seq = r.current_seq \
+         WHERE r.resource_type = {a} AND r.id = {b}"
+    )
+}
+
+pub(crate) fn read_version(d: Dialect) -> String {
+    let (a, b, c) = (d.ph(1), d.ph(2), d.ph(3));
+    format!(
+        "SELECT {VERSION_COLUMNS} FROM resource_versions v \
+         WHERE v.resource_type = {a} AND v.id = {b} AND v.version = {c}"
+    )
+}
+
+impl Dialect {
+    pub(crate) fn ph(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+}
+
+/// The history query: newest first, keyset-paged on `seq`, one row more than a page.
+pub(crate) fn history(d: Dialect, q: &HistoryQuery) -> (String, Vec<Arg>) {
+    let mut args = Vec::new();
+    let mut conds = Vec::new();
+    let push = |args: &mut Vec<Arg>, arg: Arg| {
+        args.push(arg);
+        d.ph(args.len())
+    };
+    match &q.scope {
+        HistoryScope::System => {}
+        HistoryScope::Type(t) => {
+            let p = push(&mut args, Arg::Text(t.clone()));
+            conds.push(format!("v.resource_type = {p}"));
+        }
+        HistoryScope::Instance(t, id) => {
+            let p = push(&mut args, Arg::Text(t.clone()));
+            let p2 = push(&mut args, Arg::Text(id.clone()));
+            conds.push(format!("v.resource_type = {p} AND v.id = {p2}"));
+        }
+    }
+    if let Some(since) = q.since {
+        let p = push(&mut args, Arg::Int(since.micros()));
+        conds.push(format!("v.last_updated >= {p}"));
+    }
+    if let Some((start, end)) = q.at {
+        // Current at some point in [start, end): written before the end, and not superseded
+        // by its next version at or before the start.
+        let pe = push(&mut args, Arg::Int(end));
+        let ps = push(&mut args, Arg::Int(start));
+        conds.push(format!(
+            "v.last_updated < {pe} AND NOT EXISTS (SELECT 1 FROM resource_versions w \
+             WHERE w.resource_type = v.resource_type AND w.id = v.id \
+             AND w.version = v.version + 1 AND w.last_updated <= {ps})"
+        ));
+    }
+    if let Some(before) = q.before {
+        let p = push(&mut args, Arg::Int(before));
+        conds.push(format!("v.seq < {p}"));
+    }
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    let limit = push(&mut args, Arg::Int(i64::from(q.count) + 1));
+    (
+        format!(
+            "SELECT {VERSION_COLUMNS} FROM resource_versions v {filter} ORDER BY v.seq DESC LIMIT {limit}"
+        ),
+        args,
+    )
+}

@@ -1,0 +1,289 @@
+//! SQLite, the embedded default: one file, WAL, `synchronous=FULL`, and one writer task that
+//! commits concurrent write requests together (group commit) while readers use a pool.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Acquire, AssertSqlSafe, Connection, Row, SqlitePool};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use curanet_fhir::Instant;
+
+use crate::model::{
+    Backend, HistoryQuery, Method, StoredVersion, UniqueKey, WriteOp, WriteOutcome,
+};
+use crate::sql::{self, Arg, Dialect};
+use crate::write::{self, Current, WriteTx};
+use crate::{Result, Store, StoreError};
+
+/// Most write requests committed in one transaction.
+const MAX_GROUP: usize = 256;
+
+type Reply = oneshot::Sender<Result<Vec<WriteOutcome>>>;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    readers: SqlitePool,
+    writer: std::sync::Mutex<Option<mpsc::Sender<(Vec<WriteOp>, Reply)>>>,
+    writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn options(path: &Path) -> Result<SqliteConnectOptions> {
+    Ok(
+        SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk (WAL fsynced) before the write is acknowledged.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true),
+    )
+}
+
+pub(crate) fn row_to_version(row: &SqliteRow) -> Result<StoredVersion> {
+    Ok(StoredVersion {
+        seq: row.try_get(0)?,
+        resource_type: row.try_get(1)?,
+        id: row.try_get(2)?,
+        version: row.try_get(3)?,
+        last_updated: Instant(row.try_get(4)?),
+        deleted: row.try_get(5)?,
+        method: Method::parse(row.try_get::<&str, _>(6)?),
+        content: row.try_get(7)?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let opts = options(path)?;
+        let mut conn = SqliteConnection::connect_with(&opts).await?;
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&mut conn)
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts.read_only(false))
+            .await?;
+        let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
+        let task = tokio::spawn(writer(conn, rx));
+        Ok(Self {
+            readers,
+            writer: std::sync::Mutex::new(Some(tx)),
+            writer_task: Mutex::new(Some(task)),
+        })
+    }
+}
+
+/// The single writer: takes every request waiting, runs each in its own savepoint (so one
+/// failing request does not undo the others), commits once, then answers them all.
+async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<(Vec<WriteOp>, Reply)>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = commit_group(&mut conn, &group).await;
+        match results {
+            Ok(results) => {
+                for ((_, reply), result) in group.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sqlite group commit failed");
+                let msg = e.to_string();
+                for (_, reply) in group {
+                    let _ = reply.send(Err(StoreError::Database(sqlx::Error::Protocol(
+                        msg.clone(),
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+async fn commit_group(
+    conn: &mut SqliteConnection,
+    group: &[(Vec<WriteOp>, Reply)],
+) -> Result<Vec<Result<Vec<WriteOutcome>>>> {
+    let mut tx = Connection::begin(conn).await?;
+    let mut results = Vec::with_capacity(group.len());
+    for (ops, _) in group {
+        let mut savepoint = tx.begin().await?;
+        let result = write::apply(&mut SqliteTx(savepoint.acquire().await?), ops).await;
+        if result.is_ok() {
+            savepoint.commit().await?;
+        } else {
+            savepoint.rollback().await?;
+        }
+        results.push(result);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+struct SqliteTx<'c>(&'c mut SqliteConnection);
+
+#[async_trait::async_trait]
+impl WriteTx for SqliteTx<'_> {
+    async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<Current>> {
+        let row = sqlx::query(
+            "SELECT version, last_updated, deleted FROM resources WHERE resource_type = ?1 AND id = ?2",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .fetch_optional(&mut *self.0)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(Current {
+                version: r.try_get(0)?,
+                last_updated: r.try_get(1)?,
+                deleted: r.try_get(2)?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn claim(
+        &mut self,
+        key: &UniqueKey,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<String>> {
+        sqlx::query(
+            "INSERT INTO unique_identifiers (system, value, resource_type, id) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (system, value) DO NOTHING",
+        )
+        .bind(&key.system)
+        .bind(&key.value)
+        .bind(resource_type)
+        .bind(id)
+        .execute(&mut *self.0)
+        .await?;
+        let (owner_type, owner_id): (String, String) = sqlx::query_as(
+            "SELECT resource_type, id FROM unique_identifiers WHERE system = ?1 AND value = ?2",
+        )
+        .bind(&key.system)
+        .bind(&key.value)
+        .fetch_one(&mut *self.0)
+        .await?;
+        Ok((owner_type != resource_type || owner_id != id)
+            .then(|| format!("{owner_type}/{owner_id}")))
+    }
+
+    async fn append(&mut self, v: &StoredVersion) -> Result<i64> {
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO resource_versions (resource_type, id, version, last_updated, deleted, method, content) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+        )
+        .bind(&v.resource_type)
+        .bind(&v.id)
+        .bind(v.version)
+        .bind(v.last_updated.micros())
+        .bind(v.deleted)
+        .bind(v.method.as_str())
+        .bind(v.content.as_deref())
+        .fetch_one(&mut *self.0)
+        .await?;
+        sqlx::query(
+            "INSERT INTO resources (resource_type, id, version, last_updated, deleted, current_seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (resource_type, id) DO UPDATE SET \
+             version = excluded.version, last_updated = excluded.last_updated, \
+             deleted = excluded.deleted, current_seq = excluded.current_seq",
+        )
+        .bind(&v.resource_type)
+        .bind(&v.id)
+        .bind(v.version)
+        .bind(v.last_updated.micros())
+        .bind(v.deleted)
+        .bind(seq)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(seq)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>> {
+        let row = sqlx::query(AssertSqlSafe(sql::read_current(Dialect::Sqlite)))
+            .bind(resource_type)
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(row_to_version).transpose()
+    }
+
+    async fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<StoredVersion>> {
+        let row = sqlx::query(AssertSqlSafe(sql::read_version(Dialect::Sqlite)))
+            .bind(resource_type)
+            .bind(id)
+            .bind(version)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(row_to_version).transpose()
+    }
+
+    async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        let sender = self
+            .writer
+            .lock()
+            .expect("writer lock")
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send((ops, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn history(&self, q: &HistoryQuery) -> Result<Vec<StoredVersion>> {
+        let (text, args) = sql::history(Dialect::Sqlite, q);
+        let mut query = sqlx::query(AssertSqlSafe(text));
+        for arg in args {
+            query = match arg {
+                Arg::Text(s) => query.bind(s),
+                Arg::Int(i) => query.bind(i),
+            };
+        }
+        let rows = query.fetch_all(&self.readers).await?;
+        rows.iter().map(row_to_version).collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        // Dropping the sender lets the writer drain what is queued, then stop.
+        self.writer.lock().expect("writer lock").take();
+        if let Some(task) = self.writer_task.lock().await.take() {
+            let _ = task.await;
+        }
+        self.readers.close().await;
+    }
+}

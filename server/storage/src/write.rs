@@ -1,0 +1,147 @@
+//! The write rules shared by both engines: preconditions, version numbers, monotonic timestamps,
+//! unique identifiers, tombstones. Each engine supplies the SQL through [`WriteTx`].
+
+use curanet_fhir::{Instant, envelope};
+
+use crate::model::{
+    DeleteOp, Method, Precondition, PutOp, StoredVersion, UniqueKey, WriteOp, WriteOutcome,
+};
+use crate::{Result, StoreError};
+
+/// The current state of a resource, as seen inside the write transaction.
+pub(crate) struct Current {
+    pub version: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+}
+
+/// The statements a write needs, run inside one open transaction of an engine.
+#[async_trait::async_trait]
+pub(crate) trait WriteTx: Send {
+    /// The current version, locked against concurrent writers where the engine needs it.
+    async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<Current>>;
+    /// Claims a unique key for a resource; returns the owner when another resource already has it.
+    async fn claim(
+        &mut self,
+        key: &UniqueKey,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<String>>;
+    /// Appends a version row and makes it current; returns its seq.
+    async fn append(&mut self, v: &StoredVersion) -> Result<i64>;
+}
+
+/// Applies `ops` in order inside the open transaction `tx`.
+pub(crate) async fn apply(tx: &mut dyn WriteTx, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>> {
+    let mut outcomes = Vec::with_capacity(ops.len());
+    for op in ops {
+        outcomes.push(match op {
+            WriteOp::Put(put) => put_one(tx, put).await?,
+            WriteOp::Delete(del) => delete_one(tx, del).await?,
+        });
+    }
+    Ok(outcomes)
+}
+
+fn check(precondition: Precondition, rt: &str, id: &str, current: Option<&Current>) -> Result<()> {
+    let live = current.filter(|c| !c.deleted);
+    let conflict = |expected: String| StoreError::VersionConflict {
+        resource_type: rt.to_string(),
+        id: id.to_string(),
+        expected,
+        found: match live {
+            Some(c) => format!("version {}", c.version),
+            None if current.is_some() => "a deleted resource".into(),
+            None => "no resource".into(),
+        },
+    };
+    match precondition {
+        Precondition::None => Ok(()),
+        Precondition::MustNotExist if live.is_some() => Err(conflict("no resource".into())),
+        Precondition::MustNotExist => Ok(()),
+        Precondition::IfMatch(v) if live.is_some_and(|c| c.version == v) => Ok(()),
+        Precondition::IfMatch(v) => Err(conflict(format!("version {v}"))),
+    }
+}
+
+/// The next version's timestamp: now, but never before the previous version's.
+fn next_instant(current: Option<&Current>) -> Instant {
+    let now = Instant::now();
+    match current {
+        Some(c) if c.last_updated >= now.micros() => Instant(c.last_updated + 1),
+        _ => now,
+    }
+}
+
+async fn put_one(tx: &mut dyn WriteTx, put: &PutOp) -> Result<WriteOutcome> {
+    let current = tx.current(&put.resource_type, &put.id).await?;
+    check(
+        put.precondition,
+        &put.resource_type,
+        &put.id,
+        current.as_ref(),
+    )?;
+    for key in &put.unique_keys {
+        if let Some(owner) = tx.claim(key, &put.resource_type, &put.id).await? {
+            return Err(StoreError::DuplicateIdentifier {
+                system: key.system.clone(),
+                value: key.value.clone(),
+                owner,
+            });
+        }
+    }
+    let version = current.as_ref().map_or(1, |c| c.version + 1);
+    let last_updated = next_instant(current.as_ref());
+    let mut resource = put.resource.clone();
+    envelope::stamp(&mut resource, version, last_updated);
+    let created = current.as_ref().is_none_or(|c| c.deleted);
+    let mut stored = StoredVersion {
+        resource_type: put.resource_type.clone(),
+        id: put.id.clone(),
+        version,
+        last_updated,
+        deleted: false,
+        method: if created && put.precondition == Precondition::MustNotExist {
+            Method::Post
+        } else {
+            Method::Put
+        },
+        content: Some(serde_json::to_string(&resource).expect("JSON value serialises")),
+        seq: 0,
+    };
+    stored.seq = tx.append(&stored).await?;
+    Ok(WriteOutcome::Written {
+        version: stored,
+        created,
+    })
+}
+
+async fn delete_one(tx: &mut dyn WriteTx, del: &DeleteOp) -> Result<WriteOutcome> {
+    let current = tx.current(&del.resource_type, &del.id).await?;
+    check(
+        del.precondition,
+        &del.resource_type,
+        &del.id,
+        current.as_ref(),
+    )?;
+    let Some(cur) = current.as_ref().filter(|c| !c.deleted) else {
+        return Ok(WriteOutcome::NothingToDelete {
+            existed: current.is_some(),
+        });
+    };
+    let mut stored = StoredVersion {
+        resource_type: del.resource_type.clone(),
+        id: del.id.clone(),
+        version: cur.version + 1,
+        last_updated: next_instant(current.as_ref()),
+        deleted: true,
+        method: Method::Delete,
+        content: None,
+        seq: 0,
+    };
+    stored.seq = tx.append(&stored).await?;
+    Ok(WriteOutcome::Written {
+        version: stored,
+        created: false,
+    })
+}
