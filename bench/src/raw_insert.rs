@@ -72,6 +72,15 @@ async fn connect(url: &str, connections: u32) -> Result<Db, String> {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
+        // Like the server, which creates the file's folder on first start.
+        if let Some(dir) = opts
+            .get_filename()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(DDL_TIMEOUT)

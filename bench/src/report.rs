@@ -66,7 +66,7 @@ impl Report {
         })
     }
 
-    /// One row of the text table, aligned with [`TABLE_HEADER`].
+    /// One row of the text table, aligned with [`table_header`].
     pub fn table_row(&self) -> String {
         format!(
             "{:<12} {:>10} {:>8} {:>8.2} {:>12.1} {:>9} {:>9} {:>9}",
@@ -82,9 +82,13 @@ impl Report {
     }
 }
 
-/// Header of the text table printed for one or more reports.
-pub const TABLE_HEADER: &str =
-    "scenario       requests   errors  seconds     ok/s      p50 ms    p99 ms    max ms";
+/// Header of the text table printed for one or more reports, aligned with [`Report::table_row`].
+pub fn table_header() -> String {
+    format!(
+        "{:<12} {:>10} {:>8} {:>8} {:>12} {:>9} {:>9} {:>9}",
+        "scenario", "requests", "errors", "seconds", "ok/s", "p50 ms", "p99 ms", "max ms"
+    )
+}
 
 /// Prints reports as a text table, or as one JSON line each.
 pub fn print(reports: &[Report], as_json: bool) {
@@ -93,7 +97,7 @@ pub fn print(reports: &[Report], as_json: bool) {
             println!("{}", r.to_json());
         }
     } else {
-        println!("{TABLE_HEADER}");
+        println!("{}", table_header());
         for r in reports {
             println!("{}", r.table_row());
         }

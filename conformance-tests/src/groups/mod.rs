@@ -1,0 +1,24 @@
+//! The groups of checks.
+
+mod capabilities;
+mod crud;
+mod errors;
+mod fixtures;
+mod health_id;
+mod history;
+mod validation;
+mod versioning;
+
+/// Every case, group by group.
+pub(crate) fn all() -> Vec<crate::Case> {
+    [
+        capabilities::cases(),
+        crud::cases(),
+        versioning::cases(),
+        history::cases(),
+        validation::cases(),
+        errors::cases(),
+        health_id::cases(),
+    ]
+    .concat()
+}
