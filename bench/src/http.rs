@@ -85,7 +85,7 @@ pub async fn create_read_patient(client: &Client, base: &str) -> Result<String, 
         .timeout(SETUP_TIMEOUT)
         .send()
         .await
-        .map_err(|e| format!("POST {url}: {e}"))?;
+        .map_err(|e| format!("POST {url}: {}", describe(&e)))?;
     let status = resp.status();
     let location = resp
         .headers()
@@ -125,7 +125,7 @@ pub async fn fetch_body(client: &Client, url: &str) -> Result<Bytes, String> {
         .timeout(SETUP_TIMEOUT)
         .send()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
+        .map_err(|e| format!("GET {url}: {}", describe(&e)))?;
     let status = resp.status();
     let body = resp
         .bytes()
@@ -137,12 +137,25 @@ pub async fn fetch_body(client: &Client, url: &str) -> Result<Bytes, String> {
     Ok(body)
 }
 
+/// An error with its causes, since reqwest's own message ("error sending request") hides the
+/// reason (refused, reset, timed out) in the source chain.
+pub fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Sends one request and reads the whole body, so the latency includes the transfer and the
 /// connection goes back to the pool ready for reuse.
 async fn exchange(req: reqwest::RequestBuilder) -> Outcome {
-    let resp = req.send().await.map_err(|e| e.to_string())?;
+    let resp = req.send().await.map_err(|e| describe(&e))?;
     let status = resp.status();
-    resp.bytes().await.map_err(|e| e.to_string())?;
+    resp.bytes().await.map_err(|e| describe(&e))?;
     if status.is_success() {
         Ok(())
     } else {

@@ -159,4 +159,18 @@ mod tests {
         assert!(report.seconds >= 0.2 && report.seconds < 0.2 + GRACE.as_secs_f64());
         assert!(report.p50_ms.unwrap() >= 5.0);
     }
+
+    #[tokio::test]
+    async fn a_hung_operation_is_abandoned_after_the_grace_period() {
+        let cfg = LoadConfig {
+            connections: 3,
+            warmup: Duration::ZERO,
+            duration: Duration::from_millis(50),
+        };
+        let started = std::time::Instant::now();
+        let report = run("hang", cfg, |_| std::future::pending::<Outcome>()).await;
+        assert!(started.elapsed() < GRACE + Duration::from_secs(1));
+        assert_eq!((report.requests, report.errors), (3, 3));
+        assert_eq!(report.p50_ms, None);
+    }
 }

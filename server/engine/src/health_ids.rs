@@ -3,7 +3,7 @@
 
 use curanet_fhir::health_id::HEALTH_ID_SYSTEM;
 use curanet_fhir::{HealthId, Instant, Issue, IssueType};
-use curanet_storage::UniqueKey;
+use curanet_storage::{UniqueIdentity, UniqueKey};
 use serde_json::{Value, json};
 
 use crate::{EngineError, Result};
@@ -59,68 +59,58 @@ fn append(resource: &mut Value, id: &HealthId) {
     }
 }
 
-/// The outcome of applying the rules to a resource about to be written.
-pub(crate) struct Assigned {
-    pub key: UniqueKey,
-    /// Whether the server generated the ID (a collision may then be retried with a new one).
-    pub generated: bool,
+/// The Health ID rule, run by the store inside the write transaction: keep the ID the person
+/// already owns (adding it back when an update omits it), refuse a different one, and assign a
+/// fresh one to a new person who brings none.
+#[derive(Debug)]
+pub(crate) struct HealthIdRule {
+    pub resource_type: String,
 }
 
-/// Ensures `resource` carries the right Health ID; `existing` is the one of the stored resource.
-pub(crate) fn assign(
-    resource_type: &str,
-    resource: &mut Value,
-    existing: Option<HealthId>,
-) -> Result<Assigned> {
-    let given = present(resource_type, resource)?;
-    let (id, generated) = match (given, existing) {
-        (Some(given), Some(existing)) if given != existing => {
-            return Err(EngineError::Invalid(vec![
-                Issue::error(
-                    IssueType::Invariant,
-                    format!("the Health ID {existing} cannot be changed (got {given})"),
-                )
-                .at(format!("{resource_type}.identifier")),
-            ]));
-        }
-        (Some(given), _) => (given, false),
-        (None, Some(existing)) => {
-            append(resource, &existing);
-            (existing, false)
-        }
-        (None, None) => {
-            let id = HealthId::generate(Instant::now().year(), &mut rand::rng());
-            append(resource, &id);
-            (id, true)
-        }
-    };
-    Ok(Assigned {
-        key: UniqueKey {
+impl UniqueIdentity for HealthIdRule {
+    fn resolve(
+        &self,
+        resource: &mut Value,
+        owned: &[UniqueKey],
+    ) -> Result<Vec<UniqueKey>, Vec<Issue>> {
+        let given = present(&self.resource_type, resource).map_err(|e| match e {
+            EngineError::Invalid(issues) => issues,
+            other => vec![Issue::error(IssueType::Invalid, other.to_string())],
+        })?;
+        let existing = owned
+            .iter()
+            .find(|k| k.system == HEALTH_ID_SYSTEM)
+            .and_then(|k| HealthId::parse(&k.value).ok());
+        let id = match (given, existing) {
+            (Some(given), Some(existing)) if given != existing => {
+                return Err(vec![
+                    Issue::error(
+                        IssueType::Invariant,
+                        format!("the Health ID {existing} cannot be changed (got {given})"),
+                    )
+                    .at(format!("{}.identifier", self.resource_type)),
+                ]);
+            }
+            (Some(given), _) => given,
+            (None, Some(existing)) => {
+                append(resource, &existing);
+                existing
+            }
+            (None, None) => {
+                let id = HealthId::generate(Instant::now().year(), &mut rand::rng());
+                append(resource, &id);
+                id
+            }
+        };
+        Ok(vec![UniqueKey {
             system: HEALTH_ID_SYSTEM.to_string(),
             value: id.to_string(),
-        },
-        generated,
-    })
+        }])
+    }
 }
 
-/// The Health ID of a stored resource, if it has one.
-pub(crate) fn of_stored(resource_type: &str, resource: Option<Value>) -> Option<HealthId> {
-    let mut resource = resource?;
-    present(resource_type, &mut resource).ok().flatten()
-}
-
-/// Replaces a generated Health ID that collided with a fresh one.
-pub(crate) fn regenerate(resource: &mut Value, old: &str) -> UniqueKey {
-    let id = HealthId::generate(Instant::now().year(), &mut rand::rng());
-    if let Some(list) = resource.get_mut("identifier").and_then(Value::as_array_mut) {
-        for ident in list {
-            if ident.get("value").and_then(Value::as_str) == Some(old) {
-                ident["value"] = Value::String(id.to_string());
-            }
-        }
-    }
-    UniqueKey {
-        system: HEALTH_ID_SYSTEM.to_string(),
-        value: id.to_string(),
-    }
+/// Whether the client sent a Health ID (so a collision is the client's, not a generated one's).
+pub(crate) fn given(resource_type: &str, resource: &Value) -> Result<bool> {
+    let mut copy = resource.clone();
+    Ok(present(resource_type, &mut copy)?.is_some())
 }

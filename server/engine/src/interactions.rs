@@ -7,15 +7,13 @@ use curanet_fhir::{
     parse_json,
 };
 use curanet_storage::{
-    DeleteOp, Precondition, PutOp, Store, StoreError, StoredVersion, WriteOp, WriteOutcome,
+    DeleteOp, Precondition, PutOp, Store, StoreError, StoredVersion, UniqueIdentity, WriteOp,
+    WriteOutcome,
 };
 use serde_json::Value;
 
 use crate::health_ids;
 use crate::{EngineError, Result};
-
-/// How often an update re-reads the resource after a concurrent writer changed it under us.
-const MAX_RETRIES: usize = 5;
 
 /// The interactions, bound to a store and the definitions.
 #[derive(Clone)]
@@ -144,14 +142,8 @@ impl Engine {
         self.validate_value(&resource)?;
         let id = new_id();
         envelope::set_id(&mut resource, &id);
-        self.put(
-            resource_type,
-            &id,
-            resource,
-            Precondition::MustNotExist,
-            None,
-        )
-        .await
+        self.put(resource_type, &id, resource, Precondition::MustNotExist)
+            .await
     }
 
     /// `update` (and update-as-create with a client-chosen id); `if_match` is the `If-Match` version.
@@ -179,68 +171,34 @@ impl Engine {
             }
         }
         self.validate_value(&resource)?;
-        if !health_ids::applies_to(resource_type) {
-            let precondition = if_match.map_or(Precondition::None, Precondition::IfMatch);
-            return self
-                .put(resource_type, id, resource, precondition, None)
-                .await;
-        }
-        // The Health ID rule needs the stored version: read it, then write only if it is still current.
-        for _ in 0..MAX_RETRIES {
-            let current = self.store.read(resource_type, id).await?;
-            let live = current.filter(|c| !c.deleted);
-            let precondition = match (&live, if_match) {
-                (_, Some(v)) => Precondition::IfMatch(v),
-                (Some(c), None) => Precondition::IfMatch(c.version),
-                (None, None) => Precondition::MustNotExist,
-            };
-            let existing =
-                health_ids::of_stored(resource_type, live.as_ref().and_then(|c| c.resource()));
-            match self
-                .put(
-                    resource_type,
-                    id,
-                    resource.clone(),
-                    precondition,
-                    Some(existing),
-                )
-                .await
-            {
-                Err(EngineError::PreconditionFailed(_)) if if_match.is_none() => continue,
-                other => return other,
-            }
-        }
-        Err(EngineError::PreconditionFailed(format!(
-            "{} changed too often concurrently; retry",
-            reference(resource_type, id)
-        )))
+        let precondition = if_match.map_or(Precondition::None, Precondition::IfMatch);
+        self.put(resource_type, id, resource, precondition).await
     }
 
-    /// Writes one resource, applying the Health ID rule to people. `existing` is the Health ID of
-    /// the stored version when the caller read it (updates); `None` for a create.
+    /// Writes one resource; people get the Health ID rule, applied inside the write transaction.
     async fn put(
         &self,
         resource_type: &str,
         id: &str,
-        mut resource: Value,
+        resource: Value,
         precondition: Precondition,
-        existing: Option<Option<curanet_fhir::HealthId>>,
     ) -> Result<Written> {
-        let mut assigned = None;
-        if health_ids::applies_to(resource_type) {
-            assigned = Some(health_ids::assign(
-                resource_type,
-                &mut resource,
-                existing.flatten(),
-            )?);
-        }
+        let identity: Option<Arc<dyn UniqueIdentity>> =
+            health_ids::applies_to(resource_type).then(|| {
+                Arc::new(health_ids::HealthIdRule {
+                    resource_type: resource_type.to_string(),
+                }) as Arc<dyn UniqueIdentity>
+            });
+        let client_chose = identity.is_some() && health_ids::given(resource_type, &resource)?;
+        let mut attempts = 0;
         loop {
+            attempts += 1;
             let op = PutOp {
                 resource_type: resource_type.to_string(),
                 id: id.to_string(),
                 resource: resource.clone(),
                 precondition,
-                unique_keys: assigned.iter().map(|a| a.key.clone()).collect(),
+                identity: identity.clone(),
             };
             match self.store.write(vec![WriteOp::Put(op)]).await {
                 Ok(mut outcomes) => {
@@ -251,27 +209,22 @@ impl Engine {
                         _ => Err(EngineError::Store(StoreError::Closed)),
                     };
                 }
+                // A generated ID collided (about 1 in 34 billion): the rule draws another.
+                Err(StoreError::DuplicateIdentifier { .. }) if !client_chose && attempts < 5 => {}
                 Err(StoreError::DuplicateIdentifier {
                     system,
                     value,
                     owner,
-                }) => match &mut assigned {
-                    // A generated ID collided (about 1 in 34 billion): draw another.
-                    Some(a) if a.generated => {
-                        a.key = health_ids::regenerate(&mut resource, &value);
-                    }
-                    _ => {
-                        return Err(EngineError::Conflict(
-                            Issue::error(
-                                IssueType::Duplicate,
-                                format!(
-                                    "the identifier {system}|{value} already belongs to {owner}"
-                                ),
-                            )
-                            .at(format!("{resource_type}.identifier")),
-                        ));
-                    }
-                },
+                }) => {
+                    return Err(EngineError::Conflict(
+                        Issue::error(
+                            IssueType::Duplicate,
+                            format!("the identifier {system}|{value} already belongs to {owner}"),
+                        )
+                        .at(format!("{resource_type}.identifier")),
+                    ));
+                }
+                Err(StoreError::Refused(issues)) => return Err(EngineError::Invalid(issues)),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -342,7 +295,7 @@ impl Engine {
             if self.store.read(rt, id).await?.is_none() {
                 let (rt, id) = (rt.to_string(), id.to_string());
                 match self
-                    .put(&rt, &id, resource, Precondition::MustNotExist, None)
+                    .put(&rt, &id, resource, Precondition::MustNotExist)
                     .await
                 {
                     // Another instance installed it at the same moment.

@@ -49,19 +49,6 @@ pub fn stamp(resource: &mut Value, version: i64, last_updated: Instant) {
     }
 }
 
-/// Removes the server-owned meta elements (for comparing a client's resource with a stored one).
-pub fn strip_server_meta(resource: &mut Value) {
-    if let Some(Value::Object(meta)) = resource.get_mut("meta") {
-        meta.shift_remove("versionId");
-        meta.shift_remove("lastUpdated");
-        if meta.is_empty() {
-            if let Some(obj) = resource.as_object_mut() {
-                obj.shift_remove("meta");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +72,5 @@ mod tests {
             bare.as_object().unwrap().keys().collect::<Vec<_>>(),
             ["resourceType", "id", "meta", "code"]
         );
-        strip_server_meta(&mut bare);
-        assert!(bare.get("meta").is_none());
     }
 }

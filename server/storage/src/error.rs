@@ -18,6 +18,9 @@ pub enum StoreError {
         value: String,
         owner: String,
     },
+    /// The resource's unique-identifier rule refused the write.
+    #[error("the write was refused by the identifier rule")]
+    Refused(Vec<curanet_fhir::Issue>),
     /// The database failed or is unreachable.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

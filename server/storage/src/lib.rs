@@ -16,7 +16,7 @@ mod write;
 pub use error::StoreError;
 pub use model::{
     Backend, DeleteOp, HistoryQuery, HistoryScope, Method, Precondition, PutOp, StoredVersion,
-    UniqueKey, WriteOp, WriteOutcome,
+    UniqueIdentity, UniqueKey, WriteOp, WriteOutcome,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -1,6 +1,8 @@
 //! The values that cross the storage boundary.
 
-use curanet_fhir::Instant;
+use std::sync::Arc;
+
+use curanet_fhir::{Instant, Issue};
 use serde_json::Value;
 
 /// Which database engine a store runs on.
@@ -70,6 +72,18 @@ pub struct UniqueKey {
     pub value: String,
 }
 
+/// Decides, inside the write transaction, which server-wide unique identifiers a resource owns
+/// (the Health ID rule), given those its earlier versions already own.
+pub trait UniqueIdentity: Send + Sync + std::fmt::Debug {
+    /// Adjusts `resource` (e.g. adds a missing identifier) and returns the keys it must own;
+    /// refuses the write with issues (e.g. an attempt to change an owned identifier).
+    fn resolve(
+        &self,
+        resource: &mut Value,
+        owned: &[UniqueKey],
+    ) -> Result<Vec<UniqueKey>, Vec<Issue>>;
+}
+
 /// Create or update a resource: the store assigns the version and stamps `meta`.
 #[derive(Debug, Clone)]
 pub struct PutOp {
@@ -78,7 +92,8 @@ pub struct PutOp {
     /// The resource with its `id` set; `meta.versionId`/`lastUpdated` are stamped by the store.
     pub resource: Value,
     pub precondition: Precondition,
-    pub unique_keys: Vec<UniqueKey>,
+    /// The unique-identifier rule for this resource type, if any.
+    pub identity: Option<Arc<dyn UniqueIdentity>>,
 }
 
 /// Delete a resource (write a tombstone version).

@@ -41,7 +41,7 @@ impl PostgresStore {
     /// Connects and applies migrations (serialised across instances by sqlx's advisory lock).
     pub async fn open(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(32)
+            .max_connections(20)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
@@ -78,6 +78,20 @@ impl WriteTx for PgTx<'_> {
             }),
             None => None,
         })
+    }
+
+    async fn owned(&mut self, resource_type: &str, id: &str) -> Result<Vec<UniqueKey>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT system, value FROM unique_identifiers WHERE resource_type = $1 AND id = $2",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .fetch_all(&mut *self.0)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(system, value)| UniqueKey { system, value })
+            .collect())
     }
 
     async fn claim(

@@ -26,10 +26,13 @@ const MAX_GROUP: usize = 256;
 
 type Reply = oneshot::Sender<Result<Vec<WriteOutcome>>>;
 
+/// A write request queued for the writer task.
+type Job = (Vec<WriteOp>, Reply);
+
 /// The SQLite store.
 pub struct SqliteStore {
     readers: SqlitePool,
-    writer: std::sync::Mutex<Option<mpsc::Sender<(Vec<WriteOp>, Reply)>>>,
+    writer: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -85,7 +88,7 @@ impl SqliteStore {
 
 /// The single writer: takes every request waiting, runs each in its own savepoint (so one
 /// failing request does not undo the others), commits once, then answers them all.
-async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<(Vec<WriteOp>, Reply)>) {
+async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -116,7 +119,7 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<(Vec<WriteOp>
 
 async fn commit_group(
     conn: &mut SqliteConnection,
-    group: &[(Vec<WriteOp>, Reply)],
+    group: &[Job],
 ) -> Result<Vec<Result<Vec<WriteOutcome>>>> {
     let mut tx = Connection::begin(conn).await?;
     let mut results = Vec::with_capacity(group.len());
@@ -154,6 +157,20 @@ impl WriteTx for SqliteTx<'_> {
             }),
             None => None,
         })
+    }
+
+    async fn owned(&mut self, resource_type: &str, id: &str) -> Result<Vec<UniqueKey>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT system, value FROM unique_identifiers WHERE resource_type = ?1 AND id = ?2",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .fetch_all(&mut *self.0)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(system, value)| UniqueKey { system, value })
+            .collect())
     }
 
     async fn claim(

@@ -20,6 +20,8 @@ pub(crate) struct Current {
 pub(crate) trait WriteTx: Send {
     /// The current version, locked against concurrent writers where the engine needs it.
     async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<Current>>;
+    /// The unique keys a resource owns already.
+    async fn owned(&mut self, resource_type: &str, id: &str) -> Result<Vec<UniqueKey>>;
     /// Claims a unique key for a resource; returns the owner when another resource already has it.
     async fn claim(
         &mut self,
@@ -81,18 +83,24 @@ async fn put_one(tx: &mut dyn WriteTx, put: &PutOp) -> Result<WriteOutcome> {
         &put.id,
         current.as_ref(),
     )?;
-    for key in &put.unique_keys {
-        if let Some(owner) = tx.claim(key, &put.resource_type, &put.id).await? {
-            return Err(StoreError::DuplicateIdentifier {
-                system: key.system.clone(),
-                value: key.value.clone(),
-                owner,
-            });
+    let mut resource = put.resource.clone();
+    if let Some(identity) = &put.identity {
+        let owned = tx.owned(&put.resource_type, &put.id).await?;
+        let keys = identity
+            .resolve(&mut resource, &owned)
+            .map_err(StoreError::Refused)?;
+        for key in keys.iter().filter(|k| !owned.contains(k)) {
+            if let Some(owner) = tx.claim(key, &put.resource_type, &put.id).await? {
+                return Err(StoreError::DuplicateIdentifier {
+                    system: key.system.clone(),
+                    value: key.value.clone(),
+                    owner,
+                });
+            }
         }
     }
     let version = current.as_ref().map_or(1, |c| c.version + 1);
     let last_updated = next_instant(current.as_ref());
-    let mut resource = put.resource.clone();
     envelope::stamp(&mut resource, version, last_updated);
     let created = current.as_ref().is_none_or(|c| c.deleted);
     let mut stored = StoredVersion {

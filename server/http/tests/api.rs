@@ -1,0 +1,333 @@
+//! Behaviour of the real server that a black-box FHIR suite cannot see: durability across a
+//! crash, concurrency, graceful shutdown, limits, request ids, probes and the CLI — on both engines.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Database, Process, patient, post};
+use curanet_http::testing::TestBackend;
+use serde_json::json;
+
+/// Runs `body` once per engine (PostgreSQL skipped with a message when absent and not required).
+macro_rules! on_both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $body(TestBackend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $body(TestBackend::Postgres).await;
+            }
+        }
+    };
+}
+
+on_both_backends!(acknowledged_writes_survive_a_crash, crash_durability);
+on_both_backends!(concurrent_updates_lose_nothing, concurrent_updates);
+on_both_backends!(concurrent_duplicate_health_ids_admit_one, health_id_race);
+on_both_backends!(sigterm_finishes_in_flight_requests, graceful_shutdown);
+on_both_backends!(limits_probes_and_request_ids, limits_and_probes);
+
+async fn crash_durability(backend: TestBackend) {
+    let Some(db) = Database::create(backend, "crash").await else {
+        return;
+    };
+    let server = Process::start(&db.url, &[]).await;
+    let client = reqwest::Client::new();
+    // 200 concurrent creates: every acknowledged one must be readable after a SIGKILL.
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            let (client, base) = (client.clone(), server.base.clone());
+            tokio::spawn(async move { post(&client, &base, &patient(n)).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    server.crash();
+    let server = Process::start(&db.url, &[]).await;
+    for id in &ids {
+        let r = client
+            .get(format!("{}/Patient/{id}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "Patient/{id} lost after the crash");
+    }
+    drop(server);
+    db.remove().await;
+}
+
+async fn concurrent_updates(backend: TestBackend) {
+    let Some(db) = Database::create(backend, "concurrent").await else {
+        return;
+    };
+    let server = Process::start(&db.url, &[]).await;
+    let client = reqwest::Client::new();
+    let (_, created) = post(&client, &server.base, &patient(0)).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    // 20 writers race with If-Match: W/"1": exactly one may win, the others get 412.
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let (client, base, mut body) = (client.clone(), server.base.clone(), created.clone());
+            body["name"][0]["family"] = json!(format!("Writer{n}"));
+            let id = id.clone();
+            tokio::spawn(async move {
+                client
+                    .put(format!("{base}/Patient/{id}"))
+                    .header("content-type", "application/fhir+json")
+                    .header("if-match", "W/\"1\"")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 412).count(),
+        19,
+        "{statuses:?}"
+    );
+    // 20 unconditional writers: all succeed, each in its own version.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, base, body, id) = (
+                client.clone(),
+                server.base.clone(),
+                created.clone(),
+                id.clone(),
+            );
+            tokio::spawn(async move {
+                let r = client
+                    .put(format!("{base}/Patient/{id}"))
+                    .header("content-type", "application/fhir+json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                r.json::<serde_json::Value>().await.unwrap()["meta"]["versionId"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.unwrap().parse::<i64>().unwrap());
+    }
+    versions.sort();
+    assert_eq!(
+        versions,
+        (3..23).collect::<Vec<_>>(),
+        "versions must be distinct and gapless"
+    );
+    let history: serde_json::Value = client
+        .get(format!("{}/Patient/{id}/_history?_count=100", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["entry"].as_array().unwrap().len(), 22);
+    drop(server);
+    db.remove().await;
+}
+
+async fn health_id_race(backend: TestBackend) {
+    let Some(db) = Database::create(backend, "hidrace").await else {
+        return;
+    };
+    let server = Process::start(&db.url, &[]).await;
+    let client = reqwest::Client::new();
+    // Ten clients claim the same free Health ID at once: exactly one may own it.
+    let contested = curanet_fhir::HealthId::generate(2025, &mut rand::rng()).to_string();
+    let claim = |rt: &str, n: usize| {
+        json!({"resourceType": rt, "name": [{"family": format!("Claimant{n}")}],
+               "identifier": [{"system": "https://curanet.in/fhir/sid/health-id", "value": contested}]})
+    };
+    let tasks: Vec<_> = (0..10)
+        .map(|n| {
+            let (client, base, body) = (client.clone(), server.base.clone(), claim("Patient", n));
+            tokio::spawn(async move { post(&client, &base, &body).await.0 })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        9,
+        "{statuses:?}"
+    );
+    // Uniqueness is server-wide, across resource types.
+    assert_eq!(
+        post(&client, &server.base, &claim("Practitioner", 99))
+            .await
+            .0,
+        409
+    );
+    drop(server);
+    db.remove().await;
+}
+
+async fn graceful_shutdown(backend: TestBackend) {
+    let Some(db) = Database::create(backend, "shutdown").await else {
+        return;
+    };
+    let server = Process::start(&db.url, &[]).await;
+    let client = reqwest::Client::new();
+    // Large bodies keep requests in flight while the signal arrives.
+    let big = |n: usize| {
+        let mut p = patient(n);
+        p["name"][0]["given"] = json!((0..2000).map(|i| format!("g{i}")).collect::<Vec<_>>());
+        p
+    };
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let (client, base, body) = (client.clone(), server.base.clone(), big(n));
+            tokio::spawn(async move { post(&client, &base, &body).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "curanet exited with {status}");
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        // A request either completed (201) or was never accepted (connection refused/reset).
+        if let Ok((201, body)) = tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .unwrap()
+        {
+            acknowledged.push(body["id"].as_str().unwrap().to_string());
+        }
+    }
+    let server = Process::start(&db.url, &[]).await;
+    for id in &acknowledged {
+        let r = client
+            .get(format!("{}/Patient/{id}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "acknowledged Patient/{id} missing after shutdown"
+        );
+    }
+    drop(server);
+    db.remove().await;
+}
+
+async fn limits_and_probes(backend: TestBackend) {
+    let Some(db) = Database::create(backend, "limits").await else {
+        return;
+    };
+    let server = Process::start(&db.url, &["--max-body-bytes", "1000"]).await;
+    let client = reqwest::Client::new();
+    let root = server.base.trim_end_matches("/fhir").to_string();
+    assert_eq!(
+        client
+            .get(format!("{root}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{root}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Too large: 413 with an OperationOutcome.
+    let mut p = patient(0);
+    p["name"][0]["given"] = json!((0..200).map(|i| format!("given{i}")).collect::<Vec<_>>());
+    let (status, body) = post(&client, &server.base, &p).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    // Request ids: echoed when sent, generated when not.
+    let r = client
+        .get(format!("{}/metadata", server.base))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let r = client
+        .get(format!("{}/metadata", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()
+            .get("x-request-id")
+            .is_some_and(|v| v.len() >= 32)
+    );
+    drop(server);
+    db.remove().await;
+}
+
+#[test]
+fn migrate_command_prepares_a_database() {
+    let dir =
+        std::env::temp_dir().join(format!("curanet-migrate-{}", uuid::Uuid::new_v4().simple()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_curanet"))
+        .args(["migrate", "--data-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("curanet.db").exists());
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_curanet"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--listen",
+        "--database-url",
+        "--data-dir",
+        "--base-url",
+        "--log-format",
+        "DATABASE_URL",
+    ] {
+        assert!(help.contains(flag), "serve --help does not explain {flag}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
