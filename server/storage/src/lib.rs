@@ -8,6 +8,7 @@
 mod error;
 mod model;
 mod postgres;
+mod read_cache;
 mod sql;
 mod sqlite;
 pub mod testing;

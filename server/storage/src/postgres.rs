@@ -10,11 +10,12 @@ use sqlx::{AssertSqlSafe, PgPool, Row};
 use curanet_fhir::Instant;
 
 use crate::model::{
-    Backend, HistoryQuery, Method, StoredVersion, UniqueKey, WriteOp, WriteOutcome,
+    Backend, HistoryQuery, Method, Precondition, PutOp, StoredVersion, UniqueKey, WriteOp,
+    WriteOutcome,
 };
 use crate::sql::{self, Arg, Dialect};
 use crate::write::{self, Current, WriteTx};
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
 
 /// How often a write that lost a race with a concurrent writer is retried.
 const MAX_ATTEMPTS: u32 = 8;
@@ -49,6 +50,66 @@ impl PostgresStore {
             .run(&pool)
             .await?;
         Ok(Self { pool })
+    }
+
+    /// A create of a resource that never existed, as one autocommitted statement (one round trip
+    /// instead of four). `None` when the id exists already (a deleted resource being recreated):
+    /// the caller then takes the general path.
+    async fn create_in_one_statement(&self, put: &PutOp) -> Result<Option<WriteOutcome>> {
+        let (mut stored, keys) = write::prepare_put(put, None, &[])?;
+        let (systems, values): (Vec<String>, Vec<String>) = keys
+            .iter()
+            .map(|k| (k.system.clone(), k.value.clone()))
+            .unzip();
+        let result = sqlx::query_scalar::<_, i64>(
+            "WITH v AS (INSERT INTO resource_versions \
+               (resource_type, id, version, last_updated, deleted, method, content) \
+               VALUES ($1, $2, 1, $3, false, $4, $5) RETURNING seq), \
+             r AS (INSERT INTO resources (resource_type, id, version, last_updated, deleted, current_seq) \
+               SELECT $1, $2, 1, $3, false, seq FROM v), \
+             k AS (INSERT INTO unique_identifiers (system, value, resource_type, id) \
+               SELECT s, val, $1, $2 FROM unnest($6::text[], $7::text[]) AS u(s, val)) \
+             SELECT seq FROM v",
+        )
+        .bind(&stored.resource_type)
+        .bind(&stored.id)
+        .bind(stored.last_updated.micros())
+        .bind(stored.method.as_str())
+        .bind(stored.content.as_deref())
+        .bind(&systems)
+        .bind(&values)
+        .fetch_one(&self.pool)
+        .await;
+        match result {
+            Ok(seq) => {
+                stored.seq = seq;
+                Ok(Some(WriteOutcome::Written {
+                    version: stored,
+                    created: true,
+                }))
+            }
+            Err(sqlx::Error::Database(e)) if e.constraint() == Some("unique_identifiers_pkey") => {
+                let key = keys.first().cloned().unwrap_or(UniqueKey {
+                    system: String::new(),
+                    value: String::new(),
+                });
+                let owner: Option<(String, String)> = sqlx::query_as(
+                    "SELECT resource_type, id FROM unique_identifiers WHERE system = $1 AND value = $2",
+                )
+                .bind(&key.system)
+                .bind(&key.value)
+                .fetch_optional(&self.pool)
+                .await?;
+                Err(StoreError::DuplicateIdentifier {
+                    system: key.system,
+                    value: key.value,
+                    owner: owner.map(|(t, i)| format!("{t}/{i}")).unwrap_or_default(),
+                })
+            }
+            // The id exists (a tombstone, or a race): the transactional path decides.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The connection pool (for tools such as the benchmark's raw-insert baseline).
@@ -178,6 +239,12 @@ impl Store for PostgresStore {
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        if let [WriteOp::Put(put)] = ops.as_slice()
+            && put.precondition == Precondition::MustNotExist
+            && let Some(outcome) = self.create_in_one_statement(put).await?
+        {
+            return Ok(vec![outcome]);
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -17,12 +18,16 @@ use curanet_fhir::Instant;
 use crate::model::{
     Backend, HistoryQuery, Method, StoredVersion, UniqueKey, WriteOp, WriteOutcome,
 };
+use crate::read_cache::ReadCache;
 use crate::sql::{self, Arg, Dialect};
 use crate::write::{self, Current, WriteTx};
 use crate::{Result, Store, StoreError};
 
 /// Most write requests committed in one transaction.
 const MAX_GROUP: usize = 256;
+
+/// Bytes of resource JSON the read cache may hold.
+const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 type Reply = oneshot::Sender<Result<Vec<WriteOutcome>>>;
 
@@ -32,6 +37,7 @@ type Job = (Vec<WriteOp>, Reply);
 /// The SQLite store.
 pub struct SqliteStore {
     readers: SqlitePool,
+    cache: Arc<ReadCache>,
     writer: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -77,9 +83,11 @@ impl SqliteStore {
             .connect_with(opts.read_only(false))
             .await?;
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
-        let task = tokio::spawn(writer(conn, rx));
+        let cache = Arc::new(ReadCache::new(CACHE_BYTES));
+        let task = tokio::spawn(writer(conn, rx, cache.clone()));
         Ok(Self {
             readers,
+            cache,
             writer: std::sync::Mutex::new(Some(tx)),
             writer_task: Mutex::new(Some(task)),
         })
@@ -88,7 +96,7 @@ impl SqliteStore {
 
 /// The single writer: takes every request waiting, runs each in its own savepoint (so one
 /// failing request does not undo the others), commits once, then answers them all.
-async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, cache: Arc<ReadCache>) {
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -97,7 +105,16 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        cache.begin_write();
         let results = commit_group(&mut conn, &group).await;
+        if let Ok(results) = &results {
+            for outcome in results.iter().flatten().flatten() {
+                if let WriteOutcome::Written { version, .. } = outcome {
+                    cache.committed(version);
+                }
+            }
+        }
+        cache.end_write();
         match results {
             Ok(results) => {
                 for ((_, reply), result) in group.into_iter().zip(results) {
@@ -239,12 +256,20 @@ impl Store for SqliteStore {
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>> {
+        if let Some(hit) = self.cache.get(resource_type, id) {
+            return Ok(Some(StoredVersion::clone(&hit)));
+        }
+        let epoch = self.cache.read_epoch();
         let row = sqlx::query(AssertSqlSafe(sql::read_current(Dialect::Sqlite)))
             .bind(resource_type)
             .bind(id)
             .fetch_optional(&self.readers)
             .await?;
-        row.as_ref().map(row_to_version).transpose()
+        let version = row.as_ref().map(row_to_version).transpose()?;
+        if let Some(v) = &version {
+            self.cache.fill(v, epoch);
+        }
+        Ok(version)
     }
 
     async fn vread(

@@ -83,27 +83,47 @@ async fn put_one(tx: &mut dyn WriteTx, put: &PutOp) -> Result<WriteOutcome> {
         &put.id,
         current.as_ref(),
     )?;
-    let mut resource = put.resource.clone();
-    if let Some(identity) = &put.identity {
-        let owned = tx.owned(&put.resource_type, &put.id).await?;
-        let keys = identity
-            .resolve(&mut resource, &owned)
-            .map_err(StoreError::Refused)?;
-        for key in keys.iter().filter(|k| !owned.contains(k)) {
-            if let Some(owner) = tx.claim(key, &put.resource_type, &put.id).await? {
-                return Err(StoreError::DuplicateIdentifier {
-                    system: key.system.clone(),
-                    value: key.value.clone(),
-                    owner,
-                });
-            }
+    let owned = match &put.identity {
+        Some(_) => tx.owned(&put.resource_type, &put.id).await?,
+        None => Vec::new(),
+    };
+    let (mut stored, new_keys) = prepare_put(put, current.as_ref(), &owned)?;
+    for key in &new_keys {
+        if let Some(owner) = tx.claim(key, &put.resource_type, &put.id).await? {
+            return Err(StoreError::DuplicateIdentifier {
+                system: key.system.clone(),
+                value: key.value.clone(),
+                owner,
+            });
         }
     }
-    let version = current.as_ref().map_or(1, |c| c.version + 1);
-    let last_updated = next_instant(current.as_ref());
+    stored.seq = tx.append(&stored).await?;
+    Ok(WriteOutcome::Written {
+        created: current.as_ref().is_none_or(|c| c.deleted),
+        version: stored,
+    })
+}
+
+/// The version row a put writes (without its seq), and the unique keys it must newly claim.
+/// `current` and `owned` describe the resource as stored; the precondition was checked.
+pub(crate) fn prepare_put(
+    put: &PutOp,
+    current: Option<&Current>,
+    owned: &[UniqueKey],
+) -> Result<(StoredVersion, Vec<UniqueKey>)> {
+    let mut resource = put.resource.clone();
+    let mut new_keys = Vec::new();
+    if let Some(identity) = &put.identity {
+        let keys = identity
+            .resolve(&mut resource, owned)
+            .map_err(StoreError::Refused)?;
+        new_keys = keys.into_iter().filter(|k| !owned.contains(k)).collect();
+    }
+    let version = current.map_or(1, |c| c.version + 1);
+    let last_updated = next_instant(current);
     envelope::stamp(&mut resource, version, last_updated);
-    let created = current.as_ref().is_none_or(|c| c.deleted);
-    let mut stored = StoredVersion {
+    let created = current.is_none_or(|c| c.deleted);
+    let stored = StoredVersion {
         resource_type: put.resource_type.clone(),
         id: put.id.clone(),
         version,
@@ -117,11 +137,7 @@ async fn put_one(tx: &mut dyn WriteTx, put: &PutOp) -> Result<WriteOutcome> {
         content: Some(serde_json::to_string(&resource).expect("JSON value serialises")),
         seq: 0,
     };
-    stored.seq = tx.append(&stored).await?;
-    Ok(WriteOutcome::Written {
-        version: stored,
-        created,
-    })
+    Ok((stored, new_keys))
 }
 
 async fn delete_one(tx: &mut dyn WriteTx, del: &DeleteOp) -> Result<WriteOutcome> {

@@ -1,6 +1,8 @@
 //! The history interactions, as `history` Bundles with keyset paging links.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::path::FhirPath;
 use axum::http::StatusCode;
 use axum::response::Response;
 use curanet_engine::{HistoryPage, HistoryParams};
@@ -20,7 +22,7 @@ pub async fn system(State(state): State<AppState>, ctx: FhirContext) -> Result<R
 /// `GET /fhir/{type}/_history`.
 pub async fn type_level(
     State(state): State<AppState>,
-    Path(rtype): Path<String>,
+    FhirPath(rtype): FhirPath<String>,
     ctx: FhirContext,
 ) -> Result<Response, ApiError> {
     let path = format!("{rtype}/_history");
@@ -30,7 +32,7 @@ pub async fn type_level(
 /// `GET /fhir/{type}/{id}/_history`.
 pub async fn instance(
     State(state): State<AppState>,
-    Path((rtype, id)): Path<(String, String)>,
+    FhirPath((rtype, id)): FhirPath<(String, String)>,
     ctx: FhirContext,
 ) -> Result<Response, ApiError> {
     let path = format!("{rtype}/{id}/_history");

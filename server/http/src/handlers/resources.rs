@@ -1,7 +1,9 @@
 //! create, read, vread, update and delete.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::path::FhirPath;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use curanet_engine::{Deleted, Written};
@@ -19,7 +21,7 @@ use crate::negotiation::check_body_type;
 /// `POST /fhir/{type}`.
 pub async fn create(
     State(state): State<AppState>,
-    Path(rtype): Path<String>,
+    FhirPath(rtype): FhirPath<String>,
     ctx: FhirContext,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -32,7 +34,7 @@ pub async fn create(
 /// `PUT /fhir/{type}/{id}` (update, or update-as-create).
 pub async fn update(
     State(state): State<AppState>,
-    Path((rtype, id)): Path<(String, String)>,
+    FhirPath((rtype, id)): FhirPath<(String, String)>,
     ctx: FhirContext,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -82,7 +84,7 @@ fn write_response(ctx: &FhirContext, written: Written, verb: &str) -> Response {
 /// `GET /fhir/{type}/{id}`, with `If-None-Match` / `If-Modified-Since` → 304.
 pub async fn read(
     State(state): State<AppState>,
-    Path((rtype, id)): Path<(String, String)>,
+    FhirPath((rtype, id)): FhirPath<(String, String)>,
     ctx: FhirContext,
 ) -> Result<Response, ApiError> {
     let v = state.engine.read(&rtype, &id).await?;
@@ -100,7 +102,7 @@ pub async fn read(
 /// `GET /fhir/{type}/{id}/_history/{vid}`.
 pub async fn vread(
     State(state): State<AppState>,
-    Path((rtype, id, vid)): Path<(String, String, String)>,
+    FhirPath((rtype, id, vid)): FhirPath<(String, String, String)>,
     ctx: FhirContext,
 ) -> Result<Response, ApiError> {
     let v = state.engine.vread(&rtype, &id, &vid).await?;
@@ -110,7 +112,7 @@ pub async fn vread(
 /// `DELETE /fhir/{type}/{id}`: 200 with an OperationOutcome saying what happened.
 pub async fn delete(
     State(state): State<AppState>,
-    Path((rtype, id)): Path<(String, String)>,
+    FhirPath((rtype, id)): FhirPath<(String, String)>,
     ctx: FhirContext,
 ) -> Result<Response, ApiError> {
     let version = if_match(&ctx.headers)?;
@@ -142,7 +144,7 @@ pub async fn delete(
 /// `GET /fhir/{type}`: search arrives with the search engine; until then say so plainly.
 pub async fn search_not_yet(
     State(state): State<AppState>,
-    Path(rtype): Path<String>,
+    FhirPath(rtype): FhirPath<String>,
 ) -> Result<Response, ApiError> {
     state.engine.check_type(&rtype)?;
     Err(ApiError::new(

@@ -2,7 +2,9 @@
 //! convention), unless the validation itself cannot run.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::path::FhirPath;
 use axum::http::StatusCode;
 use axum::response::Response;
 use curanet_engine::ValidateMode;
@@ -15,7 +17,7 @@ use crate::negotiation::check_body_type;
 /// `POST /fhir/{type}/$validate`.
 pub async fn type_level(
     State(state): State<AppState>,
-    Path(rtype): Path<String>,
+    FhirPath(rtype): FhirPath<String>,
     ctx: FhirContext,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -32,7 +34,7 @@ pub async fn type_level(
 /// `GET|POST /fhir/{type}/{id}/$validate` (GET validates the stored resource).
 pub async fn instance(
     State(state): State<AppState>,
-    Path((rtype, id)): Path<(String, String)>,
+    FhirPath((rtype, id)): FhirPath<(String, String)>,
     ctx: FhirContext,
     body: Body,
 ) -> Result<Response, ApiError> {
