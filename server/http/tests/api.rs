@@ -331,3 +331,75 @@ fn migrate_command_prepares_a_database() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Two instances on one PostgreSQL: a change made through one is seen through the other at
+/// once after its change notification (each instance caches reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_postgres_see_each_others_writes() {
+    let Some(db) = Database::create(TestBackend::Postgres, "twoinst").await else {
+        return;
+    };
+    let a = Process::start(&db.url, &[]).await;
+    let b = Process::start(&db.url, &[]).await;
+    let client = reqwest::Client::new();
+    let (_, created) = post(&client, &a.base, &patient(7)).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let version_on = |base: String| {
+        let (client, id) = (client.clone(), id.clone());
+        async move {
+            let r = client
+                .get(format!("{base}/Patient/{id}"))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap()["meta"]["versionId"].clone(),
+            )
+        }
+    };
+    assert_eq!(
+        version_on(b.base.clone()).await,
+        (200, json!("1")),
+        "B reads (and caches) version 1"
+    );
+    let mut changed = created.clone();
+    changed["active"] = json!(true);
+    let r = client
+        .put(format!("{}/Patient/{id}", a.base))
+        .header("content-type", "application/fhir+json")
+        .body(changed.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let started = std::time::Instant::now();
+    loop {
+        if version_on(b.base.clone()).await == (200, json!("2")) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "B still serves version 1 after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let lag = started.elapsed();
+    let d = client
+        .delete(format!("{}/Patient/{id}", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.status(), 200);
+    let started = std::time::Instant::now();
+    while version_on(b.base.clone()).await.0 != 410 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "B still serves the deleted Patient after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("update visible on the other instance after {lag:?}");
+    drop((a, b));
+    db.remove().await;
+}

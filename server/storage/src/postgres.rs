@@ -2,9 +2,10 @@
 //! request is one transaction; row locks order concurrent writers to the same resource, and
 //! PostgreSQL flushes the WAL of concurrent commits together.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnection, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgListener, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use curanet_fhir::Instant;
@@ -13,6 +14,7 @@ use crate::model::{
     Backend, HistoryQuery, Method, Precondition, PutOp, StoredVersion, UniqueKey, WriteOp,
     WriteOutcome,
 };
+use crate::read_cache::ReadCache;
 use crate::sql::{self, Arg, Dialect};
 use crate::write::{self, Current, WriteTx};
 use crate::{Result, Store, StoreError};
@@ -20,9 +22,36 @@ use crate::{Result, Store, StoreError};
 /// How often a write that lost a race with a concurrent writer is retried.
 const MAX_ATTEMPTS: u32 = 8;
 
+/// The channel on which every committed update or delete is announced as `Type/id`.
+const CHANNEL: &str = "curanet_resources";
+
+/// Bytes of resource JSON the read cache may hold.
+const CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: PgPool,
+    cache: Arc<ReadCache>,
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Invalidates cached versions that other instances change; clears everything when the
+/// notification connection was lost, since notifications may have been missed meanwhile.
+async fn listen(mut listener: PgListener, cache: Arc<ReadCache>) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(n)) => cache.invalidate(n.payload()),
+            Ok(None) => {
+                tracing::warn!("change notifications reconnected; clearing the read cache");
+                cache.clear();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "change notifications failed; clearing the read cache");
+                cache.clear();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 fn row_to_version(row: &PgRow) -> Result<StoredVersion> {
@@ -49,7 +78,15 @@ impl PostgresStore {
         sqlx::migrate!("../../migrations/postgres")
             .run(&pool)
             .await?;
-        Ok(Self { pool })
+        let cache = Arc::new(ReadCache::new(CACHE_BYTES));
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(CHANNEL).await?;
+        let task = tokio::spawn(listen(listener, cache.clone()));
+        Ok(Self {
+            pool,
+            cache,
+            listener: std::sync::Mutex::new(Some(task)),
+        })
     }
 
     /// A create of a resource that never existed, as one autocommitted statement (one round trip
@@ -109,6 +146,36 @@ impl PostgresStore {
             // The id exists (a tombstone, or a race): the transactional path decides.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(None),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Applies a write: one statement for a plain create, otherwise a transaction, retried
+    /// when it lost a race with a concurrent writer.
+    async fn write_uncached(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        if let [WriteOp::Put(put)] = ops.as_slice()
+            && put.precondition == Precondition::MustNotExist
+            && let Some(outcome) = self.create_in_one_statement(put).await?
+        {
+            return Ok(vec![outcome]);
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tx = self.pool.begin().await?;
+            let result = write::apply(&mut PgTx(&mut tx), &ops).await;
+            let result = match result {
+                Ok(outcomes) => tx.commit().await.map(|()| outcomes).map_err(Into::into),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            };
+            match result {
+                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "write lost a race; retrying");
+                }
+                other => return other,
+            }
         }
     }
 
@@ -193,7 +260,7 @@ impl WriteTx for PgTx<'_> {
                ON CONFLICT (resource_type, id) DO UPDATE SET version = excluded.version, \
                last_updated = excluded.last_updated, deleted = excluded.deleted, \
                current_seq = excluded.current_seq) \
-             SELECT seq FROM v",
+             SELECT seq FROM v, pg_notify('curanet_resources', $1 || '/' || $2)",
         )
         .bind(&v.resource_type)
         .bind(&v.id)
@@ -215,12 +282,16 @@ impl Store for PostgresStore {
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>> {
-        let row = sqlx::query(AssertSqlSafe(sql::read_current(Dialect::Postgres)))
-            .bind(resource_type)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(row_to_version).transpose()
+        self.cache
+            .read(resource_type, id, || async {
+                let row = sqlx::query(AssertSqlSafe(sql::read_current(Dialect::Postgres)))
+                    .bind(resource_type)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(row_to_version).transpose()
+            })
+            .await
     }
 
     async fn vread(
@@ -239,31 +310,7 @@ impl Store for PostgresStore {
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
-        if let [WriteOp::Put(put)] = ops.as_slice()
-            && put.precondition == Precondition::MustNotExist
-            && let Some(outcome) = self.create_in_one_statement(put).await?
-        {
-            return Ok(vec![outcome]);
-        }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut tx = self.pool.begin().await?;
-            let result = write::apply(&mut PgTx(&mut tx), &ops).await;
-            let result = match result {
-                Ok(outcomes) => tx.commit().await.map(|()| outcomes).map_err(Into::into),
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    Err(e)
-                }
-            };
-            match result {
-                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
-                    tracing::debug!(error = %e, attempt, "write lost a race; retrying");
-                }
-                other => return other,
-            }
-        }
+        self.cache.write(|| self.write_uncached(ops)).await
     }
 
     async fn history(&self, q: &HistoryQuery) -> Result<Vec<StoredVersion>> {
@@ -285,6 +332,9 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        if let Some(task) = self.listener.lock().expect("listener lock").take() {
+            task.abort();
+        }
         self.pool.close().await;
     }
 }

@@ -1,11 +1,11 @@
-//! A cache of current versions for the embedded SQLite store, where this process is the only
-//! writer: reads of hot resources skip the database, and every commit updates the cache before
-//! the write is acknowledged.
+//! A cache of current versions: reads of hot resources skip the database. Every local commit
+//! updates the cache before the write is acknowledged; writes of other server instances (on a
+//! shared PostgreSQL) invalidate it through change notifications.
 //!
-//! Reads that miss may fill the cache, but only if no write group was in flight between the
-//! moment they looked and the moment they fill it (a write epoch, odd while a group commits,
+//! Reads that miss may fill the cache, but only if no write was in flight and no write or
+//! invalidation happened between the moment they looked and the moment they fill it (an epoch
 //! checked under moka's per-key lock), and never over a newer version. So a stale version can
-//! never be cached after a newer one was acknowledged.
+//! never be cached after a newer one was acknowledged or announced.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,10 +18,14 @@ use crate::model::StoredVersion;
 /// Current versions by `Type/id`, bounded by the size of their JSON.
 pub(crate) struct ReadCache {
     entries: Cache<String, Arc<StoredVersion>>,
+    /// Changes at the start and end of every write and at every invalidation.
     epoch: AtomicU64,
+    /// Writes started and not yet ended.
+    in_flight: AtomicU64,
 }
 
-fn key(resource_type: &str, id: &str) -> String {
+/// The cache key (and change-notification payload) of a resource: `Type/id`.
+pub(crate) fn key(resource_type: &str, id: &str) -> String {
     let mut k = String::with_capacity(resource_type.len() + id.len() + 1);
     k.push_str(resource_type);
     k.push('/');
@@ -41,6 +45,7 @@ impl ReadCache {
                 })
                 .build(),
             epoch: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
         }
     }
 
@@ -54,17 +59,16 @@ impl ReadCache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Caches a version read from the database at `epoch`, unless a write group ran meanwhile.
+    /// Caches a version read from the database at `epoch`, unless a write ran meanwhile.
     pub(crate) fn fill(&self, version: &StoredVersion, epoch: u64) {
-        if epoch % 2 == 1 {
-            return;
-        }
         let candidate = Arc::new(version.clone());
         self.entries
             .entry(key(&version.resource_type, &version.id))
             .and_compute_with(|existing| {
                 let newer = existing.is_none_or(|e| e.value().version < candidate.version);
-                if newer && self.epoch.load(Ordering::Acquire) == epoch {
+                let quiet = self.in_flight.load(Ordering::Acquire) == 0
+                    && self.epoch.load(Ordering::Acquire) == epoch;
+                if newer && quiet {
                     Op::Put(candidate)
                 } else {
                     Op::Nop
@@ -72,8 +76,9 @@ impl ReadCache {
             });
     }
 
-    /// Marks the start of a write group (readers stop filling).
+    /// Marks the start of a write (readers stop filling).
     pub(crate) fn begin_write(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -91,8 +96,67 @@ impl ReadCache {
             });
     }
 
-    /// Marks the end of a write group.
+    /// Marks the end of a write.
     pub(crate) fn end_write(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Forgets a resource another instance changed.
+    pub(crate) fn invalidate(&self, key: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate(key);
+    }
+
+    /// Forgets everything (after a lost change-notification connection).
+    pub(crate) fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate_all();
+    }
+
+    /// Reads through the cache: `load` runs on a miss, and its result may fill the cache.
+    pub(crate) async fn read<F, Fut>(
+        &self,
+        resource_type: &str,
+        id: &str,
+        load: F,
+    ) -> crate::Result<Option<StoredVersion>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = crate::Result<Option<StoredVersion>>>,
+    {
+        if let Some(hit) = self.get(resource_type, id) {
+            return Ok(Some(StoredVersion::clone(&hit)));
+        }
+        let epoch = self.read_epoch();
+        let version = load().await?;
+        if let Some(v) = &version {
+            self.fill(v, epoch);
+        }
+        Ok(version)
+    }
+
+    /// Runs a write, keeping the cache consistent with what it commits.
+    pub(crate) async fn write<F, Fut>(&self, write: F) -> crate::Result<Vec<crate::WriteOutcome>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = crate::Result<Vec<crate::WriteOutcome>>>,
+    {
+        self.begin_write();
+        let result = write().await;
+        if let Ok(outcomes) = &result {
+            self.committed_all(outcomes);
+        }
+        self.end_write();
+        result
+    }
+
+    /// Records every version a successful write committed.
+    pub(crate) fn committed_all(&self, outcomes: &[crate::WriteOutcome]) {
+        for outcome in outcomes {
+            if let crate::WriteOutcome::Written { version, .. } = outcome {
+                self.committed(version);
+            }
+        }
     }
 }

@@ -108,10 +108,8 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, cache: 
         cache.begin_write();
         let results = commit_group(&mut conn, &group).await;
         if let Ok(results) = &results {
-            for outcome in results.iter().flatten().flatten() {
-                if let WriteOutcome::Written { version, .. } = outcome {
-                    cache.committed(version);
-                }
+            for outcomes in results.iter().flatten() {
+                cache.committed_all(outcomes);
             }
         }
         cache.end_write();
@@ -256,20 +254,16 @@ impl Store for SqliteStore {
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>> {
-        if let Some(hit) = self.cache.get(resource_type, id) {
-            return Ok(Some(StoredVersion::clone(&hit)));
-        }
-        let epoch = self.cache.read_epoch();
-        let row = sqlx::query(AssertSqlSafe(sql::read_current(Dialect::Sqlite)))
-            .bind(resource_type)
-            .bind(id)
-            .fetch_optional(&self.readers)
-            .await?;
-        let version = row.as_ref().map(row_to_version).transpose()?;
-        if let Some(v) = &version {
-            self.cache.fill(v, epoch);
-        }
-        Ok(version)
+        self.cache
+            .read(resource_type, id, || async {
+                let row = sqlx::query(AssertSqlSafe(sql::read_current(Dialect::Sqlite)))
+                    .bind(resource_type)
+                    .bind(id)
+                    .fetch_optional(&self.readers)
+                    .await?;
+                row.as_ref().map(row_to_version).transpose()
+            })
+            .await
     }
 
     async fn vread(
