@@ -42,7 +42,7 @@ pub fn main() -> ExitCode {
             Command::Serve(config) => crate::server::run(config).await,
             Command::Migrate(storage) => {
                 let url = storage.resolved_database_url();
-                let store = curanet_storage::open(&url).await?;
+                let store = curanet_storage::open(&url, &storage.store_options()).await?;
                 store.close().await;
                 tracing::info!(database = %redact(&url), "migrations applied");
                 Ok(())

@@ -26,6 +26,10 @@ pub struct StorageConfig {
     /// Directory for the embedded SQLite database.
     #[arg(long, env = "CURANET_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// MiB of resource JSON kept in the read cache of current versions (0 turns it off).
+    #[arg(long, env = "CURANET_READ_CACHE_MB", default_value_t = 128)]
+    pub read_cache_mb: u64,
 }
 
 impl StorageConfig {
@@ -34,6 +38,13 @@ impl StorageConfig {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("curanet.db").display()))
+    }
+
+    /// The options the store is opened with.
+    pub fn store_options(&self) -> curanet_storage::StoreOptions {
+        curanet_storage::StoreOptions {
+            read_cache_bytes: self.read_cache_mb * 1024 * 1024,
+        }
     }
 }
 
@@ -69,6 +80,7 @@ impl Config {
             storage: StorageConfig {
                 database_url: Some(database_url),
                 data_dir: PathBuf::from("./data"),
+                read_cache_mb: 128,
             },
             base_url: None,
             max_body_bytes: 64 * 1024 * 1024,

@@ -81,7 +81,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
         "FHIR definitions loaded"
     );
     let url = config.storage.resolved_database_url();
-    let store = curanet_storage::open(&url).await?;
+    let store = curanet_storage::open(&url, &config.storage.store_options()).await?;
     tracing::info!(database = %crate::cli::redact(&url), backend = ?store.backend(), "store open");
     let engine = Engine::new(store.clone(), defs);
     engine.install_conformance_resources().await?;

@@ -57,16 +57,31 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Bytes of resource JSON the read cache of current versions may hold (0: no cache).
+    pub read_cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            read_cache_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
 /// Opens the store a database URL names: `postgres://...` for PostgreSQL, `sqlite:PATH` or a plain
 /// file path for SQLite. Migrations are applied first.
-pub async fn open(database_url: &str) -> Result<Arc<dyn Store>> {
+pub async fn open(database_url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(database_url).await?))
+        Ok(Arc::new(PostgresStore::open(database_url, options).await?))
     } else {
         let path = database_url.strip_prefix("sqlite:").unwrap_or(database_url);
         let path = path.strip_prefix("//").unwrap_or(path);
         Ok(Arc::new(
-            SqliteStore::open(std::path::Path::new(path)).await?,
+            SqliteStore::open(std::path::Path::new(path), options).await?,
         ))
     }
 }

@@ -17,16 +17,13 @@ use crate::model::{
 use crate::read_cache::ReadCache;
 use crate::sql::{self, Arg, Dialect};
 use crate::write::{self, Current, WriteTx};
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store, StoreError, StoreOptions};
 
 /// How often a write that lost a race with a concurrent writer is retried.
 const MAX_ATTEMPTS: u32 = 8;
 
 /// The channel on which every committed update or delete is announced as `Type/id`.
 const CHANNEL: &str = "curanet_resources";
-
-/// Bytes of resource JSON the read cache may hold.
-const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -69,7 +66,7 @@ fn row_to_version(row: &PgRow) -> Result<StoredVersion> {
 
 impl PostgresStore {
     /// Connects and applies migrations (serialised across instances by sqlx's advisory lock).
-    pub async fn open(url: &str) -> Result<Self> {
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(20)
             .acquire_timeout(Duration::from_secs(10))
@@ -78,7 +75,7 @@ impl PostgresStore {
         sqlx::migrate!("../../migrations/postgres")
             .run(&pool)
             .await?;
-        let cache = Arc::new(ReadCache::new(CACHE_BYTES));
+        let cache = Arc::new(ReadCache::new(options.read_cache_bytes));
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(CHANNEL).await?;
         let task = tokio::spawn(listen(listener, cache.clone()));

@@ -21,13 +21,10 @@ use crate::model::{
 use crate::read_cache::ReadCache;
 use crate::sql::{self, Arg, Dialect};
 use crate::write::{self, Current, WriteTx};
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store, StoreError, StoreOptions};
 
 /// Most write requests committed in one transaction.
 const MAX_GROUP: usize = 256;
-
-/// Bytes of resource JSON the read cache may hold.
-const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 type Reply = oneshot::Sender<Result<Vec<WriteOutcome>>>;
 
@@ -42,7 +39,7 @@ pub struct SqliteStore {
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-fn options(path: &Path) -> Result<SqliteConnectOptions> {
+fn connect_options(path: &Path) -> Result<SqliteConnectOptions> {
     Ok(
         SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
@@ -69,11 +66,11 @@ pub(crate) fn row_to_version(row: &SqliteRow) -> Result<StoredVersion> {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
-    pub async fn open(path: &Path) -> Result<Self> {
+    pub async fn open(path: &Path, options: &StoreOptions) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         }
-        let opts = options(path)?;
+        let opts = connect_options(path)?;
         let mut conn = SqliteConnection::connect_with(&opts).await?;
         sqlx::migrate!("../../migrations/sqlite")
             .run(&mut conn)
@@ -83,7 +80,7 @@ impl SqliteStore {
             .connect_with(opts.read_only(false))
             .await?;
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
-        let cache = Arc::new(ReadCache::new(CACHE_BYTES));
+        let cache = Arc::new(ReadCache::new(options.read_cache_bytes));
         let task = tokio::spawn(writer(conn, rx, cache.clone()));
         Ok(Self {
             readers,
