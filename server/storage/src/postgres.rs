@@ -5,17 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnection, PgListener, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, PgPool, Row};
-
-use curanet_fhir::Instant;
+use sqlx::postgres::{PgConnection, PgListener, PgPoolOptions};
+use sqlx::{PgPool, Row};
 
 use crate::model::{
-    Backend, HistoryQuery, Method, Precondition, PutOp, StoredVersion, UniqueKey, WriteOp,
-    WriteOutcome,
+    Backend, HistoryQuery, Precondition, PutOp, StoredVersion, UniqueKey, WriteOp, WriteOutcome,
 };
 use crate::read_cache::ReadCache;
-use crate::sql::{self, Arg, Dialect};
+use crate::sql::{self, Dialect};
 use crate::write::{self, Current, WriteTx};
 use crate::{Result, Store, StoreError, StoreOptions};
 
@@ -49,19 +46,6 @@ async fn listen(mut listener: PgListener, cache: Arc<ReadCache>) {
             }
         }
     }
-}
-
-fn row_to_version(row: &PgRow) -> Result<StoredVersion> {
-    Ok(StoredVersion {
-        seq: row.try_get(0)?,
-        resource_type: row.try_get(1)?,
-        id: row.try_get(2)?,
-        version: row.try_get(3)?,
-        last_updated: Instant(row.try_get(4)?),
-        deleted: row.try_get(5)?,
-        method: Method::parse(row.try_get::<&str, _>(6)?),
-        content: row.try_get(7)?,
-    })
 }
 
 impl PostgresStore {
@@ -281,12 +265,8 @@ impl Store for PostgresStore {
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>> {
         self.cache
             .read(resource_type, id, || async {
-                let row = sqlx::query(AssertSqlSafe(sql::read_current(Dialect::Postgres)))
-                    .bind(resource_type)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.as_ref().map(row_to_version).transpose()
+                let (text, args) = sql::current_query(Dialect::Postgres, resource_type, id);
+                Ok(sql::fetch_versions(&self.pool, text, args).await?.pop())
             })
             .await
     }
@@ -297,13 +277,8 @@ impl Store for PostgresStore {
         id: &str,
         version: i64,
     ) -> Result<Option<StoredVersion>> {
-        let row = sqlx::query(AssertSqlSafe(sql::read_version(Dialect::Postgres)))
-            .bind(resource_type)
-            .bind(id)
-            .bind(version)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(row_to_version).transpose()
+        let (text, args) = sql::version_query(Dialect::Postgres, resource_type, id, version);
+        Ok(sql::fetch_versions(&self.pool, text, args).await?.pop())
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
@@ -312,15 +287,7 @@ impl Store for PostgresStore {
 
     async fn history(&self, q: &HistoryQuery) -> Result<Vec<StoredVersion>> {
         let (text, args) = sql::history(Dialect::Postgres, q);
-        let mut query = sqlx::query(AssertSqlSafe(text));
-        for arg in args {
-            query = match arg {
-                Arg::Text(s) => query.bind(s),
-                Arg::Int(i) => query.bind(i),
-            };
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(row_to_version).collect()
+        sql::fetch_versions(&self.pool, text, args).await
     }
 
     async fn ping(&self) -> Result<()> {

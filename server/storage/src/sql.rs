@@ -1,6 +1,12 @@
 //! SQL text shared by both engines, written once with a placeholder style per dialect.
 
-use crate::model::{HistoryQuery, HistoryScope};
+use curanet_fhir::Instant;
+use sqlx::{
+    AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type,
+};
+
+use crate::Result;
+use crate::model::{HistoryQuery, HistoryScope, Method, StoredVersion};
 
 /// The placeholder style of an engine.
 #[derive(Clone, Copy)]
@@ -94,5 +100,80 @@ pub(crate) fn history(d: Dialect, q: &HistoryQuery) -> (String, Vec<Arg>) {
             "SELECT {VERSION_COLUMNS} FROM resource_versions v {filter} ORDER BY v.seq DESC LIMIT {limit}"
         ),
         args,
+    )
+}
+
+/// Maps a row of [`VERSION_COLUMNS`] (either engine).
+pub(crate) fn row_to_version<R>(row: &R) -> Result<StoredVersion>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(StoredVersion {
+        seq: row.try_get(0)?,
+        resource_type: row.try_get(1)?,
+        id: row.try_get(2)?,
+        version: row.try_get(3)?,
+        last_updated: Instant(row.try_get(4)?),
+        deleted: row.try_get(5)?,
+        method: Method::parse(&row.try_get::<String, _>(6)?),
+        content: row.try_get(7)?,
+    })
+}
+
+/// Runs a query selecting [`VERSION_COLUMNS`] with its arguments, on either engine.
+pub(crate) async fn fetch_versions<DB>(
+    pool: &Pool<DB>,
+    text: String,
+    args: Vec<Arg>,
+) -> Result<Vec<StoredVersion>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    <DB as Database>::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> bool: Decode<'t, DB> + Type<DB>,
+{
+    let mut query = sqlx::query::<DB>(AssertSqlSafe(text));
+    for arg in args {
+        query = match arg {
+            Arg::Text(s) => query.bind(s),
+            Arg::Int(i) => query.bind(i),
+        };
+    }
+    let rows = query.fetch_all(pool).await?;
+    rows.iter().map(row_to_version).collect()
+}
+
+/// The current version of a resource, on either engine.
+pub(crate) fn current_query(d: Dialect, resource_type: &str, id: &str) -> (String, Vec<Arg>) {
+    (
+        read_current(d),
+        vec![
+            Arg::Text(resource_type.to_string()),
+            Arg::Text(id.to_string()),
+        ],
+    )
+}
+
+/// One version of a resource, on either engine.
+pub(crate) fn version_query(
+    d: Dialect,
+    resource_type: &str,
+    id: &str,
+    version: i64,
+) -> (String, Vec<Arg>) {
+    (
+        read_version(d),
+        vec![
+            Arg::Text(resource_type.to_string()),
+            Arg::Text(id.to_string()),
+            Arg::Int(version),
+        ],
     )
 }

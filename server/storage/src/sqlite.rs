@@ -7,19 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Acquire, AssertSqlSafe, Connection, Row, SqlitePool};
+use sqlx::{Acquire, Connection, Row, SqlitePool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use curanet_fhir::Instant;
-
-use crate::model::{
-    Backend, HistoryQuery, Method, StoredVersion, UniqueKey, WriteOp, WriteOutcome,
-};
+use crate::model::{Backend, HistoryQuery, StoredVersion, UniqueKey, WriteOp, WriteOutcome};
 use crate::read_cache::ReadCache;
-use crate::sql::{self, Arg, Dialect};
+use crate::sql::{self, Dialect};
 use crate::write::{self, Current, WriteTx};
 use crate::{Result, Store, StoreError, StoreOptions};
 
@@ -49,19 +44,6 @@ fn connect_options(path: &Path) -> Result<SqliteConnectOptions> {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true),
     )
-}
-
-pub(crate) fn row_to_version(row: &SqliteRow) -> Result<StoredVersion> {
-    Ok(StoredVersion {
-        seq: row.try_get(0)?,
-        resource_type: row.try_get(1)?,
-        id: row.try_get(2)?,
-        version: row.try_get(3)?,
-        last_updated: Instant(row.try_get(4)?),
-        deleted: row.try_get(5)?,
-        method: Method::parse(row.try_get::<&str, _>(6)?),
-        content: row.try_get(7)?,
-    })
 }
 
 impl SqliteStore {
@@ -253,12 +235,8 @@ impl Store for SqliteStore {
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredVersion>> {
         self.cache
             .read(resource_type, id, || async {
-                let row = sqlx::query(AssertSqlSafe(sql::read_current(Dialect::Sqlite)))
-                    .bind(resource_type)
-                    .bind(id)
-                    .fetch_optional(&self.readers)
-                    .await?;
-                row.as_ref().map(row_to_version).transpose()
+                let (text, args) = sql::current_query(Dialect::Sqlite, resource_type, id);
+                Ok(sql::fetch_versions(&self.readers, text, args).await?.pop())
             })
             .await
     }
@@ -269,13 +247,8 @@ impl Store for SqliteStore {
         id: &str,
         version: i64,
     ) -> Result<Option<StoredVersion>> {
-        let row = sqlx::query(AssertSqlSafe(sql::read_version(Dialect::Sqlite)))
-            .bind(resource_type)
-            .bind(id)
-            .bind(version)
-            .fetch_optional(&self.readers)
-            .await?;
-        row.as_ref().map(row_to_version).transpose()
+        let (text, args) = sql::version_query(Dialect::Sqlite, resource_type, id, version);
+        Ok(sql::fetch_versions(&self.readers, text, args).await?.pop())
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
@@ -295,15 +268,7 @@ impl Store for SqliteStore {
 
     async fn history(&self, q: &HistoryQuery) -> Result<Vec<StoredVersion>> {
         let (text, args) = sql::history(Dialect::Sqlite, q);
-        let mut query = sqlx::query(AssertSqlSafe(text));
-        for arg in args {
-            query = match arg {
-                Arg::Text(s) => query.bind(s),
-                Arg::Int(i) => query.bind(i),
-            };
-        }
-        let rows = query.fetch_all(&self.readers).await?;
-        rows.iter().map(row_to_version).collect()
+        sql::fetch_versions(&self.readers, text, args).await
     }
 
     async fn ping(&self) -> Result<()> {
