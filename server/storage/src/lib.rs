@@ -12,6 +12,7 @@ mod read_cache;
 mod sql;
 mod sqlite;
 pub mod testing;
+mod tx;
 mod write;
 
 pub use error::StoreError;

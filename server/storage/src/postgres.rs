@@ -5,15 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnection, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 
 use crate::model::{
     Backend, HistoryQuery, Precondition, PutOp, StoredVersion, UniqueKey, WriteOp, WriteOutcome,
 };
 use crate::read_cache::ReadCache;
 use crate::sql::{self, Dialect};
-use crate::write::{self, Current, WriteTx};
+use crate::tx::SqlTx;
+use crate::write;
 use crate::{Result, Store, StoreError, StoreOptions};
 
 /// How often a write that lost a race with a concurrent writer is retried.
@@ -143,7 +144,14 @@ impl PostgresStore {
         loop {
             attempt += 1;
             let mut tx = self.pool.begin().await?;
-            let result = write::apply(&mut PgTx(&mut tx), &ops).await;
+            let result = write::apply(
+                &mut SqlTx::<sqlx::Postgres> {
+                    conn: &mut tx,
+                    dialect: Dialect::Postgres,
+                },
+                &ops,
+            )
+            .await;
             let result = match result {
                 Ok(outcomes) => tx.commit().await.map(|()| outcomes).map_err(Into::into),
                 Err(e) => {
@@ -163,96 +171,6 @@ impl PostgresStore {
     /// The connection pool (for tools such as the benchmark's raw-insert baseline).
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-}
-
-struct PgTx<'c>(&'c mut PgConnection);
-
-#[async_trait::async_trait]
-impl WriteTx for PgTx<'_> {
-    async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<Current>> {
-        let row = sqlx::query(
-            "SELECT version, last_updated, deleted FROM resources \
-             WHERE resource_type = $1 AND id = $2 FOR UPDATE",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .fetch_optional(&mut *self.0)
-        .await?;
-        Ok(match row {
-            Some(r) => Some(Current {
-                version: r.try_get(0)?,
-                last_updated: r.try_get(1)?,
-                deleted: r.try_get(2)?,
-            }),
-            None => None,
-        })
-    }
-
-    async fn owned(&mut self, resource_type: &str, id: &str) -> Result<Vec<UniqueKey>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT system, value FROM unique_identifiers WHERE resource_type = $1 AND id = $2",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .fetch_all(&mut *self.0)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(system, value)| UniqueKey { system, value })
-            .collect())
-    }
-
-    async fn claim(
-        &mut self,
-        key: &UniqueKey,
-        resource_type: &str,
-        id: &str,
-    ) -> Result<Option<String>> {
-        sqlx::query(
-            "INSERT INTO unique_identifiers (system, value, resource_type, id) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (system, value) DO NOTHING",
-        )
-        .bind(&key.system)
-        .bind(&key.value)
-        .bind(resource_type)
-        .bind(id)
-        .execute(&mut *self.0)
-        .await?;
-        let (owner_type, owner_id): (String, String) = sqlx::query_as(
-            "SELECT resource_type, id FROM unique_identifiers WHERE system = $1 AND value = $2",
-        )
-        .bind(&key.system)
-        .bind(&key.value)
-        .fetch_one(&mut *self.0)
-        .await?;
-        Ok((owner_type != resource_type || owner_id != id)
-            .then(|| format!("{owner_type}/{owner_id}")))
-    }
-
-    async fn append(&mut self, v: &StoredVersion) -> Result<i64> {
-        // One round trip: append the version and move the current pointer together.
-        let seq: i64 = sqlx::query_scalar(
-            "WITH v AS (INSERT INTO resource_versions \
-               (resource_type, id, version, last_updated, deleted, method, content) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq), \
-             r AS (INSERT INTO resources (resource_type, id, version, last_updated, deleted, current_seq) \
-               SELECT $1, $2, $3, $4, $5, seq FROM v \
-               ON CONFLICT (resource_type, id) DO UPDATE SET version = excluded.version, \
-               last_updated = excluded.last_updated, deleted = excluded.deleted, \
-               current_seq = excluded.current_seq) \
-             SELECT seq FROM v, pg_notify('curanet_resources', $1 || '/' || $2)",
-        )
-        .bind(&v.resource_type)
-        .bind(&v.id)
-        .bind(v.version)
-        .bind(v.last_updated.micros())
-        .bind(v.deleted)
-        .bind(v.method.as_str())
-        .bind(v.content.as_deref())
-        .fetch_one(&mut *self.0)
-        .await?;
-        Ok(seq)
     }
 }
 

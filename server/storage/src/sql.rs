@@ -16,9 +16,12 @@ pub(crate) enum Dialect {
 }
 
 /// A bind argument.
+#[derive(Clone)]
 pub(crate) enum Arg {
     Text(String),
     Int(i64),
+    Bool(bool),
+    OptText(Option<String>),
 }
 
 /// Columns of a version row, in the order the row mappers read them.
@@ -124,6 +127,33 @@ where
     })
 }
 
+/// Runs a statement with its arguments on any executor (pool or connection) of either engine.
+pub(crate) async fn fetch<'e, DB, E>(
+    executor: E,
+    text: String,
+    args: Vec<Arg>,
+) -> Result<Vec<DB::Row>>
+where
+    DB: Database,
+    E: Executor<'e, Database = DB>,
+    <DB as Database>::Arguments: IntoArguments<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+{
+    let mut query = sqlx::query::<DB>(AssertSqlSafe(text));
+    for arg in args {
+        query = match arg {
+            Arg::Text(s) => query.bind(s),
+            Arg::Int(i) => query.bind(i),
+            Arg::Bool(b) => query.bind(b),
+            Arg::OptText(t) => query.bind(t),
+        };
+    }
+    Ok(query.fetch_all(executor).await?)
+}
+
 /// Runs a query selecting [`VERSION_COLUMNS`] with its arguments, on either engine.
 pub(crate) async fn fetch_versions<DB>(
     pool: &Pool<DB>,
@@ -137,16 +167,10 @@ where
     usize: ColumnIndex<DB::Row>,
     for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
     for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
-    for<'t> bool: Decode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
 {
-    let mut query = sqlx::query::<DB>(AssertSqlSafe(text));
-    for arg in args {
-        query = match arg {
-            Arg::Text(s) => query.bind(s),
-            Arg::Int(i) => query.bind(i),
-        };
-    }
-    let rows = query.fetch_all(pool).await?;
+    let rows = fetch(pool, text, args).await?;
     rows.iter().map(row_to_version).collect()
 }
 
@@ -176,4 +200,74 @@ pub(crate) fn version_query(
             Arg::Int(version),
         ],
     )
+}
+
+impl Dialect {
+    /// The current state of a resource inside a write transaction (locked on PostgreSQL, where
+    /// writers run concurrently; SQLite has a single writer).
+    pub(crate) fn select_current(self) -> String {
+        let lock = match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        };
+        format!(
+            "SELECT version, last_updated, deleted FROM resources WHERE resource_type = {} AND id = {}{lock}",
+            self.ph(1),
+            self.ph(2)
+        )
+    }
+
+    /// The unique keys a resource owns.
+    pub(crate) fn select_owned(self) -> String {
+        format!(
+            "SELECT system, value FROM unique_identifiers WHERE resource_type = {} AND id = {}",
+            self.ph(1),
+            self.ph(2)
+        )
+    }
+
+    /// Claims a unique key unless somebody has it.
+    pub(crate) fn insert_claim(self) -> String {
+        format!(
+            "INSERT INTO unique_identifiers (system, value, resource_type, id) VALUES ({}, {}, {}, {}) \
+             ON CONFLICT (system, value) DO NOTHING",
+            self.ph(1),
+            self.ph(2),
+            self.ph(3),
+            self.ph(4)
+        )
+    }
+
+    /// The owner of a unique key.
+    pub(crate) fn select_owner(self) -> String {
+        format!(
+            "SELECT resource_type, id FROM unique_identifiers WHERE system = {} AND value = {}",
+            self.ph(1),
+            self.ph(2)
+        )
+    }
+
+    /// The statements that append a version and make it current; the first returns its seq.
+    /// PostgreSQL does it in one round trip and announces the change to other instances.
+    pub(crate) fn append(self) -> &'static [&'static str] {
+        match self {
+            Dialect::Sqlite => &[
+                "INSERT INTO resource_versions (resource_type, id, version, last_updated, deleted, method, content) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+                "INSERT INTO resources (resource_type, id, version, last_updated, deleted, current_seq) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, last_insert_rowid()) ON CONFLICT (resource_type, id) DO UPDATE SET \
+                 version = excluded.version, last_updated = excluded.last_updated, \
+                 deleted = excluded.deleted, current_seq = excluded.current_seq",
+            ],
+            Dialect::Postgres => &["WITH v AS (INSERT INTO resource_versions \
+                   (resource_type, id, version, last_updated, deleted, method, content) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq), \
+                 r AS (INSERT INTO resources (resource_type, id, version, last_updated, deleted, current_seq) \
+                   SELECT $1, $2, $3, $4, $5, seq FROM v \
+                   ON CONFLICT (resource_type, id) DO UPDATE SET version = excluded.version, \
+                   last_updated = excluded.last_updated, deleted = excluded.deleted, \
+                   current_seq = excluded.current_seq) \
+                 SELECT seq FROM v, pg_notify('curanet_resources', $1 || '/' || $2)"],
+        }
+    }
 }

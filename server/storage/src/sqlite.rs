@@ -9,13 +9,14 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Acquire, Connection, Row, SqlitePool};
+use sqlx::{Acquire, Connection, SqlitePool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::model::{Backend, HistoryQuery, StoredVersion, UniqueKey, WriteOp, WriteOutcome};
+use crate::model::{Backend, HistoryQuery, StoredVersion, WriteOp, WriteOutcome};
 use crate::read_cache::ReadCache;
 use crate::sql::{self, Dialect};
-use crate::write::{self, Current, WriteTx};
+use crate::tx::SqlTx;
+use crate::write;
 use crate::{Result, Store, StoreError, StoreOptions};
 
 /// Most write requests committed in one transaction.
@@ -119,7 +120,14 @@ async fn commit_group(
     let mut results = Vec::with_capacity(group.len());
     for (ops, _) in group {
         let mut savepoint = tx.begin().await?;
-        let result = write::apply(&mut SqliteTx(savepoint.acquire().await?), ops).await;
+        let result = write::apply(
+            &mut SqlTx::<sqlx::Sqlite> {
+                conn: savepoint.acquire().await?,
+                dialect: Dialect::Sqlite,
+            },
+            ops,
+        )
+        .await;
         if result.is_ok() {
             savepoint.commit().await?;
         } else {
@@ -129,101 +137,6 @@ async fn commit_group(
     }
     tx.commit().await?;
     Ok(results)
-}
-
-struct SqliteTx<'c>(&'c mut SqliteConnection);
-
-#[async_trait::async_trait]
-impl WriteTx for SqliteTx<'_> {
-    async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<Current>> {
-        let row = sqlx::query(
-            "SELECT version, last_updated, deleted FROM resources WHERE resource_type = ?1 AND id = ?2",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .fetch_optional(&mut *self.0)
-        .await?;
-        Ok(match row {
-            Some(r) => Some(Current {
-                version: r.try_get(0)?,
-                last_updated: r.try_get(1)?,
-                deleted: r.try_get(2)?,
-            }),
-            None => None,
-        })
-    }
-
-    async fn owned(&mut self, resource_type: &str, id: &str) -> Result<Vec<UniqueKey>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT system, value FROM unique_identifiers WHERE resource_type = ?1 AND id = ?2",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .fetch_all(&mut *self.0)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(system, value)| UniqueKey { system, value })
-            .collect())
-    }
-
-    async fn claim(
-        &mut self,
-        key: &UniqueKey,
-        resource_type: &str,
-        id: &str,
-    ) -> Result<Option<String>> {
-        sqlx::query(
-            "INSERT INTO unique_identifiers (system, value, resource_type, id) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (system, value) DO NOTHING",
-        )
-        .bind(&key.system)
-        .bind(&key.value)
-        .bind(resource_type)
-        .bind(id)
-        .execute(&mut *self.0)
-        .await?;
-        let (owner_type, owner_id): (String, String) = sqlx::query_as(
-            "SELECT resource_type, id FROM unique_identifiers WHERE system = ?1 AND value = ?2",
-        )
-        .bind(&key.system)
-        .bind(&key.value)
-        .fetch_one(&mut *self.0)
-        .await?;
-        Ok((owner_type != resource_type || owner_id != id)
-            .then(|| format!("{owner_type}/{owner_id}")))
-    }
-
-    async fn append(&mut self, v: &StoredVersion) -> Result<i64> {
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO resource_versions (resource_type, id, version, last_updated, deleted, method, content) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
-        )
-        .bind(&v.resource_type)
-        .bind(&v.id)
-        .bind(v.version)
-        .bind(v.last_updated.micros())
-        .bind(v.deleted)
-        .bind(v.method.as_str())
-        .bind(v.content.as_deref())
-        .fetch_one(&mut *self.0)
-        .await?;
-        sqlx::query(
-            "INSERT INTO resources (resource_type, id, version, last_updated, deleted, current_seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (resource_type, id) DO UPDATE SET \
-             version = excluded.version, last_updated = excluded.last_updated, \
-             deleted = excluded.deleted, current_seq = excluded.current_seq",
-        )
-        .bind(&v.resource_type)
-        .bind(&v.id)
-        .bind(v.version)
-        .bind(v.last_updated.micros())
-        .bind(v.deleted)
-        .bind(seq)
-        .execute(&mut *self.0)
-        .await?;
-        Ok(seq)
-    }
 }
 
 #[async_trait::async_trait]
