@@ -85,7 +85,7 @@ where
     }
 
     async fn append(&mut self, v: &StoredVersion) -> Result<i64> {
-        let args = vec![
+        let args = [
             text(&v.resource_type),
             text(&v.id),
             Arg::Int(v.version),
