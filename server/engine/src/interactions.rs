@@ -20,6 +20,7 @@ use crate::{EngineError, Result};
 pub struct Engine {
     store: Arc<dyn Store>,
     validator: Validator,
+    indexer: Arc<curanet_search::Indexer>,
 }
 
 /// A version the server just wrote.
@@ -76,6 +77,7 @@ impl Engine {
     pub fn new(store: Arc<dyn Store>, defs: Arc<Definitions>) -> Self {
         Self {
             store,
+            indexer: Arc::new(curanet_search::Indexer::new(&defs)),
             validator: Validator::new(defs),
         }
     }
@@ -199,6 +201,7 @@ impl Engine {
                 resource: resource.clone(),
                 precondition,
                 identity: identity.clone(),
+                indexing: Some(self.indexer.clone()),
             };
             match self.store.write(vec![WriteOp::Put(op)]).await {
                 Ok(mut outcomes) => {

@@ -3,5 +3,8 @@
 //! every write).
 
 pub mod fhirpath;
+pub mod index;
+pub mod normalize;
 
 pub use fhirpath::{Expression, FhirPathError, Item};
+pub use index::Indexer;

@@ -6,6 +6,7 @@
 //! concurrent writes together (group commit); PostgreSQL groups WAL flushes of concurrent commits.
 
 mod error;
+mod index;
 mod model;
 mod postgres;
 mod read_cache;
@@ -16,6 +17,10 @@ mod tx;
 mod write;
 
 pub use error::StoreError;
+pub use index::{
+    DateEntry, IndexRows, Indexing, NumberEntry, QuantityEntry, ReferenceEntry, StringEntry,
+    TokenEntry, UriEntry,
+};
 pub use model::{
     Backend, DeleteOp, HistoryQuery, HistoryScope, Method, Precondition, PutOp, StoredVersion,
     UniqueIdentity, UniqueKey, WriteOp, WriteOutcome,

@@ -94,6 +94,8 @@ pub struct PutOp {
     pub precondition: Precondition,
     /// The unique-identifier rule for this resource type, if any.
     pub identity: Option<Arc<dyn UniqueIdentity>>,
+    /// The search index extractor; `None` writes no index rows.
+    pub indexing: Option<Arc<dyn crate::Indexing>>,
 }
 
 /// Delete a resource (write a tombstone version).

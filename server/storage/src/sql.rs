@@ -271,3 +271,43 @@ impl Dialect {
         }
     }
 }
+
+impl Dialect {
+    /// Removes a resource's rows from one index table.
+    pub(crate) fn delete_index(self, table: &str) -> String {
+        format!(
+            "DELETE FROM {table} WHERE resource_type = {} AND id = {}",
+            self.ph(1),
+            self.ph(2)
+        )
+    }
+
+    /// Inserts all rows of one index table from a JSON array of `[param, col...]` arrays (the
+    /// argument numbered `json_arg`), for the resource named by the first two arguments.
+    pub(crate) fn insert_index(self, table: &str, columns: &[&str], json_arg: usize) -> String {
+        let numeric = |c: &str| {
+            matches!(c, "lo" | "hi")
+                || (c == "value" && matches!(table, "idx_number" | "idx_quantity"))
+        };
+        let extract = |i: usize, c: &str| match self {
+            Dialect::Sqlite => format!("json_extract(value, '$[{i}]')"),
+            Dialect::Postgres if matches!(c, "lo" | "hi") => format!("(x->>{i})::bigint"),
+            Dialect::Postgres if numeric(c) => format!("(x->>{i})::double precision"),
+            Dialect::Postgres => format!("x->>{i}"),
+        };
+        let values: Vec<String> = std::iter::once(extract(0, "param"))
+            .chain(columns.iter().enumerate().map(|(i, c)| extract(i + 1, c)))
+            .collect();
+        let source = match self {
+            Dialect::Sqlite => format!("json_each(?{json_arg})"),
+            Dialect::Postgres => format!("jsonb_array_elements(${json_arg}::jsonb) AS x"),
+        };
+        format!(
+            "INSERT INTO {table} (resource_type, id, param, {}) SELECT {}, {}, {} FROM {source}",
+            columns.join(", "),
+            self.ph(1),
+            self.ph(2),
+            values.join(", ")
+        )
+    }
+}

@@ -2,6 +2,8 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
+use crate::IndexRows;
+use crate::index::TABLES;
 use crate::model::{StoredVersion, UniqueKey};
 use crate::sql::{self, Arg, Dialect};
 use crate::write::{Current, WriteTx};
@@ -82,6 +84,29 @@ where
         let (owner_type, owner_id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
         Ok((owner_type != resource_type || owner_id != id)
             .then(|| format!("{owner_type}/{owner_id}")))
+    }
+
+    async fn replace_index(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        rows: &IndexRows,
+        existed: bool,
+    ) -> Result<()> {
+        if existed {
+            for (table, _) in TABLES {
+                let query = self.dialect.delete_index(table);
+                sql::fetch(&mut *self.conn, query, vec![text(resource_type), text(id)]).await?;
+            }
+        }
+        for ((table, columns), json) in TABLES.iter().zip(rows.as_json()) {
+            if let Some(json) = json {
+                let query = self.dialect.insert_index(table, columns, 3);
+                let args = vec![text(resource_type), text(id), Arg::Text(json.to_string())];
+                sql::fetch(&mut *self.conn, query, args).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn append(&mut self, v: &StoredVersion) -> Result<i64> {

@@ -6,7 +6,7 @@ use curanet_fhir::{Instant, envelope};
 use crate::model::{
     DeleteOp, Method, Precondition, PutOp, StoredVersion, UniqueKey, WriteOp, WriteOutcome,
 };
-use crate::{Result, StoreError};
+use crate::{IndexRows, Result, StoreError};
 
 /// The current state of a resource, as seen inside the write transaction.
 pub(crate) struct Current {
@@ -31,6 +31,14 @@ pub(crate) trait WriteTx: Send {
     ) -> Result<Option<String>>;
     /// Appends a version row and makes it current; returns its seq.
     async fn append(&mut self, v: &StoredVersion) -> Result<i64>;
+    /// Replaces the search index rows of a resource (`existed`: it may have rows to remove).
+    async fn replace_index(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        rows: &IndexRows,
+        existed: bool,
+    ) -> Result<()>;
 }
 
 /// Applies `ops` in order inside the open transaction `tx`.
@@ -87,7 +95,7 @@ async fn put_one(tx: &mut dyn WriteTx, put: &PutOp) -> Result<WriteOutcome> {
         Some(_) => tx.owned(&put.resource_type, &put.id).await?,
         None => Vec::new(),
     };
-    let (mut stored, new_keys) = prepare_put(put, current.as_ref(), &owned)?;
+    let (mut stored, new_keys, rows) = prepare_put(put, current.as_ref(), &owned)?;
     for key in &new_keys {
         if let Some(owner) = tx.claim(key, &put.resource_type, &put.id).await? {
             return Err(StoreError::DuplicateIdentifier {
@@ -98,19 +106,22 @@ async fn put_one(tx: &mut dyn WriteTx, put: &PutOp) -> Result<WriteOutcome> {
         }
     }
     stored.seq = tx.append(&stored).await?;
+    tx.replace_index(&put.resource_type, &put.id, &rows, current.is_some())
+        .await?;
     Ok(WriteOutcome::Written {
         created: current.as_ref().is_none_or(|c| c.deleted),
         version: stored,
     })
 }
 
-/// The version row a put writes (without its seq), and the unique keys it must newly claim.
-/// `current` and `owned` describe the resource as stored; the precondition was checked.
+/// The version row a put writes (without its seq), the unique keys it must newly claim, and its
+/// search index rows. `current` and `owned` describe the resource as stored; the precondition
+/// was checked.
 pub(crate) fn prepare_put(
     put: &PutOp,
     current: Option<&Current>,
     owned: &[UniqueKey],
-) -> Result<(StoredVersion, Vec<UniqueKey>)> {
+) -> Result<(StoredVersion, Vec<UniqueKey>, IndexRows)> {
     let mut resource = put.resource.clone();
     let mut new_keys = Vec::new();
     if let Some(identity) = &put.identity {
@@ -122,6 +133,11 @@ pub(crate) fn prepare_put(
     let version = current.map_or(1, |c| c.version + 1);
     let last_updated = next_instant(current);
     envelope::stamp(&mut resource, version, last_updated);
+    let rows = put
+        .indexing
+        .as_ref()
+        .map(|i| i.rows(&put.resource_type, &resource))
+        .unwrap_or_default();
     let created = current.is_none_or(|c| c.deleted);
     let stored = StoredVersion {
         resource_type: put.resource_type.clone(),
@@ -137,7 +153,7 @@ pub(crate) fn prepare_put(
         content: Some(serde_json::to_string(&resource).expect("JSON value serialises")),
         seq: 0,
     };
-    Ok((stored, new_keys))
+    Ok((stored, new_keys, rows))
 }
 
 async fn delete_one(tx: &mut dyn WriteTx, del: &DeleteOp) -> Result<WriteOutcome> {
@@ -164,6 +180,8 @@ async fn delete_one(tx: &mut dyn WriteTx, del: &DeleteOp) -> Result<WriteOutcome
         seq: 0,
     };
     stored.seq = tx.append(&stored).await?;
+    tx.replace_index(&del.resource_type, &del.id, &IndexRows::default(), true)
+        .await?;
     Ok(WriteOutcome::Written {
         version: stored,
         created: false,

@@ -1,0 +1,120 @@
+//! The search index rows of a resource version, as the storage writes them (one table per
+//! search-parameter type), and the hook that extracts them inside the write transaction.
+
+use serde_json::{Value, json};
+
+/// A `string` parameter value: normalised for matching, and as written for `:exact`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StringEntry {
+    pub param: String,
+    pub value: String,
+    pub exact: String,
+}
+
+/// A `token` parameter value (`system` is empty when the value has none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenEntry {
+    pub param: String,
+    pub system: String,
+    pub code: String,
+}
+
+/// A `reference` parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceEntry {
+    pub param: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub url: String,
+}
+
+/// A `date` parameter value: the range `[lo, hi)` of microseconds it covers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DateEntry {
+    pub param: String,
+    pub lo: i64,
+    pub hi: i64,
+}
+
+/// A `number` parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberEntry {
+    pub param: String,
+    pub value: f64,
+}
+
+/// A `quantity` parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantityEntry {
+    pub param: String,
+    pub value: f64,
+    pub system: String,
+    pub code: String,
+    pub unit: String,
+}
+
+/// A `uri` parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UriEntry {
+    pub param: String,
+    pub value: String,
+}
+
+/// Every index row of one resource version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexRows {
+    pub strings: Vec<StringEntry>,
+    pub tokens: Vec<TokenEntry>,
+    pub references: Vec<ReferenceEntry>,
+    pub dates: Vec<DateEntry>,
+    pub numbers: Vec<NumberEntry>,
+    pub quantities: Vec<QuantityEntry>,
+    pub uris: Vec<UriEntry>,
+}
+
+/// Extracts the index rows of a resource; called by the store inside the write transaction,
+/// after the resource is final (e.g. after the Health ID was added).
+pub trait Indexing: Send + Sync + std::fmt::Debug {
+    /// The rows for `resource` of type `resource_type`.
+    fn rows(&self, resource_type: &str, resource: &Value) -> IndexRows;
+}
+
+/// The index tables, with their columns after `(resource_type, id, param)`.
+pub(crate) const TABLES: [(&str, &[&str]); 7] = [
+    ("idx_string", &["value", "exact"]),
+    ("idx_token", &["system", "code"]),
+    ("idx_reference", &["target_type", "target_id", "url"]),
+    ("idx_date", &["lo", "hi"]),
+    ("idx_number", &["value"]),
+    ("idx_quantity", &["value", "system", "code", "unit"]),
+    ("idx_uri", &["value"]),
+];
+
+impl IndexRows {
+    /// Each table's rows as one JSON array of arrays (`[param, col1, col2, ...]`), in the order of
+    /// [`TABLES`]; `None` for a table without rows. One bound JSON value inserts all rows of a
+    /// table in one statement on either engine.
+    pub(crate) fn as_json(&self) -> [Option<Value>; 7] {
+        fn arr<T>(rows: &[T], f: impl Fn(&T) -> Value) -> Option<Value> {
+            (!rows.is_empty()).then(|| Value::Array(rows.iter().map(f).collect()))
+        }
+        [
+            arr(&self.strings, |r| json!([r.param, r.value, r.exact])),
+            arr(&self.tokens, |r| json!([r.param, r.system, r.code])),
+            arr(&self.references, |r| {
+                json!([r.param, r.target_type, r.target_id, r.url])
+            }),
+            arr(&self.dates, |r| json!([r.param, r.lo, r.hi])),
+            arr(&self.numbers, |r| json!([r.param, r.value])),
+            arr(&self.quantities, |r| {
+                json!([r.param, r.value, r.system, r.code, r.unit])
+            }),
+            arr(&self.uris, |r| json!([r.param, r.value])),
+        ]
+    }
+
+    /// Whether there are no rows at all.
+    pub fn is_empty(&self) -> bool {
+        self.as_json().iter().all(Option::is_none)
+    }
+}
