@@ -10,7 +10,7 @@ async fn run_suite(backend: TestBackend) {
     let report = curanet_conformance::summary(&results);
     println!("{backend:?}:\n{report}");
     server.stop().await;
-    assert!(results.len() >= 70, "only {} cases ran", results.len());
+    assert!(results.len() >= 85, "only {} cases ran", results.len());
     assert!(
         results.iter().all(|r| r.outcome.is_ok()),
         "{backend:?} failures:\n{report}"

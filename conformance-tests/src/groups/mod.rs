@@ -6,6 +6,7 @@ mod errors;
 mod fixtures;
 mod health_id;
 mod history;
+mod search;
 mod validation;
 mod versioning;
 
@@ -19,6 +20,7 @@ pub(crate) fn all() -> Vec<crate::Case> {
         validation::cases(),
         errors::cases(),
         health_id::cases(),
+        search::cases(),
     ]
     .concat()
 }

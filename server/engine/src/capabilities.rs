@@ -1,10 +1,12 @@
 //! The CapabilityStatement, generated from what the server really does.
 
 use curanet_fhir::{Definitions, FHIR_VERSION, Instant};
+use curanet_fhir_profiles::SearchParamType;
 use serde_json::{Value, json};
 
 /// Interactions every resource type supports.
 const TYPE_INTERACTIONS: &[&str] = &[
+    "search-type",
     "read",
     "vread",
     "update",
@@ -20,6 +22,17 @@ pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
         .resource_types()
         .iter()
         .map(|t| {
+            let mut params = vec![
+                json!({"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"}),
+                json!({"name": "_lastUpdated", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated", "type": "date"}),
+            ];
+            params.extend(
+                defs.search_parameters(t)
+                    .iter()
+                    .filter(|p| !matches!(p.kind, SearchParamType::Composite | SearchParamType::Special))
+                    .filter(|p| p.expression.is_some() && !matches!(p.code.as_str(), "_id" | "_lastUpdated"))
+                    .map(|p| json!({"name": p.code, "definition": p.url, "type": p.kind.code()})),
+            );
             json!({
                 "type": t,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
@@ -31,6 +44,7 @@ pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
                 "conditionalRead": "full-support",
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
+                "searchParam": params,
                 "operation": [{
                     "name": "validate",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"

@@ -1,5 +1,5 @@
 //! The FHIR interactions as plain functions over a [`Store`]: create, read, vread, update, delete,
-//! history, `$validate` and the CapabilityStatement. No HTTP here: the `http` crate extracts
+//! history, search, `$validate` and the CapabilityStatement. No HTTP here: the `http` crate extracts
 //! requests, calls these, and maps [`EngineError`] to status codes and OperationOutcomes.
 
 mod capabilities;
@@ -7,11 +7,13 @@ mod error;
 mod health_ids;
 mod history;
 mod interactions;
+mod search;
 
 pub use capabilities::capability_statement;
 pub use error::EngineError;
 pub use history::{HistoryPage, HistoryParams};
 pub use interactions::{Deleted, Engine, ValidateMode, Written};
+pub use search::{SearchResult, encode_cursor};
 
 /// Result of an interaction.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

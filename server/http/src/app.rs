@@ -6,7 +6,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use curanet_engine::Engine;
 
-use crate::handlers::{fallback, health, history, metadata, resources, validate};
+use crate::handlers::{fallback, health, history, metadata, resources, search, validate};
 
 /// What handlers share: the engine and the server's settings.
 #[derive(Clone)]
@@ -23,10 +23,8 @@ pub fn router(state: AppState) -> Router {
     let fhir = Router::new()
         .route("/metadata", get(metadata::capabilities))
         .route("/_history", get(history::system))
-        .route(
-            "/{rtype}",
-            post(resources::create).get(resources::search_not_yet),
-        )
+        .route("/{rtype}", post(resources::create).get(search::get))
+        .route("/{rtype}/_search", post(search::post))
         .route("/{rtype}/_history", get(history::type_level))
         .route("/{rtype}/$validate", post(validate::type_level))
         .route(

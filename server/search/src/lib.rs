@@ -1,10 +1,12 @@
-//! Search support. For now: [`fhirpath`], the evaluator that extracts search index values from
-//! resources with the R4 SearchParameter expressions (parse each expression once, evaluate it on
-//! every write).
+//! Search: [`fhirpath`] evaluates the R4 SearchParameter expressions, [`index`] turns their
+//! results into index rows on every write, [`query`] parses search URLs into typed searches that
+//! the storage runs over those rows.
 
 pub mod fhirpath;
 pub mod index;
 pub mod normalize;
+pub mod query;
 
 pub use fhirpath::{Expression, FhirPathError, Item};
 pub use index::Indexer;
+pub use query::{ParsedSearch, QueryError};

@@ -10,6 +10,7 @@ mod index;
 mod model;
 mod postgres;
 mod read_cache;
+mod search;
 mod sql;
 mod sqlite;
 pub mod testing;
@@ -26,6 +27,9 @@ pub use model::{
     UniqueIdentity, UniqueKey, WriteOp, WriteOutcome,
 };
 pub use postgres::PostgresStore;
+pub use search::{
+    Clause, Cursor, IndexTable, Predicate, Prefix, SearchPage, SearchSpec, SortOrder, StringMatch,
+};
 pub use sqlite::SqliteStore;
 
 use std::sync::Arc;
@@ -55,6 +59,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Versions, newest first, for the history interactions (`count + 1` rows tell if more follow).
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<StoredVersion>>;
+
+    /// One page of a search.
+    async fn search(&self, spec: &SearchSpec) -> Result<SearchPage>;
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;

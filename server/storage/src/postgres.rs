@@ -222,6 +222,10 @@ impl Store for PostgresStore {
         sql::fetch_versions(&self.pool, text, args).await
     }
 
+    async fn search(&self, spec: &crate::SearchSpec) -> Result<crate::SearchPage> {
+        crate::search::run(&self.pool, Dialect::Postgres, spec).await
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

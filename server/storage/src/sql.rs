@@ -22,6 +22,7 @@ pub(crate) enum Arg {
     Int(i64),
     Bool(bool),
     OptText(Option<String>),
+    Float(f64),
 }
 
 /// Columns of a version row, in the order the row mappers read them.
@@ -141,6 +142,7 @@ where
     for<'t> String: Encode<'t, DB> + Type<DB>,
     for<'t> bool: Encode<'t, DB> + Type<DB>,
     for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Type<DB>,
 {
     let mut query = sqlx::query::<DB>(AssertSqlSafe(text));
     for arg in args {
@@ -149,6 +151,7 @@ where
             Arg::Int(i) => query.bind(i),
             Arg::Bool(b) => query.bind(b),
             Arg::OptText(t) => query.bind(t),
+            Arg::Float(f) => query.bind(f),
         };
     }
     Ok(query.fetch_all(executor).await?)
@@ -169,6 +172,7 @@ where
     for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
     for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
     for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Type<DB>,
 {
     let rows = fetch(pool, text, args).await?;
     rows.iter().map(row_to_version).collect()

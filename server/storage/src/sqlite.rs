@@ -184,6 +184,10 @@ impl Store for SqliteStore {
         sql::fetch_versions(&self.readers, text, args).await
     }
 
+    async fn search(&self, spec: &crate::SearchSpec) -> Result<crate::SearchPage> {
+        crate::search::run(&self.readers, Dialect::Sqlite, spec).await
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())

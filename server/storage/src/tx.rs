@@ -30,6 +30,7 @@ where
     for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
     for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
     for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Type<DB>,
 {
     async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<Current>> {
         let query = self.dialect.select_current();

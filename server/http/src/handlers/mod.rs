@@ -6,6 +6,7 @@ pub mod history;
 pub mod metadata;
 mod path;
 pub mod resources;
+pub mod search;
 pub mod validate;
 
 use axum::body::{Body, Bytes};

@@ -7,7 +7,7 @@ use super::path::FhirPath;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use curanet_engine::{Deleted, Written};
-use curanet_fhir::{Issue, IssueType, OperationOutcome};
+use curanet_fhir::{Issue, OperationOutcome};
 
 use super::{
     FhirContext, add_version_headers, header_value, json_response, read_body, resource_response,
@@ -139,17 +139,4 @@ pub async fn delete(
             .insert(header::ETAG, crate::fhir_headers::etag(v.version));
     }
     Ok(r)
-}
-
-/// `GET /fhir/{type}`: search arrives with the search engine; until then say so plainly.
-pub async fn search_not_yet(
-    State(state): State<AppState>,
-    FhirPath(rtype): FhirPath<String>,
-) -> Result<Response, ApiError> {
-    state.engine.check_type(&rtype)?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        IssueType::NotSupported,
-        format!("search on {rtype} is not implemented yet"),
-    ))
 }

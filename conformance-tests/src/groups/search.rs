@@ -1,0 +1,464 @@
+//! Type-level search: every parameter type, prefixes, modifiers, OR/AND, paging, totals,
+//! `_sort`, `_summary=count`, strict/lenient handling, POST `_search`.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::client::{Request, unique};
+use crate::{Client, Outcome, cases, ensure};
+
+cases!("search";
+    token_identifier_with_and_without_system,
+    string_is_prefix_case_and_accent_insensitive,
+    string_exact_and_contains,
+    date_prefixes_follow_ranges,
+    reference_in_every_form,
+    token_not_and_missing,
+    quantity_with_prefix_and_unit,
+    comma_is_or_repetition_is_and,
+    paging_visits_every_match_once,
+    last_updated_and_sort,
+    unknown_parameters_reported_or_refused,
+    summary_count_gives_only_the_total,
+    post_search_matches_get,
+    invalid_values_are_400,
+    updates_and_deletes_change_results,
+    id_parameter,
+    capability_statement_lists_search_parameters,
+);
+
+fn ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .filter_map(|e| e["resource"]["id"].as_str().map(String::from))
+        .collect()
+}
+
+async fn search(c: &Client, query: &str) -> Result<Value, String> {
+    let r = c.get(query).await?;
+    r.expect(200)?;
+    if r.json["type"] != "searchset" {
+        return Err(format!("{query}: not a searchset: {}", r.text));
+    }
+    Ok(r.json.clone())
+}
+
+async fn count(c: &Client, query: &str) -> Result<usize, String> {
+    Ok(ids(&search(c, query).await?).len())
+}
+
+async fn create(c: &Client, resource: Value) -> Result<String, String> {
+    let r = c.create(&resource).await?;
+    r.expect(201)?;
+    Ok(r.id())
+}
+
+fn patient(family: &str) -> Value {
+    json!({"resourceType": "Patient", "name": [{"family": family}]})
+}
+
+async fn token_identifier_with_and_without_system(c: Client) -> Outcome {
+    let system = format!("urn:test:{}", unique());
+    let mut p = patient("Token");
+    p["identifier"] = json!([{"system": system, "value": "MRN-1"}]);
+    let id = create(&c, p).await?;
+    let b = search(&c, &format!("Patient?identifier={system}|MRN-1")).await?;
+    ensure!(ids(&b) == [id.clone()], "system|code: {:?}", ids(&b));
+    ensure!(b["total"] == 1, "total {}", b["total"]);
+    ensure!(
+        b["entry"][0]["fullUrl"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with(&format!("Patient/{id}")),
+        "fullUrl"
+    );
+    ensure!(
+        count(&c, &format!("Patient?identifier={system}|")).await? == 1,
+        "system| form"
+    );
+    ensure!(
+        count(&c, &format!("Patient?identifier={system}|MRN-2")).await? == 0,
+        "wrong code matched"
+    );
+    ensure!(
+        count(
+            &c,
+            &format!("Patient?identifier=urn:other|MRN-1&identifier={system}|")
+        )
+        .await?
+            == 0,
+        "AND of two systems matched"
+    );
+    Ok(())
+}
+
+async fn string_is_prefix_case_and_accent_insensitive(c: Client) -> Outcome {
+    let u = unique();
+    let id = create(&c, patient(&format!("Émile{u}"))).await?;
+    for q in [
+        format!("emile{u}"),
+        format!("EMILE{}", &u[..4]),
+        format!("Émile{u}"),
+    ] {
+        let found = ids(&search(&c, &format!("Patient?family={q}")).await?);
+        ensure!(found == [id.clone()], "family={q}: {found:?}");
+    }
+    ensure!(
+        count(&c, &format!("Patient?family=mile{u}")).await? == 0,
+        "prefix match is not contains"
+    );
+    ensure!(
+        count(&c, &format!("Patient?name=emile{u}")).await? == 1,
+        "name covers family"
+    );
+    Ok(())
+}
+
+async fn string_exact_and_contains(c: Client) -> Outcome {
+    let u = unique();
+    create(&c, patient(&format!("Émile{u}"))).await?;
+    ensure!(
+        count(&c, &format!("Patient?family:exact=Émile{u}")).await? == 1,
+        ":exact same text"
+    );
+    ensure!(
+        count(&c, &format!("Patient?family:exact=emile{u}")).await? == 0,
+        ":exact is case-sensitive"
+    );
+    ensure!(
+        count(&c, &format!("Patient?family:contains=MILE{u}")).await? == 1,
+        ":contains"
+    );
+    Ok(())
+}
+
+async fn date_prefixes_follow_ranges(c: Client) -> Outcome {
+    let family = format!("Dates{}", unique());
+    for d in ["1980-01-01", "1990-06-15", "2000-12-31"] {
+        let mut p = patient(&family);
+        p["birthDate"] = json!(d);
+        create(&c, p).await?;
+    }
+    for (q, want) in [
+        ("1990", 1),
+        ("1990-06", 1),
+        ("ge1990", 2),
+        ("gt1990", 1),
+        ("lt1990", 1),
+        ("le1990-06-15", 2),
+        ("ne1990", 2),
+        ("sa1990-06-15", 1),
+        ("eb1990-06-15", 1),
+        ("1990-06-15T00:00:00Z", 0),
+    ] {
+        let got = count(&c, &format!("Patient?family={family}&birthdate={q}")).await?;
+        ensure!(got == want, "birthdate={q}: {got} matches, expected {want}");
+    }
+    Ok(())
+}
+
+async fn reference_in_every_form(c: Client) -> Outcome {
+    let pid = create(&c, patient("Ref")).await?;
+    let oid = create(
+        &c,
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "ref"},
+        "subject": {"reference": format!("Patient/{pid}")}}),
+    )
+    .await?;
+    let base = c.base().to_string();
+    for q in [
+        format!("Observation?subject=Patient/{pid}"),
+        format!("Observation?patient={pid}"),
+        format!("Observation?patient=Patient/{pid}"),
+        format!("Observation?subject:Patient={pid}"),
+        format!("Observation?subject={base}/Patient/{pid}"),
+    ] {
+        ensure!(ids(&search(&c, &q).await?) == [oid.clone()], "{q}");
+    }
+    ensure!(
+        count(&c, &format!("Observation?subject=Group/{pid}")).await? == 0,
+        "wrong target type matched"
+    );
+    Ok(())
+}
+
+async fn token_not_and_missing(c: Client) -> Outcome {
+    let code = format!("urn:test:{}|c", unique());
+    let (system, value) = code.split_once('|').unwrap_or_default();
+    for status in ["final", "amended"] {
+        create(
+            &c,
+            json!({"resourceType": "Observation", "status": status,
+            "code": {"coding": [{"system": system, "code": value}]}}),
+        )
+        .await?;
+    }
+    ensure!(
+        count(&c, &format!("Observation?code={code}")).await? == 2,
+        "both by code"
+    );
+    ensure!(
+        count(&c, &format!("Observation?code={code}&status:not=final")).await? == 1,
+        ":not"
+    );
+    ensure!(
+        count(&c, &format!("Observation?code={code}&subject:missing=true")).await? == 2,
+        ":missing=true"
+    );
+    ensure!(
+        count(&c, &format!("Observation?code={code}&status:missing=false")).await? == 2,
+        ":missing=false"
+    );
+    Ok(())
+}
+
+async fn quantity_with_prefix_and_unit(c: Client) -> Outcome {
+    let code = format!("urn:test:{}|hr", unique());
+    let (system, value) = code.split_once('|').unwrap_or_default();
+    for v in [60, 72, 95] {
+        create(&c, json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": system, "code": value}]},
+            "valueQuantity": {"value": v, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}})).await?;
+    }
+    for (q, want) in [
+        ("72", 1),
+        ("gt70", 2),
+        ("le72", 2),
+        ("gt70|http://unitsofmeasure.org|/min", 2),
+        ("gt70||mg", 0),
+        ("ap70", 1),
+    ] {
+        let got = count(&c, &format!("Observation?code={code}&value-quantity={q}")).await?;
+        ensure!(got == want, "value-quantity={q}: {got}, expected {want}");
+    }
+    Ok(())
+}
+
+async fn comma_is_or_repetition_is_and(c: Client) -> Outcome {
+    let family = format!("Or{}", unique());
+    for g in ["male", "female", "other"] {
+        let mut p = patient(&family);
+        p["gender"] = json!(g);
+        create(&c, p).await?;
+    }
+    ensure!(
+        count(&c, &format!("Patient?family={family}&gender=male,female")).await? == 2,
+        "OR"
+    );
+    ensure!(
+        count(
+            &c,
+            &format!("Patient?family={family}&gender=male&gender=female")
+        )
+        .await?
+            == 0,
+        "AND"
+    );
+    Ok(())
+}
+
+async fn paging_visits_every_match_once(c: Client) -> Outcome {
+    let family = format!("Page{}", unique());
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        created.push(create(&c, patient(&family)).await?);
+    }
+    let mut url = format!("Patient?family={family}&_count=2");
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let b = search(&c, &url).await?;
+        ensure!(b["total"] == 5, "total {}", b["total"]);
+        let page = ids(&b);
+        ensure!(page.len() <= 2, "page of {}", page.len());
+        seen.extend(page);
+        // A write between pages must not shift what the cursor sees.
+        create(&c, patient("Unrelated")).await?;
+        match b["link"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(l) => url = l["url"].as_str().unwrap_or_default().to_string(),
+            None => break,
+        }
+    }
+    seen.sort();
+    created.sort();
+    ensure!(seen == created, "paging saw {seen:?}, created {created:?}");
+    Ok(())
+}
+
+async fn last_updated_and_sort(c: Client) -> Outcome {
+    let family = format!("Sort{}", unique());
+    let first = create(&c, patient(&family)).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = create(&c, patient(&family)).await?;
+    let desc = ids(&search(&c, &format!("Patient?family={family}&_sort=-_lastUpdated")).await?);
+    ensure!(
+        desc == [second.clone(), first.clone()],
+        "-_lastUpdated: {desc:?}"
+    );
+    let asc = ids(&search(&c, &format!("Patient?family={family}&_sort=_lastUpdated")).await?);
+    ensure!(asc == [first, second], "_lastUpdated: {asc:?}");
+    ensure!(
+        count(
+            &c,
+            &format!("Patient?family={family}&_lastUpdated=gt2020-01-01")
+        )
+        .await?
+            == 2,
+        "_lastUpdated=gt"
+    );
+    ensure!(
+        count(
+            &c,
+            &format!("Patient?family={family}&_lastUpdated=lt2020-01-01")
+        )
+        .await?
+            == 0,
+        "_lastUpdated=lt"
+    );
+    Ok(())
+}
+
+async fn unknown_parameters_reported_or_refused(c: Client) -> Outcome {
+    let family = format!("Lenient{}", unique());
+    create(&c, patient(&family)).await?;
+    let b = search(&c, &format!("Patient?family={family}&bogus=1")).await?;
+    ensure!(ids(&b).len() == 1, "lenient search failed");
+    let outcome = b["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["search"]["mode"] == "outcome");
+    ensure!(
+        outcome.is_some_and(|o| o.to_string().contains("bogus")),
+        "no OperationOutcome naming bogus: {b}"
+    );
+    let self_link = b["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["relation"] == "self")
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        !self_link.to_string().contains("bogus"),
+        "self link keeps the ignored parameter: {self_link}"
+    );
+    let strict = c
+        .get_with(
+            &format!("Patient?family={family}&bogus=1"),
+            vec![("prefer", "handling=strict".into())],
+        )
+        .await?;
+    strict.expect_outcome(400)?;
+    ensure!(
+        strict.text.contains("bogus"),
+        "strict error does not name bogus: {}",
+        strict.text
+    );
+    Ok(())
+}
+
+async fn summary_count_gives_only_the_total(c: Client) -> Outcome {
+    let family = format!("Count{}", unique());
+    for _ in 0..3 {
+        create(&c, patient(&family)).await?;
+    }
+    let b = search(&c, &format!("Patient?family={family}&_summary=count")).await?;
+    ensure!(b["total"] == 3 && ids(&b).is_empty(), "_summary=count: {b}");
+    Ok(())
+}
+
+async fn post_search_matches_get(c: Client) -> Outcome {
+    let family = format!("Post{}", unique());
+    let id = create(&c, patient(&family)).await?;
+    let r = c
+        .send(Request {
+            method: Method::POST,
+            path: "Patient/_search",
+            body: Some(format!("family={family}").into_bytes()),
+            headers: vec![("content-type", "application/x-www-form-urlencoded".into())],
+        })
+        .await?;
+    r.expect(200)?;
+    ensure!(ids(&r.json) == [id], "POST _search: {}", r.text);
+    Ok(())
+}
+
+async fn invalid_values_are_400(c: Client) -> Outcome {
+    c.get("Patient?birthdate=yesterday")
+        .await?
+        .expect_outcome(400)?;
+    c.get("Observation?value-quantity=lots")
+        .await?
+        .expect_outcome(400)?;
+    c.get("Patient?_count=many").await?.expect_outcome(400)?;
+    c.get("Bogus?name=x").await?.expect_outcome(404)?;
+    Ok(())
+}
+
+async fn updates_and_deletes_change_results(c: Client) -> Outcome {
+    let old = format!("Old{}", unique());
+    let new = format!("New{}", unique());
+    let created = c.create(&patient(&old)).await?;
+    let mut p = created.json.clone();
+    p["name"] = json!([{"family": new}]);
+    c.update(&p).await?.expect(200)?;
+    ensure!(
+        count(&c, &format!("Patient?family={old}")).await? == 0,
+        "old value still found"
+    );
+    ensure!(
+        count(&c, &format!("Patient?family={new}")).await? == 1,
+        "new value not found"
+    );
+    c.delete(&format!("Patient/{}", created.id())).await?;
+    ensure!(
+        count(&c, &format!("Patient?family={new}")).await? == 0,
+        "deleted resource found"
+    );
+    Ok(())
+}
+
+async fn id_parameter(c: Client) -> Outcome {
+    let a = create(&c, patient("IdA")).await?;
+    let b = create(&c, patient("IdB")).await?;
+    let mut found = ids(&search(&c, &format!("Patient?_id={a},{b}")).await?);
+    found.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    ensure!(found == want, "_id: {found:?}");
+    Ok(())
+}
+
+async fn capability_statement_lists_search_parameters(c: Client) -> Outcome {
+    let r = c.get("metadata").await?;
+    let patient = r.json["rest"][0]["resource"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["type"] == "Patient")
+        .cloned()
+        .ok_or("no Patient")?;
+    let params = patient["searchParam"].to_string();
+    for p in [
+        "\"name\"",
+        "\"identifier\"",
+        "\"birthdate\"",
+        "\"_id\"",
+        "\"_lastUpdated\"",
+    ] {
+        ensure!(params.contains(p), "Patient searchParam lacks {p}");
+    }
+    ensure!(
+        patient["interaction"].to_string().contains("search-type"),
+        "no search-type interaction"
+    );
+    Ok(())
+}

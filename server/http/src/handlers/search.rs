@@ -1,0 +1,136 @@
+//! Type-level search (`GET /fhir/{type}`, `POST /fhir/{type}/_search`) as a `searchset` Bundle.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use curanet_engine::SearchResult;
+use curanet_fhir::bundle::{Link, bundle};
+use curanet_fhir::{Issue, IssueType, OperationOutcome};
+use serde_json::{Map, Value, json};
+
+use super::path::FhirPath;
+use super::{FhirContext, json_response, read_body};
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// Whether the client asked for `Prefer: handling=strict`.
+fn strict(ctx: &FhirContext) -> bool {
+    ctx.headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split([',', ';'])
+                .any(|p| p.trim().eq_ignore_ascii_case("handling=strict"))
+        })
+}
+
+/// `GET /fhir/{type}?params`.
+pub async fn get(
+    State(state): State<AppState>,
+    FhirPath(rtype): FhirPath<String>,
+    ctx: FhirContext,
+) -> Result<Response, ApiError> {
+    respond(&state, &ctx, &rtype, ctx.query.clone()).await
+}
+
+/// `POST /fhir/{type}/_search` with form-encoded parameters (and any in the URL).
+pub async fn post(
+    State(state): State<AppState>,
+    FhirPath(rtype): FhirPath<String>,
+    ctx: FhirContext,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let form = ctx
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Err(ApiError::unsupported_media(
+            "_search takes Content-Type: application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let body = read_body(&state, body).await?;
+    let mut pairs = ctx.query.clone();
+    pairs.extend(form_urlencoded::parse(&body).into_owned());
+    respond(&state, &ctx, &rtype, pairs).await
+}
+
+async fn respond(
+    state: &AppState,
+    ctx: &FhirContext,
+    rtype: &str,
+    pairs: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
+    let result = state
+        .engine
+        .search(rtype, &pairs, &ctx.base, strict(ctx))
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        ctx.format,
+        &searchset(&ctx.base, rtype, result),
+    ))
+}
+
+fn searchset(base: &str, rtype: &str, result: SearchResult) -> Value {
+    let SearchResult { page, parsed } = result;
+    let link = |cursor: Option<String>| {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &parsed.applied {
+            if k != "_count" {
+                s.append_pair(k, v);
+            }
+        }
+        s.append_pair("_count", &parsed.spec.count.to_string());
+        if let Some(c) = cursor {
+            s.append_pair("_cursor", &c);
+        }
+        format!("{base}/{rtype}?{}", s.finish())
+    };
+    let mut links = vec![Link {
+        relation: "self",
+        url: link(None),
+    }];
+    if let Some(next) = &page.next {
+        links.push(Link {
+            relation: "next",
+            url: link(Some(curanet_engine::encode_cursor(next))),
+        });
+    }
+    let mut entries: Vec<Value> = page
+        .resources
+        .into_iter()
+        .map(|v| {
+            let mut e = Map::new();
+            e.insert(
+                "fullUrl".into(),
+                json!(format!("{base}/{}/{}", v.resource_type, v.id)),
+            );
+            if let Some(resource) = v.resource() {
+                e.insert("resource".into(), resource);
+            }
+            e.insert("search".into(), json!({"mode": "match"}));
+            Value::Object(e)
+        })
+        .collect();
+    if !parsed.ignored.is_empty() {
+        let issues = parsed
+            .ignored
+            .iter()
+            .map(|(name, reason)| {
+                Issue::warning(
+                    IssueType::NotSupported,
+                    format!("parameter {name} was not applied: {reason}"),
+                )
+            })
+            .collect();
+        entries.push(json!({
+            "resource": OperationOutcome { issues }.to_json(),
+            "search": {"mode": "outcome"}
+        }));
+    }
+    bundle("searchset", page.total, &links, entries)
+}

@@ -1,0 +1,607 @@
+//! Parsing of a search URL's parameters into a typed [`SearchSpec`], per the R4 search rules:
+//! prefixes, modifiers, `a,b` = OR, repeated parameter = AND, `system|code`, `Type/id`.
+//! Parameters the server does not support are reported, never silently applied wrongly.
+
+use curanet_fhir::datetime::{parse_date_time, parse_instant};
+use curanet_fhir_profiles::{Definitions, SearchParamType};
+use curanet_storage::{
+    Clause, Cursor, IndexTable, Predicate, Prefix, SearchSpec, SortOrder, StringMatch,
+};
+
+use crate::normalize::fold;
+
+/// Default page size.
+pub const DEFAULT_COUNT: u32 = 20;
+/// Largest page size.
+pub const MAX_COUNT: u32 = 1000;
+
+/// A search parameter value the client got wrong (400).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{param}: {reason}")]
+pub struct QueryError {
+    pub param: String,
+    pub reason: String,
+}
+
+/// A parsed search: what will run, what was applied (for the `self` link) and what was not.
+#[derive(Debug)]
+pub struct ParsedSearch {
+    pub spec: SearchSpec,
+    /// The parameters applied, as they should appear in paging links.
+    pub applied: Vec<(String, String)>,
+    /// Parameters not applied, with the reason (unknown, unsupported modifier, ...).
+    pub ignored: Vec<(String, String)>,
+    /// `_summary=count`: only the total is wanted.
+    pub count_only: bool,
+}
+
+fn bad(param: &str, reason: impl Into<String>) -> QueryError {
+    QueryError {
+        param: param.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Splits on commas that are not escaped, and unescapes `\,` `\|` `\$` `\\`.
+fn split_or(value: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    if !matches!(n, ',' | '|' | '$' | '\\') {
+                        parts.last_mut().expect("one part").push('\\');
+                    }
+                    parts.last_mut().expect("one part").push(n);
+                }
+            }
+            ',' => parts.push(String::new()),
+            c => parts.last_mut().expect("one part").push(c),
+        }
+    }
+    parts
+}
+
+/// Splits `system|code` at the first unescaped `|`.
+fn split_pipe(value: &str) -> Option<(String, String)> {
+    let bytes = value.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'|' => {
+                return Some((
+                    value[..i].replace("\\|", "|"),
+                    value[i + 1..].replace("\\|", "|"),
+                ));
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn prefix_of(value: &str) -> (Prefix, &str) {
+    let prefixes = [
+        ("eq", Prefix::Eq),
+        ("ne", Prefix::Ne),
+        ("gt", Prefix::Gt),
+        ("lt", Prefix::Lt),
+        ("ge", Prefix::Ge),
+        ("le", Prefix::Le),
+        ("sa", Prefix::Sa),
+        ("eb", Prefix::Eb),
+        ("ap", Prefix::Ap),
+    ];
+    for (text, prefix) in prefixes {
+        if let Some(rest) = value.strip_prefix(text)
+            && rest.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+        {
+            return (prefix, rest);
+        }
+    }
+    (Prefix::Eq, value)
+}
+
+/// A number and the half-open range its written precision covers (`100` → [99.5, 100.5)).
+fn number_range(param: &str, text: &str) -> Result<(f64, f64, f64), QueryError> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| bad(param, format!("'{text}' is not a number")))?;
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    let exponent: i32 = text
+        .split(['e', 'E'])
+        .nth(1)
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    let decimals = mantissa.split('.').nth(1).map_or(0, str::len) as i32;
+    let half = 0.5 * 10f64.powi(exponent - decimals);
+    Ok((value, value - half, value + half))
+}
+
+fn date_range(param: &str, text: &str) -> Result<(i64, i64), QueryError> {
+    parse_date_time(text)
+        .map(|p| (p.start, p.end))
+        .ok_or_else(|| bad(param, format!("'{text}' is not a FHIR date or dateTime")))
+}
+
+fn table_of(kind: SearchParamType) -> Option<IndexTable> {
+    Some(match kind {
+        SearchParamType::String => IndexTable::String,
+        SearchParamType::Token => IndexTable::Token,
+        SearchParamType::Reference => IndexTable::Reference,
+        SearchParamType::Date => IndexTable::Date,
+        SearchParamType::Number => IndexTable::Number,
+        SearchParamType::Quantity => IndexTable::Quantity,
+        SearchParamType::Uri => IndexTable::Uri,
+        SearchParamType::Composite | SearchParamType::Special => return None,
+    })
+}
+
+/// Parameters that shape the result rather than select it, handled here or by the caller.
+const RESULT_PARAMS: &[&str] = &[
+    "_count", "_sort", "_total", "_summary", "_cursor", "_format", "_pretty",
+];
+
+/// Parses the query pairs of a search on `resource_type`. `base` is the server's FHIR base URL
+/// (absolute references to it are read as local ones).
+pub fn parse(
+    defs: &Definitions,
+    resource_type: &str,
+    pairs: &[(String, String)],
+    base: &str,
+) -> Result<ParsedSearch, QueryError> {
+    let mut spec = SearchSpec {
+        resource_type: resource_type.to_string(),
+        clauses: Vec::new(),
+        sort: SortOrder::Id,
+        count: DEFAULT_COUNT,
+        after: None,
+        total: true,
+    };
+    let mut applied = Vec::new();
+    let mut ignored = Vec::new();
+    let mut count_only = false;
+    for (name, value) in pairs {
+        let (code, modifier) = match name.split_once(':') {
+            Some((c, m)) => (c, Some(m)),
+            None => (name.as_str(), None),
+        };
+        if RESULT_PARAMS.contains(&code) {
+            match code {
+                "_count" => {
+                    let n: u32 = value
+                        .parse()
+                        .map_err(|_| bad(code, format!("'{value}' is not a whole number")))?;
+                    spec.count = n.min(MAX_COUNT);
+                    count_only |= n == 0;
+                }
+                "_total" => match value.as_str() {
+                    "none" => spec.total = false,
+                    "estimate" | "accurate" => spec.total = true,
+                    _ => return Err(bad(code, "use none, estimate or accurate")),
+                },
+                "_summary" => match value.as_str() {
+                    "count" => count_only = true,
+                    "false" => {}
+                    _ => {
+                        ignored.push((
+                            name.clone(),
+                            format!("_summary={value} is not supported yet"),
+                        ));
+                        continue;
+                    }
+                },
+                "_sort" => {
+                    let keys: Vec<&str> = value.split(',').collect();
+                    spec.sort = match keys[0] {
+                        "_id" | "" => SortOrder::Id,
+                        "_lastUpdated" => SortOrder::LastUpdated,
+                        "-_lastUpdated" => SortOrder::LastUpdatedDesc,
+                        other => {
+                            ignored.push((
+                                name.clone(),
+                                format!("sorting by '{other}' is not supported yet"),
+                            ));
+                            continue;
+                        }
+                    };
+                    if keys.len() > 1 {
+                        ignored.push((name.clone(), "only the first _sort key is applied".into()));
+                    }
+                }
+                "_cursor" => {
+                    spec.after = Some(
+                        parse_cursor(value).ok_or_else(|| bad(code, "invalid paging cursor"))?,
+                    );
+                    continue; // paging links carry their own cursor
+                }
+                _ => continue,
+            }
+            applied.push((name.clone(), value.clone()));
+            continue;
+        }
+        match clause(defs, resource_type, code, modifier, value, base)? {
+            Ok(c) => {
+                spec.clauses.push(c);
+                applied.push((name.clone(), value.clone()));
+            }
+            Err(reason) => ignored.push((name.clone(), reason)),
+        }
+    }
+    if count_only {
+        spec.count = 0;
+        spec.total = true;
+    }
+    Ok(ParsedSearch {
+        spec,
+        applied,
+        ignored,
+        count_only,
+    })
+}
+
+/// The clause for one parameter: `Ok(Err(reason))` when it is not supported (reported, not applied).
+fn clause(
+    defs: &Definitions,
+    resource_type: &str,
+    code: &str,
+    modifier: Option<&str>,
+    value: &str,
+    base: &str,
+) -> Result<Result<Clause, String>, QueryError> {
+    if code.contains('.') || code.starts_with("_has") {
+        return Ok(Err(
+            "chained and reverse-chained parameters are not supported yet".into(),
+        ));
+    }
+    let name = match modifier {
+        Some(m) => format!("{code}:{m}"),
+        None => code.to_string(),
+    };
+    if code == "_id" {
+        if modifier.is_some() {
+            return Ok(Err(format!(
+                "modifier :{} is not supported on _id",
+                modifier.unwrap_or("")
+            )));
+        }
+        let predicates = split_or(value).into_iter().map(Predicate::Id).collect();
+        return Ok(Ok(Clause::AnyOf {
+            predicates,
+            negated: false,
+        }));
+    }
+    if code == "_lastUpdated" {
+        let mut predicates = Vec::new();
+        for v in split_or(value) {
+            let (prefix, rest) = prefix_of(&v);
+            let (lo, hi) = date_range(&name, rest)?;
+            predicates.push(Predicate::LastUpdated { prefix, lo, hi });
+        }
+        return Ok(Ok(Clause::AnyOf {
+            predicates,
+            negated: false,
+        }));
+    }
+    let Some(param) = defs
+        .search_parameters(resource_type)
+        .iter()
+        .find(|p| p.code == code)
+    else {
+        return Ok(Err(format!(
+            "unknown search parameter '{code}' for {resource_type}"
+        )));
+    };
+    let Some(table) = table_of(param.kind) else {
+        return Ok(Err(format!(
+            "{} parameters are not supported yet",
+            param.kind.code()
+        )));
+    };
+    if modifier == Some("missing") {
+        let missing = match value {
+            "true" => true,
+            "false" => false,
+            _ => return Err(bad(&name, "use true or false")),
+        };
+        return Ok(Ok(Clause::Missing {
+            table,
+            param: code.to_string(),
+            missing,
+        }));
+    }
+    let p = code.to_string();
+    let mut negated = false;
+    let mut predicates = Vec::new();
+    for v in split_or(value) {
+        if v.is_empty() {
+            continue;
+        }
+        let predicate = match (param.kind, modifier) {
+            (SearchParamType::String, None) => Predicate::String {
+                param: p.clone(),
+                matching: StringMatch::Prefix(fold(&v)),
+            },
+            (SearchParamType::String, Some("exact")) => Predicate::String {
+                param: p.clone(),
+                matching: StringMatch::Exact(v),
+            },
+            (SearchParamType::String, Some("contains")) => Predicate::String {
+                param: p.clone(),
+                matching: StringMatch::Contains(fold(&v)),
+            },
+            (SearchParamType::Token, None | Some("not")) => {
+                negated = modifier == Some("not");
+                let (system, code) = match split_pipe(&v) {
+                    Some((s, c)) => (Some(s), (!c.is_empty()).then_some(c)),
+                    None => (None, Some(v.replace("\\|", "|"))),
+                };
+                Predicate::Token {
+                    param: p.clone(),
+                    system,
+                    code,
+                }
+            }
+            (SearchParamType::Reference, m)
+                if m.is_none() || m.is_some_and(|t| defs.is_resource_type(t)) =>
+            {
+                reference(&p, &v, m, base)
+            }
+            (SearchParamType::Date, None) => {
+                let (prefix, rest) = prefix_of(&v);
+                let (lo, hi) = date_range(&name, rest)?;
+                Predicate::Date {
+                    param: p.clone(),
+                    prefix,
+                    lo,
+                    hi,
+                }
+            }
+            (SearchParamType::Number, None) => {
+                let (prefix, rest) = prefix_of(&v);
+                let (value, lo, hi) = number_range(&name, rest)?;
+                Predicate::Number {
+                    param: p.clone(),
+                    prefix,
+                    value,
+                    lo,
+                    hi,
+                }
+            }
+            (SearchParamType::Quantity, None) => {
+                let (prefix, rest) = prefix_of(&v);
+                let mut parts = rest.splitn(3, '|');
+                let number = parts.next().unwrap_or("");
+                let (value, lo, hi) = number_range(&name, number)?;
+                let system = parts.next().filter(|s| !s.is_empty()).map(String::from);
+                let code = parts.next().filter(|s| !s.is_empty()).map(String::from);
+                Predicate::Quantity {
+                    param: p.clone(),
+                    prefix,
+                    value,
+                    lo,
+                    hi,
+                    system,
+                    code,
+                }
+            }
+            (SearchParamType::Uri, None | Some("below")) => Predicate::Uri {
+                param: p.clone(),
+                value: v,
+                below: modifier == Some("below"),
+            },
+            (_, Some(m)) => return Ok(Err(format!("modifier :{m} is not supported on {code}"))),
+            (kind, None) => {
+                return Ok(Err(format!(
+                    "{} parameters are not supported yet",
+                    kind.code()
+                )));
+            }
+        };
+        predicates.push(predicate);
+    }
+    if predicates.is_empty() {
+        return Err(bad(&name, "a value is required"));
+    }
+    Ok(Ok(Clause::AnyOf {
+        predicates,
+        negated,
+    }))
+}
+
+fn reference(param: &str, value: &str, type_modifier: Option<&str>, base: &str) -> Predicate {
+    let local = value
+        .strip_prefix(base)
+        .map(|rest| rest.trim_start_matches('/'))
+        .unwrap_or(value);
+    let (target_type, target_id) = crate::index::split_reference(local);
+    if !target_id.is_empty() {
+        return Predicate::Reference {
+            param: param.to_string(),
+            target_type: Some(target_type),
+            target_id: Some(target_id),
+            url: None,
+        };
+    }
+    if local.contains(':') || local.contains('/') {
+        // Another server's URL or a canonical: match the reference as written.
+        return Predicate::Reference {
+            param: param.to_string(),
+            target_type: None,
+            target_id: None,
+            url: Some(value.to_string()),
+        };
+    }
+    Predicate::Reference {
+        param: param.to_string(),
+        target_type: type_modifier.map(String::from),
+        target_id: Some(local.to_string()),
+        url: None,
+    }
+}
+
+/// Encodes a paging cursor for a link.
+pub fn encode_cursor(cursor: &Cursor) -> String {
+    format!("{}:{}", cursor.last_updated, cursor.id)
+}
+
+fn parse_cursor(text: &str) -> Option<Cursor> {
+    let (lu, id) = text.split_once(':')?;
+    Some(Cursor {
+        last_updated: lu.parse().ok()?,
+        id: id.to_string(),
+    })
+}
+
+/// Whether `text` is a valid `_lastUpdated`-style instant (used by callers validating input).
+pub fn is_instant(text: &str) -> bool {
+    parse_instant(text).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn parse_q(rt: &str, q: &[(&str, &str)]) -> ParsedSearch {
+        parse(&Definitions::shared(), rt, &pairs(q), "http://h/fhir").unwrap()
+    }
+
+    #[test]
+    fn tokens_and_or() {
+        let p = parse_q(
+            "Observation",
+            &[
+                ("code", "http://loinc.org|8867-4,|x,y"),
+                ("status", "final"),
+            ],
+        );
+        assert_eq!(p.spec.clauses.len(), 2);
+        let Clause::AnyOf {
+            predicates,
+            negated,
+        } = &p.spec.clauses[0]
+        else {
+            panic!()
+        };
+        assert!(!negated);
+        assert_eq!(
+            predicates[0],
+            Predicate::Token {
+                param: "code".into(),
+                system: Some("http://loinc.org".into()),
+                code: Some("8867-4".into())
+            }
+        );
+        assert_eq!(
+            predicates[1],
+            Predicate::Token {
+                param: "code".into(),
+                system: Some(String::new()),
+                code: Some("x".into())
+            }
+        );
+        assert_eq!(
+            predicates[2],
+            Predicate::Token {
+                param: "code".into(),
+                system: None,
+                code: Some("y".into())
+            }
+        );
+    }
+
+    #[test]
+    fn prefixes_and_precision() {
+        assert_eq!(prefix_of("ge2024"), (Prefix::Ge, "2024"));
+        assert_eq!(prefix_of("2024"), (Prefix::Eq, "2024"));
+        let (v, lo, hi) = number_range("n", "100").unwrap();
+        assert_eq!((v, lo, hi), (100.0, 99.5, 100.5));
+        let (_, lo, hi) = number_range("n", "1.50").unwrap();
+        assert!((lo - 1.495).abs() < 1e-9 && (hi - 1.505).abs() < 1e-9);
+    }
+
+    #[test]
+    fn unknown_and_unsupported_are_reported() {
+        let p = parse_q(
+            "Patient",
+            &[
+                ("bogus", "1"),
+                ("name:text", "x"),
+                ("organization.name", "y"),
+                ("name", "rao"),
+            ],
+        );
+        assert_eq!(p.ignored.len(), 3);
+        assert_eq!(p.applied, pairs(&[("name", "rao")]));
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let defs = Definitions::shared();
+        assert!(parse(&defs, "Patient", &pairs(&[("birthdate", "yesterday")]), "").is_err());
+        assert!(parse(&defs, "Patient", &pairs(&[("_count", "-1")]), "").is_err());
+        assert!(
+            parse(
+                &defs,
+                "Observation",
+                &pairs(&[("value-quantity", "abc")]),
+                ""
+            )
+            .is_err()
+        );
+        assert!(parse(&defs, "Patient", &pairs(&[("name:missing", "maybe")]), "").is_err());
+    }
+
+    #[test]
+    fn references_in_every_form() {
+        let p = parse_q(
+            "Observation",
+            &[
+                ("subject", "Patient/1"),
+                ("patient", "http://h/fhir/Patient/2"),
+                ("subject:Patient", "3"),
+            ],
+        );
+        let ids: Vec<_> = p
+            .spec
+            .clauses
+            .iter()
+            .map(|c| match c {
+                Clause::AnyOf { predicates, .. } => match &predicates[0] {
+                    Predicate::Reference {
+                        target_type,
+                        target_id,
+                        ..
+                    } => (target_type.clone(), target_id.clone()),
+                    _ => panic!(),
+                },
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                (Some("Patient".into()), Some("1".into())),
+                (Some("Patient".into()), Some("2".into())),
+                (Some("Patient".into()), Some("3".into())),
+            ]
+        );
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(
+            split_or(r"a\,b,c"),
+            vec!["a,b".to_string(), "c".to_string()]
+        );
+        assert_eq!(split_pipe(r"s|c\|d"), Some(("s".into(), "c|d".into())));
+    }
+}

@@ -1,0 +1,540 @@
+//! Search over the index tables: a typed query (what the `search` crate parses from a URL) and
+//! its translation to one SQL statement per page, keyset-paged, on either engine.
+
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+use crate::Result;
+use crate::sql::{self, Arg, Dialect, VERSION_COLUMNS};
+
+/// How a value compares with a range, by FHIR search prefix (`eq`, `gt`, ... `ap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    Sa,
+    Eb,
+    Ap,
+}
+
+/// How a string parameter matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StringMatch {
+    /// Starts with the normalised value (the default).
+    Prefix(String),
+    /// Equals the value exactly, case and accents included (`:exact`).
+    Exact(String),
+    /// Contains the normalised value (`:contains`).
+    Contains(String),
+}
+
+/// One condition on a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predicate {
+    /// `_id`.
+    Id(String),
+    /// `_lastUpdated` against the range `[lo, hi)`.
+    LastUpdated { prefix: Prefix, lo: i64, hi: i64 },
+    /// A string parameter.
+    String {
+        param: String,
+        matching: StringMatch,
+    },
+    /// A token parameter: `system` `None` = any system, `Some("")` = no system; `code` `None` = any code.
+    Token {
+        param: String,
+        system: Option<String>,
+        code: Option<String>,
+    },
+    /// A reference parameter, by target id (and type when known) or by URL.
+    Reference {
+        param: String,
+        target_type: Option<String>,
+        target_id: Option<String>,
+        url: Option<String>,
+    },
+    /// A date parameter against the range `[lo, hi)`.
+    Date {
+        param: String,
+        prefix: Prefix,
+        lo: i64,
+        hi: i64,
+    },
+    /// A number parameter: `value` as written, `[lo, hi)` its precision range.
+    Number {
+        param: String,
+        prefix: Prefix,
+        value: f64,
+        lo: f64,
+        hi: f64,
+    },
+    /// A quantity parameter, optionally with system and code.
+    Quantity {
+        param: String,
+        prefix: Prefix,
+        value: f64,
+        lo: f64,
+        hi: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
+    /// A uri parameter: exact, or `:below` (the value is a prefix).
+    Uri {
+        param: String,
+        value: String,
+        below: bool,
+    },
+}
+
+/// Which index table a parameter type lives in (for `:missing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexTable {
+    String,
+    Token,
+    Reference,
+    Date,
+    Number,
+    Quantity,
+    Uri,
+}
+
+impl IndexTable {
+    fn name(self) -> &'static str {
+        match self {
+            IndexTable::String => "idx_string",
+            IndexTable::Token => "idx_token",
+            IndexTable::Reference => "idx_reference",
+            IndexTable::Date => "idx_date",
+            IndexTable::Number => "idx_number",
+            IndexTable::Quantity => "idx_quantity",
+            IndexTable::Uri => "idx_uri",
+        }
+    }
+}
+
+/// One search parameter's condition: alternatives joined by OR (`a,b`), possibly negated
+/// (`:not`), or a `:missing` test.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Clause {
+    /// Any of the predicates holds (`negated`: none of them holds).
+    AnyOf {
+        predicates: Vec<Predicate>,
+        negated: bool,
+    },
+    /// The parameter has no value (`missing: true`) or has one (`false`).
+    Missing {
+        table: IndexTable,
+        param: String,
+        missing: bool,
+    },
+}
+
+/// The order of results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    /// By id (the default: stable under concurrent writes).
+    Id,
+    /// By last update, oldest first, then id.
+    LastUpdated,
+    /// By last update, newest first, then id.
+    LastUpdatedDesc,
+}
+
+/// Where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub last_updated: i64,
+    pub id: String,
+}
+
+/// A typed search over one resource type.
+#[derive(Debug, Clone)]
+pub struct SearchSpec {
+    pub resource_type: String,
+    /// All must hold (repeated parameters = AND).
+    pub clauses: Vec<Clause>,
+    pub sort: SortOrder,
+    pub count: u32,
+    pub after: Option<Cursor>,
+    /// Whether to count all matches.
+    pub total: bool,
+}
+
+/// A page of results.
+#[derive(Debug)]
+pub struct SearchPage {
+    pub resources: Vec<crate::StoredVersion>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<Cursor>,
+    /// The number of matches, when asked for.
+    pub total: Option<u64>,
+}
+
+struct Builder {
+    dialect: Dialect,
+    args: Vec<Arg>,
+}
+
+impl Builder {
+    fn arg(&mut self, a: Arg) -> String {
+        self.args.push(a);
+        self.dialect.ph(self.args.len())
+    }
+
+    fn text(&mut self, s: &str) -> String {
+        self.arg(Arg::Text(s.to_string()))
+    }
+
+    fn range(&mut self, prefix: Prefix, lo_col: &str, hi_col: &str, lo: i64, hi: i64) -> String {
+        let (l, h) = (self.arg(Arg::Int(lo)), self.arg(Arg::Int(hi)));
+        match prefix {
+            Prefix::Eq => format!("({lo_col} >= {l} AND {hi_col} <= {h})"),
+            Prefix::Ap => format!("({lo_col} < {h} AND {hi_col} > {l})"),
+            Prefix::Ne => format!("NOT ({lo_col} >= {l} AND {hi_col} <= {h})"),
+            Prefix::Gt => format!("{hi_col} > {h}"),
+            Prefix::Lt => format!("{lo_col} < {l}"),
+            Prefix::Ge => format!("{hi_col} > {l}"),
+            Prefix::Le => format!("{lo_col} < {h}"),
+            Prefix::Sa => format!("{lo_col} >= {h}"),
+            Prefix::Eb => format!("{hi_col} <= {l}"),
+        }
+    }
+
+    fn number(&mut self, prefix: Prefix, col: &str, value: f64, lo: f64, hi: f64) -> String {
+        let v = self.arg(Arg::Float(value));
+        match prefix {
+            Prefix::Eq => {
+                let (l, h) = (self.arg(Arg::Float(lo)), self.arg(Arg::Float(hi)));
+                format!("({col} >= {l} AND {col} < {h})")
+            }
+            Prefix::Ne => {
+                let (l, h) = (self.arg(Arg::Float(lo)), self.arg(Arg::Float(hi)));
+                format!("NOT ({col} >= {l} AND {col} < {h})")
+            }
+            Prefix::Ap => {
+                let margin = (value * 0.1).abs();
+                let (l, h) = (
+                    self.arg(Arg::Float(value - margin)),
+                    self.arg(Arg::Float(value + margin)),
+                );
+                format!("({col} >= {l} AND {col} <= {h})")
+            }
+            Prefix::Gt | Prefix::Sa => format!("{col} > {v}"),
+            Prefix::Lt | Prefix::Eb => format!("{col} < {v}"),
+            Prefix::Ge => format!("{col} >= {v}"),
+            Prefix::Le => format!("{col} <= {v}"),
+        }
+    }
+
+    /// The table, parameter and row condition of a predicate on an index table.
+    fn predicate(&mut self, p: &Predicate) -> (Option<&'static str>, Option<String>, String) {
+        match p {
+            Predicate::Id(id) => (None, None, format!("r.id = {}", self.text(id))),
+            Predicate::LastUpdated { prefix, lo, hi } => (
+                None,
+                None,
+                self.range(*prefix, "r.last_updated", "(r.last_updated + 1)", *lo, *hi),
+            ),
+            Predicate::String { param, matching } => {
+                let cond = match matching {
+                    StringMatch::Prefix(v) => {
+                        let lo = self.text(v);
+                        match crate::search::upper_bound(v) {
+                            Some(up) => {
+                                let hi = self.text(&up);
+                                format!("(t.value >= {lo} AND t.value < {hi})")
+                            }
+                            None => format!("t.value >= {lo}"),
+                        }
+                    }
+                    StringMatch::Exact(v) => format!("t.exact = {}", self.text(v)),
+                    StringMatch::Contains(v) => {
+                        let escaped = v
+                            .replace('\\', "\\\\")
+                            .replace('%', "\\%")
+                            .replace('_', "\\_");
+                        format!(
+                            "t.value LIKE {} ESCAPE '\\'",
+                            self.text(&format!("%{escaped}%"))
+                        )
+                    }
+                };
+                (Some("idx_string"), Some(param.clone()), cond)
+            }
+            Predicate::Token {
+                param,
+                system,
+                code,
+            } => {
+                let mut conds = Vec::new();
+                if let Some(c) = code {
+                    conds.push(format!("t.code = {}", self.text(c)));
+                }
+                if let Some(s) = system {
+                    conds.push(format!("t.system = {}", self.text(s)));
+                }
+                if conds.is_empty() {
+                    conds.push("1 = 1".into());
+                }
+                (
+                    Some("idx_token"),
+                    Some(param.clone()),
+                    format!("({})", conds.join(" AND ")),
+                )
+            }
+            Predicate::Reference {
+                param,
+                target_type,
+                target_id,
+                url,
+            } => {
+                let mut conds = Vec::new();
+                if let Some(id) = target_id {
+                    conds.push(format!("t.target_id = {}", self.text(id)));
+                }
+                if let Some(t) = target_type {
+                    conds.push(format!("t.target_type = {}", self.text(t)));
+                }
+                if let Some(u) = url {
+                    conds.push(format!("t.url = {}", self.text(u)));
+                }
+                if conds.is_empty() {
+                    conds.push("1 = 0".into());
+                }
+                (
+                    Some("idx_reference"),
+                    Some(param.clone()),
+                    format!("({})", conds.join(" AND ")),
+                )
+            }
+            Predicate::Date {
+                param,
+                prefix,
+                lo,
+                hi,
+            } => (
+                Some("idx_date"),
+                Some(param.clone()),
+                self.range(*prefix, "t.lo", "t.hi", *lo, *hi),
+            ),
+            Predicate::Number {
+                param,
+                prefix,
+                value,
+                lo,
+                hi,
+            } => (
+                Some("idx_number"),
+                Some(param.clone()),
+                self.number(*prefix, "t.value", *value, *lo, *hi),
+            ),
+            Predicate::Quantity {
+                param,
+                prefix,
+                value,
+                lo,
+                hi,
+                system,
+                code,
+            } => {
+                let mut cond = self.number(*prefix, "t.value", *value, *lo, *hi);
+                if let Some(s) = system {
+                    cond = format!("{cond} AND t.system = {}", self.text(s));
+                }
+                if let Some(c) = code {
+                    let c1 = self.text(c);
+                    let c2 = self.text(c);
+                    cond = format!("{cond} AND (t.code = {c1} OR t.unit = {c2})");
+                }
+                (
+                    Some("idx_quantity"),
+                    Some(param.clone()),
+                    format!("({cond})"),
+                )
+            }
+            Predicate::Uri {
+                param,
+                value,
+                below,
+            } => {
+                let cond = if *below {
+                    let escaped = value
+                        .replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_");
+                    format!(
+                        "t.value LIKE {} ESCAPE '\\'",
+                        self.text(&format!("{escaped}%"))
+                    )
+                } else {
+                    format!("t.value = {}", self.text(value))
+                };
+                (Some("idx_uri"), Some(param.clone()), cond)
+            }
+        }
+    }
+
+    /// The SQL condition on `r` for one clause.
+    fn clause(&mut self, rt: &str, clause: &Clause) -> String {
+        match clause {
+            Clause::Missing {
+                table,
+                param,
+                missing,
+            } => {
+                let (t, p) = (self.text(rt), self.text(param));
+                let not = if *missing { "NOT " } else { "" };
+                format!(
+                    "r.id {not}IN (SELECT t.id FROM {} t WHERE t.resource_type = {t} AND t.param = {p})",
+                    table.name()
+                )
+            }
+            Clause::AnyOf {
+                predicates,
+                negated,
+            } => {
+                let mut on_resource = Vec::new();
+                let mut on_table: Option<(&'static str, String)> = None;
+                let mut table_conds = Vec::new();
+                for p in predicates {
+                    match self.predicate(p) {
+                        (None, _, cond) => on_resource.push(cond),
+                        (Some(table), Some(param), cond) => {
+                            on_table.get_or_insert((table, param));
+                            table_conds.push(cond);
+                        }
+                        (Some(_), None, cond) => on_resource.push(cond),
+                    }
+                }
+                if let Some((table, param)) = on_table {
+                    let (t, p) = (self.text(rt), self.text(&param));
+                    on_resource.push(format!(
+                        "r.id IN (SELECT t.id FROM {table} t WHERE t.resource_type = {t} AND t.param = {p} AND ({}))",
+                        table_conds.join(" OR ")
+                    ));
+                }
+                let any = format!("({})", on_resource.join(" OR "));
+                if *negated { format!("NOT {any}") } else { any }
+            }
+        }
+    }
+}
+
+/// The smallest string above every string starting with `prefix`.
+pub(crate) fn upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(last as u32 + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// An SQL statement with its arguments.
+type Statement = (String, Vec<Arg>);
+
+/// The page query and, when a total is wanted, the count query, with their arguments.
+pub(crate) fn statements(dialect: Dialect, spec: &SearchSpec) -> (Statement, Option<Statement>) {
+    let mut b = Builder {
+        dialect,
+        args: Vec::new(),
+    };
+    let rt = b.text(&spec.resource_type);
+    let mut conds = vec![
+        format!("r.resource_type = {rt}"),
+        "r.deleted = FALSE".to_string(),
+    ];
+    for clause in &spec.clauses {
+        conds.push(b.clause(&spec.resource_type, clause));
+    }
+    let filter_args = b.args.clone();
+    let filter = conds.join(" AND ");
+    let count = spec.total.then(|| {
+        (
+            format!("SELECT COUNT(*) FROM resources r WHERE {filter}"),
+            filter_args,
+        )
+    });
+    let mut page_conds = vec![filter];
+    let order = match spec.sort {
+        SortOrder::Id => {
+            if let Some(c) = &spec.after {
+                page_conds.push(format!("r.id > {}", b.text(&c.id)));
+            }
+            "r.id"
+        }
+        SortOrder::LastUpdated => {
+            if let Some(c) = &spec.after {
+                let (lu, id) = (b.arg(Arg::Int(c.last_updated)), b.text(&c.id));
+                page_conds.push(format!(
+                    "(r.last_updated > {lu} OR (r.last_updated = {lu} AND r.id > {id}))"
+                ));
+            }
+            "r.last_updated, r.id"
+        }
+        SortOrder::LastUpdatedDesc => {
+            if let Some(c) = &spec.after {
+                let (lu, id) = (b.arg(Arg::Int(c.last_updated)), b.text(&c.id));
+                page_conds.push(format!(
+                    "(r.last_updated < {lu} OR (r.last_updated = {lu} AND r.id < {id}))"
+                ));
+            }
+            "r.last_updated DESC, r.id DESC"
+        }
+    };
+    let limit = b.arg(Arg::Int(i64::from(spec.count) + 1));
+    let page = format!(
+        "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.seq = r.current_seq \
+         WHERE {} ORDER BY {order} LIMIT {limit}",
+        page_conds.join(" AND ")
+    );
+    ((page, b.args), count)
+}
+
+/// Runs a search on either engine: one query for the page, one for the total when asked.
+pub(crate) async fn run<DB>(
+    pool: &Pool<DB>,
+    dialect: Dialect,
+    spec: &SearchSpec,
+) -> Result<SearchPage>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    <DB as Database>::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Type<DB>,
+{
+    let ((page, args), count) = statements(dialect, spec);
+    let mut resources = sql::fetch_versions(pool, page, args).await?;
+    let next = if resources.len() > spec.count as usize {
+        resources.truncate(spec.count as usize);
+        resources.last().map(|v| Cursor {
+            last_updated: v.last_updated.micros(),
+            id: v.id.clone(),
+        })
+    } else {
+        None
+    };
+    let total = match count {
+        Some((text, args)) => {
+            let rows = sql::fetch(pool, text, args).await?;
+            let n: i64 = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+            Some(n as u64)
+        }
+        None => None,
+    };
+    Ok(SearchPage {
+        resources,
+        next,
+        total,
+    })
+}
