@@ -126,6 +126,8 @@ impl Client {
     pub async fn send(&self, req: Request<'_>) -> Result<Reply, String> {
         let url = if req.path.starts_with("http") {
             req.path.to_string()
+        } else if req.path.is_empty() {
+            self.base.clone()
         } else {
             format!("{}/{}", self.base, req.path.trim_start_matches('/'))
         };

@@ -1,5 +1,6 @@
 //! The groups of checks.
 
+mod bundles;
 mod capabilities;
 mod crud;
 mod errors;
@@ -21,6 +22,7 @@ pub(crate) fn all() -> Vec<crate::Case> {
         errors::cases(),
         health_id::cases(),
         search::cases(),
+        bundles::cases(),
     ]
     .concat()
 }

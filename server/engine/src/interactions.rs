@@ -128,7 +128,8 @@ impl Engine {
         }
     }
 
-    fn validate_value(&self, value: &Value) -> Result<()> {
+    /// Validates a resource against the definitions (422 with every issue).
+    pub(crate) fn validate_resource(&self, value: &Value) -> Result<()> {
         let issues: Vec<Issue> = self.validator.validate(value);
         if issues.iter().any(Issue::is_error) {
             Err(EngineError::Invalid(issues))
@@ -137,15 +138,100 @@ impl Engine {
         }
     }
 
-    /// `create`: validates, assigns an id (and a Health ID for people), stores version 1.
-    pub async fn create(&self, resource_type: &str, body: &[u8]) -> Result<Written> {
+    /// `create`: validates, assigns an id (and a Health ID for people), stores version 1. With
+    /// `if_none_exist` (a search query), an existing match is returned instead (race-safe).
+    pub async fn create(
+        &self,
+        resource_type: &str,
+        body: &[u8],
+        if_none_exist: Option<&str>,
+        base: &str,
+    ) -> Result<Written> {
         self.check_type(resource_type)?;
-        let mut resource = self.parse_body(resource_type, body)?;
-        self.validate_value(&resource)?;
+        let resource = self.parse_body(resource_type, body)?;
+        self.create_value(resource_type, resource, if_none_exist, base)
+            .await
+    }
+
+    /// `create` of an already parsed resource.
+    pub(crate) async fn create_value(
+        &self,
+        resource_type: &str,
+        mut resource: Value,
+        if_none_exist: Option<&str>,
+        base: &str,
+    ) -> Result<Written> {
+        self.validate_resource(&resource)?;
         let id = new_id();
         envelope::set_id(&mut resource, &id);
-        self.put(resource_type, &id, resource, Precondition::MustNotExist)
+        let Some(query) = if_none_exist else {
+            return self
+                .put(resource_type, &id, resource, Precondition::MustNotExist)
+                .await;
+        };
+        let op = self.conditional_create_op(resource_type, &id, resource, query, base)?;
+        let mut outcomes = self
+            .store
+            .write(vec![op])
             .await
+            .map_err(|e| store_error(e, resource_type))?;
+        match outcomes.pop() {
+            Some(WriteOutcome::Written { version, created }) => Ok(Written { version, created }),
+            Some(WriteOutcome::Existing { version }) => Ok(Written {
+                version,
+                created: false,
+            }),
+            _ => Err(EngineError::Store(StoreError::Closed)),
+        }
+    }
+
+    /// The write operation of a conditional create (`If-None-Exist: query`).
+    pub(crate) fn conditional_create_op(
+        &self,
+        resource_type: &str,
+        id: &str,
+        resource: Value,
+        query: &str,
+        base: &str,
+    ) -> Result<WriteOp> {
+        let pairs = query_pairs(query);
+        let parsed = curanet_search::query::parse(self.definitions(), resource_type, &pairs, base)
+            .map_err(|e| EngineError::BadRequest(format!("If-None-Exist: {e}")))?;
+        if let Some((name, reason)) = parsed.ignored.first() {
+            return Err(EngineError::BadRequest(format!(
+                "If-None-Exist: parameter {name} cannot be applied: {reason}"
+            )));
+        }
+        let mut sorted = pairs.clone();
+        sorted.sort();
+        Ok(WriteOp::CreateUnlessExists {
+            put: self.put_op(resource_type, id, resource, Precondition::MustNotExist),
+            condition: parsed.spec,
+            lock_key: format!("{resource_type}?{sorted:?}"),
+        })
+    }
+
+    /// The write operation that stores one resource version, with the Health ID rule for people
+    /// and the search index.
+    pub(crate) fn put_op(
+        &self,
+        resource_type: &str,
+        id: &str,
+        resource: Value,
+        precondition: Precondition,
+    ) -> PutOp {
+        PutOp {
+            resource_type: resource_type.to_string(),
+            id: id.to_string(),
+            resource,
+            precondition,
+            identity: health_ids::applies_to(resource_type).then(|| {
+                Arc::new(health_ids::HealthIdRule {
+                    resource_type: resource_type.to_string(),
+                }) as Arc<dyn UniqueIdentity>
+            }),
+            indexing: Some(self.indexer.clone()),
+        }
     }
 
     /// `update` (and update-as-create with a client-chosen id); `if_match` is the `If-Match` version.
@@ -172,7 +258,7 @@ impl Engine {
                 ));
             }
         }
-        self.validate_value(&resource)?;
+        self.validate_resource(&resource)?;
         let precondition = if_match.map_or(Precondition::None, Precondition::IfMatch);
         self.put(resource_type, id, resource, precondition).await
     }
@@ -185,24 +271,12 @@ impl Engine {
         resource: Value,
         precondition: Precondition,
     ) -> Result<Written> {
-        let identity: Option<Arc<dyn UniqueIdentity>> =
-            health_ids::applies_to(resource_type).then(|| {
-                Arc::new(health_ids::HealthIdRule {
-                    resource_type: resource_type.to_string(),
-                }) as Arc<dyn UniqueIdentity>
-            });
-        let client_chose = identity.is_some() && health_ids::given(resource_type, &resource)?;
+        let client_chose =
+            health_ids::applies_to(resource_type) && health_ids::given(resource_type, &resource)?;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let op = PutOp {
-                resource_type: resource_type.to_string(),
-                id: id.to_string(),
-                resource: resource.clone(),
-                precondition,
-                identity: identity.clone(),
-                indexing: Some(self.indexer.clone()),
-            };
+            let op = self.put_op(resource_type, id, resource.clone(), precondition);
             match self.store.write(vec![WriteOp::Put(op)]).await {
                 Ok(mut outcomes) => {
                     return match outcomes.pop() {
@@ -214,21 +288,7 @@ impl Engine {
                 }
                 // A generated ID collided (about 1 in 34 billion): the rule draws another.
                 Err(StoreError::DuplicateIdentifier { .. }) if !client_chose && attempts < 5 => {}
-                Err(StoreError::DuplicateIdentifier {
-                    system,
-                    value,
-                    owner,
-                }) => {
-                    return Err(EngineError::Conflict(
-                        Issue::error(
-                            IssueType::Duplicate,
-                            format!("the identifier {system}|{value} already belongs to {owner}"),
-                        )
-                        .at(format!("{resource_type}.identifier")),
-                    ));
-                }
-                Err(StoreError::Refused(issues)) => return Err(EngineError::Invalid(issues)),
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(store_error(e, resource_type)),
             }
         }
     }
@@ -289,7 +349,7 @@ impl Engine {
     pub async fn install_conformance_resources(&self) -> Result<()> {
         for text in curanet_fhir_profiles::curanet::resources() {
             let resource = parse_json(text.as_bytes())?;
-            self.validate_value(&resource)?;
+            self.validate_resource(&resource)?;
             let (Some(rt), Some(id)) =
                 (envelope::resource_type(&resource), envelope::id(&resource))
             else {
@@ -371,6 +431,36 @@ impl Engine {
         }
         Ok(OperationOutcome { issues })
     }
+}
+
+/// Maps a storage error of a write to the interaction's error.
+pub(crate) fn store_error(e: StoreError, resource_type: &str) -> EngineError {
+    match e {
+        StoreError::DuplicateIdentifier {
+            system,
+            value,
+            owner,
+        } => EngineError::Conflict(
+            Issue::error(
+                IssueType::Duplicate,
+                format!("the identifier {system}|{value} already belongs to {owner}"),
+            )
+            .at(format!("{resource_type}.identifier")),
+        ),
+        StoreError::Refused(issues) => EngineError::Invalid(issues),
+        StoreError::MultipleMatches { count } => EngineError::PreconditionFailed(format!(
+            "the conditional criteria match {count} resources; they must match at most one"
+        )),
+        other => other.into(),
+    }
+}
+
+/// Decodes a query string (`a=1&b=2`, optionally after `Type?`) into pairs.
+pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
+    let query = query.split_once('?').map_or(query, |(_, q)| q);
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// `$validate` accepts the resource itself or a Parameters with a `resource` parameter.

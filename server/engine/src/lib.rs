@@ -2,6 +2,7 @@
 //! history, search, `$validate` and the CapabilityStatement. No HTTP here: the `http` crate extracts
 //! requests, calls these, and maps [`EngineError`] to status codes and OperationOutcomes.
 
+mod bundle;
 mod capabilities;
 mod error;
 mod health_ids;
@@ -9,6 +10,7 @@ mod history;
 mod interactions;
 mod search;
 
+pub use bundle::{MAX_ENTRIES, error_outcome, error_status};
 pub use capabilities::capability_statement;
 pub use error::EngineError;
 pub use history::{HistoryPage, HistoryParams};

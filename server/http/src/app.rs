@@ -21,6 +21,7 @@ pub struct AppState {
 /// The whole HTTP API: `/fhir/...`, `/healthz`, `/readyz`.
 pub fn router(state: AppState) -> Router {
     let fhir = Router::new()
+        .route("/", post(resources::bundle))
         .route("/metadata", get(metadata::capabilities))
         .route("/_history", get(history::system))
         .route("/{rtype}", post(resources::create).get(search::get))
@@ -42,6 +43,8 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(fallback::method_not_allowed);
     Router::new()
         .nest("/fhir", fhir)
+        // Some clients post Bundles to the base with a trailing slash.
+        .route("/fhir/", post(resources::bundle))
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .fallback(fallback::not_found)

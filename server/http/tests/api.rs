@@ -403,3 +403,117 @@ async fn instances_sharing_postgres_see_each_others_writes() {
     drop((a, b));
     db.remove().await;
 }
+
+on_both_backends!(
+    synthea_bundles_load_with_every_reference_resolved,
+    synthea_ingest
+);
+
+/// Every Synthea bundle in `../shared/data/synthea` loads as a transaction, and no stored
+/// reference still points at a `urn:uuid:` full URL. Skipped when the folder is absent.
+async fn synthea_ingest(backend: TestBackend) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea");
+    let Ok(listing) = std::fs::read_dir(&dir) else {
+        eprintln!("skipping Synthea ingest: {} is absent", dir.display());
+        return;
+    };
+    let mut files: Vec<_> = listing.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    let Some(server) = curanet_http::testing::TestServer::start(backend, "synthea").await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let mut entries = 0;
+    for chunk in files.chunks(2) {
+        let tasks: Vec<_> = chunk
+            .iter()
+            .map(|f| {
+                let (client, base, body) = (
+                    client.clone(),
+                    server.base_url.clone(),
+                    std::fs::read(f).unwrap(),
+                );
+                tokio::spawn(async move {
+                    let r = client
+                        .post(&base)
+                        .header("content-type", "application/fhir+json")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    (
+                        r.status().as_u16(),
+                        r.json::<serde_json::Value>().await.unwrap(),
+                    )
+                })
+            })
+            .collect();
+        for (t, f) in tasks.into_iter().zip(chunk) {
+            let (status, body) = t.await.unwrap();
+            assert_eq!(status, 200, "{}: {body}", f.display());
+            let statuses = body["entry"].as_array().unwrap();
+            assert!(
+                statuses
+                    .iter()
+                    .all(|e| e["response"]["status"] == "201 Created"),
+                "{}",
+                f.display()
+            );
+            entries += statuses.len();
+        }
+    }
+    assert!(entries > 10_000, "only {entries} entries loaded");
+    for rt in [
+        "Observation",
+        "Encounter",
+        "Condition",
+        "MedicationRequest",
+        "Procedure",
+        "Claim",
+    ] {
+        let mut url = format!("{}/{rt}?_count=1000", server.base_url);
+        loop {
+            let page: serde_json::Value =
+                client.get(&url).send().await.unwrap().json().await.unwrap();
+            let text = page.to_string();
+            assert!(
+                !text.contains("\"reference\":\"urn:uuid:"),
+                "{rt} keeps an unresolved urn:uuid reference"
+            );
+            match page["link"]
+                .as_array()
+                .and_then(|l| l.iter().find(|l| l["relation"] == "next"))
+            {
+                Some(next) => url = next["url"].as_str().unwrap().to_string(),
+                None => break,
+            }
+        }
+    }
+    // References resolve to searchable patients.
+    let patients: serde_json::Value = client
+        .get(format!("{}/Patient?_count=1", server.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pid = patients["entry"][0]["resource"]["id"].as_str().unwrap();
+    let obs: serde_json::Value = client
+        .get(format!(
+            "{}/Observation?patient={pid}&_summary=count",
+            server.base_url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        obs["total"].as_u64().unwrap() > 0,
+        "no Observation found for Patient/{pid}"
+    );
+    println!("{backend:?}: {entries} Synthea entries loaded");
+    server.stop().await;
+}

@@ -18,6 +18,9 @@ pub enum StoreError {
         value: String,
         owner: String,
     },
+    /// A conditional write's criteria matched more than one resource.
+    #[error("the condition matches {count} resources")]
+    MultipleMatches { count: usize },
     /// The resource's unique-identifier rule refused the write.
     #[error("the write was refused by the identifier rule")]
     Refused(Vec<curanet_fhir::Issue>),

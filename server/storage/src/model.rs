@@ -111,6 +111,14 @@ pub struct DeleteOp {
 pub enum WriteOp {
     Put(PutOp),
     Delete(DeleteOp),
+    /// Conditional create (`If-None-Exist`): create `put` unless resources match `condition`;
+    /// one match is returned instead, several are an error. Concurrent conditional creates with
+    /// the same `lock_key` are serialised, so two of them never both create.
+    CreateUnlessExists {
+        put: PutOp,
+        condition: crate::SearchSpec,
+        lock_key: String,
+    },
 }
 
 /// What a write operation did.
@@ -123,6 +131,8 @@ pub enum WriteOutcome {
     },
     /// A delete of a resource that does not exist or is already deleted: nothing written.
     NothingToDelete { existed: bool },
+    /// A conditional create found this resource: nothing written.
+    Existing { version: StoredVersion },
 }
 
 /// Which versions a history interaction covers.

@@ -315,3 +315,13 @@ impl Dialect {
         )
     }
 }
+
+impl Dialect {
+    /// Takes a transaction-scoped lock on a key (PostgreSQL; SQLite has a single writer).
+    pub(crate) fn lock(self) -> Option<String> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some("SELECT pg_advisory_xact_lock(hashtext($1))::text".into()),
+        }
+    }
+}

@@ -2,11 +2,11 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use crate::IndexRows;
 use crate::index::TABLES;
 use crate::model::{StoredVersion, UniqueKey};
 use crate::sql::{self, Arg, Dialect};
 use crate::write::{Current, WriteTx};
+use crate::{IndexRows, SearchSpec};
 use crate::{Result, StoreError};
 
 /// An open transaction (or savepoint) on a connection of either engine.
@@ -85,6 +85,23 @@ where
         let (owner_type, owner_id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
         Ok((owner_type != resource_type || owner_id != id)
             .then(|| format!("{owner_type}/{owner_id}")))
+    }
+
+    async fn lock(&mut self, key: &str) -> Result<()> {
+        if let Some(query) = self.dialect.lock() {
+            sql::fetch(&mut *self.conn, query, vec![text(key)]).await?;
+        }
+        Ok(())
+    }
+
+    async fn matching(&mut self, spec: &SearchSpec, limit: u32) -> Result<Vec<StoredVersion>> {
+        let mut spec = spec.clone();
+        spec.count = limit;
+        spec.total = false;
+        spec.after = None;
+        let ((page, args), _) = crate::search::statements(self.dialect, &spec);
+        let rows = sql::fetch(&mut *self.conn, page, args).await?;
+        rows.iter().map(sql::row_to_version).collect()
     }
 
     async fn replace_index(

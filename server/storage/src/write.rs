@@ -31,6 +31,15 @@ pub(crate) trait WriteTx: Send {
     ) -> Result<Option<String>>;
     /// Appends a version row and makes it current; returns its seq.
     async fn append(&mut self, v: &StoredVersion) -> Result<i64>;
+    /// Serialises writers that use the same key until the transaction ends (no-op where writes
+    /// are already serial).
+    async fn lock(&mut self, key: &str) -> Result<()>;
+    /// Ids of up to `limit` live resources matching a search, as seen inside the transaction.
+    async fn matching(
+        &mut self,
+        spec: &crate::SearchSpec,
+        limit: u32,
+    ) -> Result<Vec<StoredVersion>>;
     /// Replaces the search index rows of a resource (`existed`: it may have rows to remove).
     async fn replace_index(
         &mut self,
@@ -48,6 +57,21 @@ pub(crate) async fn apply(tx: &mut dyn WriteTx, ops: &[WriteOp]) -> Result<Vec<W
         outcomes.push(match op {
             WriteOp::Put(put) => put_one(tx, put).await?,
             WriteOp::Delete(del) => delete_one(tx, del).await?,
+            WriteOp::CreateUnlessExists {
+                put,
+                condition,
+                lock_key,
+            } => {
+                tx.lock(lock_key).await?;
+                let mut found = tx.matching(condition, 2).await?;
+                match found.len() {
+                    0 => put_one(tx, put).await?,
+                    1 => WriteOutcome::Existing {
+                        version: found.remove(0),
+                    },
+                    count => return Err(StoreError::MultipleMatches { count }),
+                }
+            }
         });
     }
     Ok(outcomes)

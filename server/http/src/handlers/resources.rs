@@ -27,7 +27,15 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     check_body_type(&ctx.headers, &[])?;
     let body = read_body(&state, body).await?;
-    let written = state.engine.create(&rtype, &body).await?;
+    let if_none_exist = ctx
+        .headers
+        .get("if-none-exist")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let written = state
+        .engine
+        .create(&rtype, &body, if_none_exist.as_deref(), &ctx.base)
+        .await?;
     Ok(write_response(&ctx, written, "created"))
 }
 
@@ -139,4 +147,16 @@ pub async fn delete(
             .insert(header::ETAG, crate::fhir_headers::etag(v.version));
     }
     Ok(r)
+}
+
+/// `POST /fhir`: a batch or transaction Bundle.
+pub async fn bundle(
+    State(state): State<AppState>,
+    ctx: FhirContext,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_body_type(&ctx.headers, &[])?;
+    let body = read_body(&state, body).await?;
+    let response = state.engine.bundle(&body, &ctx.base).await?;
+    Ok(json_response(StatusCode::OK, ctx.format, &response))
 }
