@@ -25,7 +25,156 @@ cases!("search";
     updates_and_deletes_change_results,
     id_parameter,
     capability_statement_lists_search_parameters,
+    chained_parameters_follow_references,
+    has_finds_resources_by_what_refers_to_them,
+    include_and_revinclude_add_related_resources,
+    include_iterate_follows_included_resources,
 );
+
+/// An Organization, a Patient of it, an Encounter of the Patient and an Observation of both,
+/// all marked with a unique text; returns (marker, org, patient, encounter, observation) ids.
+async fn small_graph(c: &Client) -> Result<(String, String, String, String, String), String> {
+    let u = unique();
+    let org = create(
+        c,
+        json!({"resourceType": "Organization", "name": format!("Clinic{u}")}),
+    )
+    .await?;
+    let pat = create(
+        c,
+        json!({"resourceType": "Patient", "name": [{"family": format!("Graph{u}")}],
+        "managingOrganization": {"reference": format!("Organization/{org}")}}),
+    )
+    .await?;
+    let enc = create(
+        c,
+        json!({"resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": format!("Patient/{pat}")}}),
+    )
+    .await?;
+    let obs = create(c, json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "urn:test:graph", "code": u}]},
+        "subject": {"reference": format!("Patient/{pat}")}, "encounter": {"reference": format!("Encounter/{enc}")}})).await?;
+    Ok((u, org, pat, enc, obs))
+}
+
+fn included(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "include")
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str().unwrap_or(""),
+                e["resource"]["id"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+async fn chained_parameters_follow_references(c: Client) -> Outcome {
+    let (u, _, _, _, obs) = small_graph(&c).await?;
+    for q in [
+        format!("Observation?subject.name=graph{u}"),
+        format!("Observation?subject:Patient.family=Graph{u}"),
+        format!("Observation?patient.organization.name=clinic{u}"),
+        format!("Observation?encounter.subject:Patient.family:exact=Graph{u}"),
+    ] {
+        ensure!(ids(&search(&c, &q).await?) == [obs.clone()], "{q}");
+    }
+    ensure!(
+        count(&c, &format!("Observation?subject.name=nobody{u}")).await? == 0,
+        "chain matched a wrong name"
+    );
+    Ok(())
+}
+
+async fn has_finds_resources_by_what_refers_to_them(c: Client) -> Outcome {
+    let (u, _, pat, enc, _) = small_graph(&c).await?;
+    let found = ids(&search(
+        &c,
+        &format!("Patient?_has:Observation:subject:code=urn:test:graph|{u}"),
+    )
+    .await?);
+    ensure!(found == [pat.clone()], "_has: {found:?}");
+    let nested = ids(&search(
+        &c,
+        &format!("Patient?_has:Encounter:patient:_has:Observation:encounter:code={u}"),
+    )
+    .await?);
+    ensure!(nested == [pat], "nested _has: {nested:?}");
+    let enc_found = ids(&search(
+        &c,
+        &format!("Encounter?_has:Observation:encounter:code={u}"),
+    )
+    .await?);
+    ensure!(enc_found == [enc], "_has on Encounter: {enc_found:?}");
+    ensure!(
+        count(
+            &c,
+            &format!("Patient?_has:Observation:subject:code=none{u}")
+        )
+        .await?
+            == 0,
+        "_has matched nothing expected"
+    );
+    Ok(())
+}
+
+async fn include_and_revinclude_add_related_resources(c: Client) -> Outcome {
+    let (u, _, pat, _, obs) = small_graph(&c).await?;
+    let b = search(
+        &c,
+        &format!("Observation?code={u}&_include=Observation:subject"),
+    )
+    .await?;
+    ensure!(ids(&b) == [obs.clone()], "matches {:?}", ids(&b));
+    ensure!(
+        included(&b) == [format!("Patient/{pat}")],
+        "_include: {:?}",
+        included(&b)
+    );
+    ensure!(
+        b["total"] == 1,
+        "includes must not count in total: {}",
+        b["total"]
+    );
+    let none = search(
+        &c,
+        &format!("Observation?code={u}&_include=Observation:subject:Group"),
+    )
+    .await?;
+    ensure!(
+        included(&none).is_empty(),
+        "typed _include added {:?}",
+        included(&none)
+    );
+    let rev = search(
+        &c,
+        &format!("Patient?_id={pat}&_revinclude=Observation:subject"),
+    )
+    .await?;
+    ensure!(
+        included(&rev) == [format!("Observation/{obs}")],
+        "_revinclude: {:?}",
+        included(&rev)
+    );
+    Ok(())
+}
+
+async fn include_iterate_follows_included_resources(c: Client) -> Outcome {
+    let (u, org, pat, _, _) = small_graph(&c).await?;
+    let b = search(&c, &format!("Observation?code={u}&_include=Observation:subject&_include:iterate=Patient:organization")).await?;
+    let mut got = included(&b);
+    got.sort();
+    let mut want = vec![format!("Organization/{org}"), format!("Patient/{pat}")];
+    want.sort();
+    ensure!(got == want, "_include:iterate: {got:?}");
+    Ok(())
+}
 
 fn ids(bundle: &Value) -> Vec<String> {
     bundle["entry"]

@@ -631,3 +631,53 @@ fn check_type_matches(rt: &str, resource: &Value) -> Result<()> {
         )),
     }
 }
+
+impl Engine {
+    /// Conditional update (`PUT Type?query`): no match creates (with the body's id or a new one),
+    /// one match updates it, several are 412.
+    pub async fn conditional_update(
+        &self,
+        resource_type: &str,
+        query: &str,
+        body: &[u8],
+        base: &str,
+    ) -> Result<Written> {
+        self.check_type(resource_type)?;
+        let resource = parse_json(body)?;
+        check_type_matches(resource_type, &resource)?;
+        let id = match self.resolve_conditional(resource_type, query, base).await? {
+            Some(found) => {
+                if let Some(body_id) = envelope::id(&resource)
+                    && body_id != found.id
+                {
+                    return Err(EngineError::BadRequest(format!(
+                        "the body's id ({body_id}) differs from the matching resource ({})",
+                        found.id
+                    )));
+                }
+                found.id
+            }
+            None => envelope::id(&resource)
+                .map(String::from)
+                .unwrap_or_else(new_id),
+        };
+        let mut resource = resource;
+        envelope::set_id(&mut resource, &id);
+        let body = serde_json::to_vec(&resource).expect("JSON serialises");
+        self.update(resource_type, &id, &body, None).await
+    }
+
+    /// Conditional delete (`DELETE Type?query`): deletes the single match (several are 412).
+    pub async fn conditional_delete(
+        &self,
+        resource_type: &str,
+        query: &str,
+        base: &str,
+    ) -> Result<Deleted> {
+        self.check_type(resource_type)?;
+        match self.resolve_conditional(resource_type, query, base).await? {
+            Some(found) => self.delete(resource_type, &found.id, None).await,
+            None => Ok(Deleted::Already),
+        }
+    }
+}

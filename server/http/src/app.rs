@@ -24,7 +24,13 @@ pub fn router(state: AppState) -> Router {
         .route("/", post(resources::bundle))
         .route("/metadata", get(metadata::capabilities))
         .route("/_history", get(history::system))
-        .route("/{rtype}", post(resources::create).get(search::get))
+        .route(
+            "/{rtype}",
+            post(resources::create)
+                .get(search::get)
+                .put(resources::conditional_update)
+                .delete(resources::conditional_delete),
+        )
         .route("/{rtype}/_search", post(search::post))
         .route("/{rtype}/_history", get(history::type_level))
         .route("/{rtype}/$validate", post(validate::type_level))

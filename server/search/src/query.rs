@@ -5,7 +5,7 @@
 use curanet_fhir::datetime::{parse_date_time, parse_instant};
 use curanet_fhir_profiles::{Definitions, SearchParamType};
 use curanet_storage::{
-    Clause, Cursor, IndexTable, Predicate, Prefix, SearchSpec, SortOrder, StringMatch,
+    Clause, Cursor, Include, IndexTable, Predicate, Prefix, SearchSpec, SortOrder, StringMatch,
 };
 
 use crate::normalize::fold;
@@ -159,6 +159,7 @@ pub fn parse(
         count: DEFAULT_COUNT,
         after: None,
         total: true,
+        includes: Vec::new(),
     };
     let mut applied = Vec::new();
     let mut ignored = Vec::new();
@@ -222,7 +223,17 @@ pub fn parse(
             applied.push((name.clone(), value.clone()));
             continue;
         }
-        match clause(defs, resource_type, code, modifier, value, base)? {
+        if code == "_include" || code == "_revinclude" {
+            match include(defs, resource_type, code == "_revinclude", modifier, value) {
+                Ok(inc) => {
+                    spec.includes.push(inc);
+                    applied.push((name.clone(), value.clone()));
+                }
+                Err(reason) => ignored.push((name.clone(), reason)),
+            }
+            continue;
+        }
+        match param_clause(defs, resource_type, name, value, base, 0)? {
             Ok(c) => {
                 spec.clauses.push(c);
                 applied.push((name.clone(), value.clone()));
@@ -239,6 +250,164 @@ pub fn parse(
         applied,
         ignored,
         count_only,
+    })
+}
+
+/// How deep chains and `_has` may nest.
+const MAX_CHAIN: usize = 4;
+
+/// The clause for one parameter name as written (with chains, `_has` and modifiers).
+fn param_clause(
+    defs: &Definitions,
+    resource_type: &str,
+    name: &str,
+    value: &str,
+    base: &str,
+    depth: usize,
+) -> Result<Result<Clause, String>, QueryError> {
+    if depth > MAX_CHAIN {
+        return Ok(Err(format!("chains nest at most {MAX_CHAIN} levels")));
+    }
+    if let Some(rest) = name.strip_prefix("_has:") {
+        // _has:Type:param:rest
+        let mut parts = rest.splitn(3, ':');
+        let (Some(source), Some(param), Some(inner)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad(name, "use _has:Type:reference:parameter"));
+        };
+        if !defs.is_resource_type(source) {
+            return Ok(Err(format!("unknown resource type '{source}' in _has")));
+        }
+        let is_ref = defs
+            .search_parameters(source)
+            .iter()
+            .any(|p| p.code == param && p.kind == SearchParamType::Reference);
+        if !is_ref {
+            return Ok(Err(format!(
+                "'{param}' is not a reference parameter of {source}"
+            )));
+        }
+        return Ok(
+            match param_clause(defs, source, inner, value, base, depth + 1)? {
+                Ok(clause) => Ok(Clause::AnyOf {
+                    predicates: vec![Predicate::Has {
+                        source_type: source.to_string(),
+                        param: param.to_string(),
+                        clause: Box::new(clause),
+                    }],
+                    negated: false,
+                }),
+                Err(reason) => Err(reason),
+            },
+        );
+    }
+    if let Some((head, rest)) = name.split_once('.') {
+        let (param, type_modifier) = match head.split_once(':') {
+            Some((p, t)) => (p, Some(t)),
+            None => (head, None),
+        };
+        let Some(reference) = defs
+            .search_parameters(resource_type)
+            .iter()
+            .find(|p| p.code == param && p.kind == SearchParamType::Reference)
+        else {
+            return Ok(Err(format!(
+                "'{param}' is not a reference parameter of {resource_type}"
+            )));
+        };
+        let next_code = rest.split(['.', ':']).next().unwrap_or(rest);
+        let candidates: Vec<String> = match type_modifier {
+            Some(t) => vec![t.to_string()],
+            None => reference.targets.clone(),
+        };
+        let mut targets = Vec::new();
+        for t in candidates.iter().filter(|t| defs.is_resource_type(t)) {
+            let known = next_code.starts_with("_has")
+                || matches!(next_code, "_id" | "_lastUpdated")
+                || defs
+                    .search_parameters(t)
+                    .iter()
+                    .any(|p| p.code == next_code);
+            if !known {
+                continue;
+            }
+            match param_clause(defs, t, rest, value, base, depth + 1)? {
+                Ok(clause) => targets.push((t.clone(), clause)),
+                Err(reason) => return Ok(Err(reason)),
+            }
+        }
+        if targets.is_empty() {
+            return Ok(Err(format!(
+                "no target of {param} has a parameter '{next_code}'"
+            )));
+        }
+        return Ok(Ok(Clause::AnyOf {
+            predicates: vec![Predicate::Chain {
+                param: param.to_string(),
+                targets,
+            }],
+            negated: false,
+        }));
+    }
+    let (code, modifier) = match name.split_once(':') {
+        Some((c, m)) => (c, Some(m)),
+        None => (name, None),
+    };
+    clause(defs, resource_type, code, modifier, value, base)
+}
+
+/// Reads an `_include` / `_revinclude` value (`Source:param[:Target]`, `Source:*`, `*`).
+fn include(
+    defs: &Definitions,
+    resource_type: &str,
+    reverse: bool,
+    modifier: Option<&str>,
+    value: &str,
+) -> Result<Include, String> {
+    let iterate = match modifier {
+        None => false,
+        Some("iterate" | "recurse") => true,
+        Some(m) => return Err(format!("unknown modifier :{m}")),
+    };
+    if value == "*" {
+        return Ok(Include {
+            reverse,
+            source_type: resource_type.to_string(),
+            param: None,
+            target_type: None,
+            iterate,
+        });
+    }
+    let mut parts = value.split(':');
+    let source = parts.next().unwrap_or_default();
+    let param = parts
+        .next()
+        .ok_or_else(|| "use Type:parameter".to_string())?;
+    let target = parts.next();
+    if !defs.is_resource_type(source) {
+        return Err(format!("unknown resource type '{source}'"));
+    }
+    if param != "*"
+        && !defs
+            .search_parameters(source)
+            .iter()
+            .any(|p| p.code == param && p.kind == SearchParamType::Reference)
+    {
+        return Err(format!(
+            "'{param}' is not a reference parameter of {source}"
+        ));
+    }
+    if !reverse && !iterate && source != resource_type {
+        return Err(format!(
+            "_include must start with the searched type {resource_type}"
+        ));
+    }
+    Ok(Include {
+        reverse,
+        source_type: source.to_string(),
+        param: (param != "*").then(|| param.to_string()),
+        target_type: target.map(String::from),
+        iterate,
     })
 }
 
@@ -535,7 +704,7 @@ mod tests {
             &[
                 ("bogus", "1"),
                 ("name:text", "x"),
-                ("organization.name", "y"),
+                ("general-practitioner.bogus", "y"),
                 ("name", "rao"),
             ],
         );

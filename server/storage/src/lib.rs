@@ -28,7 +28,8 @@ pub use model::{
 };
 pub use postgres::PostgresStore;
 pub use search::{
-    Clause, Cursor, IndexTable, Predicate, Prefix, SearchPage, SearchSpec, SortOrder, StringMatch,
+    Clause, Cursor, Include, IndexTable, MAX_INCLUDED, Predicate, Prefix, SearchPage, SearchSpec,
+    SortOrder, StringMatch,
 };
 pub use sqlite::SqliteStore;
 

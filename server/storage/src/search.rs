@@ -87,6 +87,19 @@ pub enum Predicate {
         value: String,
         below: bool,
     },
+    /// A chained parameter (`subject:Patient.name=x`): the reference `param` points at a resource
+    /// of one of the target types for which the clause holds.
+    Chain {
+        param: String,
+        targets: Vec<(String, Clause)>,
+    },
+    /// Reverse chaining (`_has:Observation:patient:code=x`): some resource of `source_type` whose
+    /// reference `param` points here satisfies the clause.
+    Has {
+        source_type: String,
+        param: String,
+        clause: Box<Clause>,
+    },
 }
 
 /// Which index table a parameter type lives in (for `:missing`).
@@ -150,6 +163,23 @@ pub struct Cursor {
     pub id: String,
 }
 
+/// An `_include` (`reverse`: `_revinclude`) of resources referenced by (or referencing) the matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include {
+    pub reverse: bool,
+    /// The type holding the reference.
+    pub source_type: String,
+    /// The reference parameter (`None`: every reference parameter, `*`).
+    pub param: Option<String>,
+    /// Only references to this type.
+    pub target_type: Option<String>,
+    /// `:iterate`: also apply to what was included.
+    pub iterate: bool,
+}
+
+/// Most resources a page may include, so an `_include` cannot make a response unbounded.
+pub const MAX_INCLUDED: usize = 5000;
+
 /// A typed search over one resource type.
 #[derive(Debug, Clone)]
 pub struct SearchSpec {
@@ -161,6 +191,8 @@ pub struct SearchSpec {
     pub after: Option<Cursor>,
     /// Whether to count all matches.
     pub total: bool,
+    /// `_include` and `_revinclude`.
+    pub includes: Vec<Include>,
 }
 
 /// A page of results.
@@ -171,14 +203,31 @@ pub struct SearchPage {
     pub next: Option<Cursor>,
     /// The number of matches, when asked for.
     pub total: Option<u64>,
+    /// Resources added by `_include` / `_revinclude` (not matches).
+    pub included: Vec<crate::StoredVersion>,
+    /// Whether includes were cut at [`MAX_INCLUDED`].
+    pub included_truncated: bool,
 }
 
 struct Builder {
     dialect: Dialect,
     args: Vec<Arg>,
+    /// Nesting depth, for unique aliases of chained and `_has` subqueries.
+    depth: usize,
+    /// The resource type of the clause being built (the target of `_has`).
+    current_type: String,
 }
 
 impl Builder {
+    fn new(dialect: Dialect, resource_type: &str) -> Self {
+        Self {
+            dialect,
+            args: Vec::new(),
+            depth: 0,
+            current_type: resource_type.to_string(),
+        }
+    }
+
     fn arg(&mut self, a: Arg) -> String {
         self.args.push(a);
         self.dialect.ph(self.args.len())
@@ -230,14 +279,64 @@ impl Builder {
     }
 
     /// The table, parameter and row condition of a predicate on an index table.
-    fn predicate(&mut self, p: &Predicate) -> (Option<&'static str>, Option<String>, String) {
+    fn predicate(
+        &mut self,
+        a: &str,
+        p: &Predicate,
+    ) -> (Option<&'static str>, Option<String>, String) {
         match p {
-            Predicate::Id(id) => (None, None, format!("r.id = {}", self.text(id))),
+            Predicate::Id(id) => (None, None, format!("{a}.id = {}", self.text(id))),
             Predicate::LastUpdated { prefix, lo, hi } => (
                 None,
                 None,
-                self.range(*prefix, "r.last_updated", "(r.last_updated + 1)", *lo, *hi),
+                self.range(
+                    *prefix,
+                    &format!("{a}.last_updated"),
+                    &format!("({a}.last_updated + 1)"),
+                    *lo,
+                    *hi,
+                ),
             ),
+            Predicate::Chain { param, targets } => {
+                // The reference points at a resource of one of the target types that matches.
+                let mut alternatives = Vec::new();
+                for (target_type, clause) in targets {
+                    self.depth += 1;
+                    let c = format!("c{}", self.depth);
+                    let tt = self.text(target_type);
+                    let inner = self.clause(&c, target_type, clause);
+                    alternatives.push(format!(
+                        "(t.target_type = {tt} AND t.target_id IN (SELECT {c}.id FROM resources {c} \
+                         WHERE {c}.resource_type = {tt} AND {c}.deleted = FALSE AND {inner}))"
+                    ));
+                }
+                (
+                    Some("idx_reference"),
+                    Some(param.clone()),
+                    format!("({})", alternatives.join(" OR ")),
+                )
+            }
+            Predicate::Has {
+                source_type,
+                param,
+                clause,
+            } => {
+                self.depth += 1;
+                let h = format!("h{}", self.depth);
+                let (st, p) = (self.text(source_type), self.text(param));
+                let rt = self.current_type.clone();
+                let target = self.text(&rt);
+                let inner = self.clause(&h, source_type, clause);
+                (
+                    None,
+                    None,
+                    format!(
+                        "{a}.id IN (SELECT t.target_id FROM idx_reference t WHERE t.resource_type = {st} \
+                     AND t.param = {p} AND t.target_type = {target} AND t.id IN (SELECT {h}.id FROM resources {h} \
+                     WHERE {h}.resource_type = {st} AND {h}.deleted = FALSE AND {inner}))"
+                    ),
+                )
+            }
             Predicate::String { param, matching } => {
                 let cond = match matching {
                     StringMatch::Prefix(v) => {
@@ -377,8 +476,15 @@ impl Builder {
         }
     }
 
-    /// The SQL condition on `r` for one clause.
-    fn clause(&mut self, rt: &str, clause: &Clause) -> String {
+    /// The SQL condition on the resource row aliased `a` (of type `rt`) for one clause.
+    fn clause(&mut self, a: &str, rt: &str, clause: &Clause) -> String {
+        let outer_type = std::mem::replace(&mut self.current_type, rt.to_string());
+        let sql = self.clause_of(a, rt, clause);
+        self.current_type = outer_type;
+        sql
+    }
+
+    fn clause_of(&mut self, a: &str, rt: &str, clause: &Clause) -> String {
         match clause {
             Clause::Missing {
                 table,
@@ -388,7 +494,7 @@ impl Builder {
                 let (t, p) = (self.text(rt), self.text(param));
                 let not = if *missing { "NOT " } else { "" };
                 format!(
-                    "r.id {not}IN (SELECT t.id FROM {} t WHERE t.resource_type = {t} AND t.param = {p})",
+                    "{a}.id {not}IN (SELECT t.id FROM {} t WHERE t.resource_type = {t} AND t.param = {p})",
                     table.name()
                 )
             }
@@ -400,7 +506,7 @@ impl Builder {
                 let mut on_table: Option<(&'static str, String)> = None;
                 let mut table_conds = Vec::new();
                 for p in predicates {
-                    match self.predicate(p) {
+                    match self.predicate(a, p) {
                         (None, _, cond) => on_resource.push(cond),
                         (Some(table), Some(param), cond) => {
                             on_table.get_or_insert((table, param));
@@ -412,7 +518,7 @@ impl Builder {
                 if let Some((table, param)) = on_table {
                     let (t, p) = (self.text(rt), self.text(&param));
                     on_resource.push(format!(
-                        "r.id IN (SELECT t.id FROM {table} t WHERE t.resource_type = {t} AND t.param = {p} AND ({}))",
+                        "{a}.id IN (SELECT t.id FROM {table} t WHERE t.resource_type = {t} AND t.param = {p} AND ({}))",
                         table_conds.join(" OR ")
                     ));
                 }
@@ -440,17 +546,14 @@ type Statement = (String, Vec<Arg>);
 
 /// The page query and, when a total is wanted, the count query, with their arguments.
 pub(crate) fn statements(dialect: Dialect, spec: &SearchSpec) -> (Statement, Option<Statement>) {
-    let mut b = Builder {
-        dialect,
-        args: Vec::new(),
-    };
+    let mut b = Builder::new(dialect, &spec.resource_type);
     let rt = b.text(&spec.resource_type);
     let mut conds = vec![
         format!("r.resource_type = {rt}"),
         "r.deleted = FALSE".to_string(),
     ];
     for clause in &spec.clauses {
-        conds.push(b.clause(&spec.resource_type, clause));
+        conds.push(b.clause("r", &spec.resource_type, clause));
     }
     let filter_args = b.args.clone();
     let filter = conds.join(" AND ");
@@ -532,9 +635,155 @@ where
         }
         None => None,
     };
+    let (included, included_truncated) = if spec.includes.is_empty() {
+        (Vec::new(), false)
+    } else {
+        include(pool, dialect, spec, &resources).await?
+    };
     Ok(SearchPage {
         resources,
         next,
         total,
+        included,
+        included_truncated,
     })
+}
+
+/// The resources that the includes add to a page (each at most once, matches excluded).
+async fn include<DB>(
+    pool: &Pool<DB>,
+    dialect: Dialect,
+    spec: &SearchSpec,
+    matches: &[crate::StoredVersion],
+) -> Result<(Vec<crate::StoredVersion>, bool)>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    <DB as Database>::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Type<DB>,
+{
+    let mut seen: std::collections::HashSet<(String, String)> = matches
+        .iter()
+        .map(|v| (v.resource_type.clone(), v.id.clone()))
+        .collect();
+    let mut included = Vec::new();
+    let mut frontier: Vec<crate::StoredVersion> = matches.to_vec();
+    for round in 0..4 {
+        let mut found = Vec::new();
+        for inc in spec.includes.iter().filter(|i| round == 0 || i.iterate) {
+            for (rt, id) in include_targets(pool, dialect, inc, &frontier).await? {
+                if seen.insert((rt.clone(), id.clone())) {
+                    found.push((rt, id));
+                }
+            }
+        }
+        if found.is_empty() {
+            break;
+        }
+        let mut fetched = Vec::new();
+        for (rt, ids) in group_by_type(found) {
+            for chunk in ids.chunks(500) {
+                let mut b = Builder::new(dialect, &rt);
+                let t = b.text(&rt);
+                let list: Vec<String> = chunk.iter().map(|id| b.text(id)).collect();
+                let q = format!(
+                    "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.seq = r.current_seq \
+                     WHERE r.resource_type = {t} AND r.deleted = FALSE AND r.id IN ({})",
+                    list.join(", ")
+                );
+                fetched.extend(sql::fetch_versions(pool, q, b.args).await?);
+            }
+        }
+        if included.len() + fetched.len() > MAX_INCLUDED {
+            fetched.truncate(MAX_INCLUDED - included.len());
+            included.extend(fetched);
+            return Ok((included, true));
+        }
+        frontier = fetched.clone();
+        included.extend(fetched);
+    }
+    Ok((included, false))
+}
+
+fn group_by_type(pairs: Vec<(String, String)>) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for (rt, id) in pairs {
+        match groups.iter_mut().find(|(t, _)| *t == rt) {
+            Some((_, ids)) => ids.push(id),
+            None => groups.push((rt, vec![id])),
+        }
+    }
+    groups
+}
+
+/// The (type, id) pairs one include adds for the given resources.
+async fn include_targets<DB>(
+    pool: &Pool<DB>,
+    dialect: Dialect,
+    inc: &Include,
+    from: &[crate::StoredVersion],
+) -> Result<Vec<(String, String)>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    <DB as Database>::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Type<DB>,
+{
+    let mut out = Vec::new();
+    let pairs = from
+        .iter()
+        .map(|v| (v.resource_type.clone(), v.id.clone()))
+        .collect();
+    for (rt, ids) in group_by_type(pairs) {
+        // _include reads references held by the matches; _revinclude finds references to them.
+        if !inc.reverse && rt != inc.source_type {
+            continue;
+        }
+        for chunk in ids.chunks(500) {
+            let mut b = Builder::new(dialect, &rt);
+            let mut conds = Vec::new();
+            let list: Vec<String> = chunk.iter().map(|id| b.text(id)).collect();
+            let select = if inc.reverse {
+                let (st, t) = (b.text(&inc.source_type), b.text(&rt));
+                conds.push(format!(
+                    "t.resource_type = {st} AND t.target_type = {t} AND t.target_id IN ({})",
+                    list.join(", ")
+                ));
+                "t.resource_type, t.id"
+            } else {
+                let st = b.text(&inc.source_type);
+                conds.push(format!(
+                    "t.resource_type = {st} AND t.id IN ({}) AND t.target_id <> ''",
+                    list.join(", ")
+                ));
+                "t.target_type, t.target_id"
+            };
+            if let Some(p) = &inc.param {
+                conds.push(format!("t.param = {}", b.text(p)));
+            }
+            if let Some(tt) = &inc.target_type
+                && !inc.reverse
+            {
+                conds.push(format!("t.target_type = {}", b.text(tt)));
+            }
+            let q = format!(
+                "SELECT DISTINCT {select} FROM idx_reference t WHERE {}",
+                conds.join(" AND ")
+            );
+            for row in sql::fetch(pool, q, b.args).await? {
+                out.push((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -160,3 +160,60 @@ pub async fn bundle(
     let response = state.engine.bundle(&body, &ctx.base).await?;
     Ok(json_response(StatusCode::OK, ctx.format, &response))
 }
+
+/// `PUT /fhir/{type}?query`: conditional update.
+pub async fn conditional_update(
+    State(state): State<AppState>,
+    FhirPath(rtype): FhirPath<String>,
+    ctx: FhirContext,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_body_type(&ctx.headers, &[])?;
+    let query = conditional_query(&ctx)?;
+    let body = read_body(&state, body).await?;
+    let written = state
+        .engine
+        .conditional_update(&rtype, &query, &body, &ctx.base)
+        .await?;
+    Ok(write_response(&ctx, written, "updated"))
+}
+
+/// `DELETE /fhir/{type}?query`: conditional delete of the single match.
+pub async fn conditional_delete(
+    State(state): State<AppState>,
+    FhirPath(rtype): FhirPath<String>,
+    ctx: FhirContext,
+) -> Result<Response, ApiError> {
+    let query = conditional_query(&ctx)?;
+    let message = match state
+        .engine
+        .conditional_delete(&rtype, &query, &ctx.base)
+        .await?
+    {
+        Deleted::Now(v) => format!("{rtype}/{} deleted (version {})", v.id, v.version),
+        Deleted::Already => format!("no {rtype} matched; nothing deleted"),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        ctx.format,
+        &OperationOutcome::single(Issue::information(message)).to_json(),
+    ))
+}
+
+/// The search criteria of a conditional interaction (400 without any).
+fn conditional_query(ctx: &FhirContext) -> Result<String, ApiError> {
+    let pairs: Vec<(String, String)> = ctx
+        .query
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "_format" | "_pretty"))
+        .cloned()
+        .collect();
+    if pairs.is_empty() {
+        return Err(ApiError::bad_request(
+            "a conditional update or delete needs search criteria in the URL".into(),
+        ));
+    }
+    Ok(form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish())
+}

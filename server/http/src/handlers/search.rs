@@ -100,33 +100,44 @@ fn searchset(base: &str, rtype: &str, result: SearchResult) -> Value {
             url: link(Some(curanet_engine::encode_cursor(next))),
         });
     }
+    let entry = |v: curanet_storage::StoredVersion, mode: &str| {
+        let mut e = Map::new();
+        e.insert(
+            "fullUrl".into(),
+            json!(format!("{base}/{}/{}", v.resource_type, v.id)),
+        );
+        if let Some(resource) = v.resource() {
+            e.insert("resource".into(), resource);
+        }
+        e.insert("search".into(), json!({"mode": mode}));
+        Value::Object(e)
+    };
     let mut entries: Vec<Value> = page
         .resources
         .into_iter()
-        .map(|v| {
-            let mut e = Map::new();
-            e.insert(
-                "fullUrl".into(),
-                json!(format!("{base}/{}/{}", v.resource_type, v.id)),
-            );
-            if let Some(resource) = v.resource() {
-                e.insert("resource".into(), resource);
-            }
-            e.insert("search".into(), json!({"mode": "match"}));
-            Value::Object(e)
+        .map(|v| entry(v, "match"))
+        .collect();
+    entries.extend(page.included.into_iter().map(|v| entry(v, "include")));
+    let mut issues: Vec<Issue> = parsed
+        .ignored
+        .iter()
+        .map(|(name, reason)| {
+            Issue::warning(
+                IssueType::NotSupported,
+                format!("parameter {name} was not applied: {reason}"),
+            )
         })
         .collect();
-    if !parsed.ignored.is_empty() {
-        let issues = parsed
-            .ignored
-            .iter()
-            .map(|(name, reason)| {
-                Issue::warning(
-                    IssueType::NotSupported,
-                    format!("parameter {name} was not applied: {reason}"),
-                )
-            })
-            .collect();
+    if page.included_truncated {
+        issues.push(Issue::warning(
+            IssueType::TooLong,
+            format!(
+                "included resources were cut at {}",
+                curanet_storage::MAX_INCLUDED
+            ),
+        ));
+    }
+    if !issues.is_empty() {
         entries.push(json!({
             "resource": OperationOutcome { issues }.to_json(),
             "search": {"mode": "outcome"}
