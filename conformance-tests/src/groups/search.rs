@@ -29,7 +29,79 @@ cases!("search";
     has_finds_resources_by_what_refers_to_them,
     include_and_revinclude_add_related_resources,
     include_iterate_follows_included_resources,
+    sort_by_parameters_pages_in_order,
 );
+
+async fn sort_by_parameters_pages_in_order(c: Client) -> Outcome {
+    let family = format!("Sorted{}", unique());
+    let mut by_birth = Vec::new();
+    for (gender, birth) in [
+        ("male", Some("1990-01-01")),
+        ("female", Some("1970-05-05")),
+        ("male", Some("1980-03-03")),
+        ("female", None),
+    ] {
+        let mut p = patient(&family);
+        p["gender"] = json!(gender);
+        if let Some(b) = birth {
+            p["birthDate"] = json!(b);
+        }
+        by_birth.push((birth, gender, create(&c, p).await?));
+    }
+    let id_of = |b: Option<&str>| {
+        by_birth
+            .iter()
+            .find(|x| x.0 == b)
+            .map(|x| x.2.clone())
+            .unwrap_or_default()
+    };
+    let asc = ids(&search(&c, &format!("Patient?family={family}&_sort=birthdate")).await?);
+    let want_asc = vec![
+        id_of(Some("1970-05-05")),
+        id_of(Some("1980-03-03")),
+        id_of(Some("1990-01-01")),
+        id_of(None),
+    ];
+    ensure!(asc == want_asc, "_sort=birthdate (missing last): {asc:?}");
+    let desc = ids(&search(&c, &format!("Patient?family={family}&_sort=-birthdate")).await?);
+    let want_desc = vec![
+        id_of(Some("1990-01-01")),
+        id_of(Some("1980-03-03")),
+        id_of(Some("1970-05-05")),
+        id_of(None),
+    ];
+    ensure!(desc == want_desc, "_sort=-birthdate: {desc:?}");
+    let two = ids(&search(
+        &c,
+        &format!("Patient?family={family}&_sort=gender,-birthdate"),
+    )
+    .await?);
+    let want_two = vec![
+        id_of(Some("1970-05-05")),
+        id_of(None),
+        id_of(Some("1990-01-01")),
+        id_of(Some("1980-03-03")),
+    ];
+    ensure!(two == want_two, "_sort=gender,-birthdate: {two:?}");
+    // Paging one at a time keeps the order.
+    let mut url = format!("Patient?family={family}&_sort=-birthdate&_count=1");
+    let mut paged = Vec::new();
+    for _ in 0..10 {
+        let b = search(&c, &url).await?;
+        paged.extend(ids(&b));
+        match b["link"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(l) => url = l["url"].as_str().unwrap_or_default().to_string(),
+            None => break,
+        }
+    }
+    ensure!(paged == want_desc, "paged sort: {paged:?}");
+    Ok(())
+}
 
 /// An Organization, a Patient of it, an Encounter of the Patient and an Observation of both,
 /// all marked with a unique text; returns (marker, org, patient, encounter, observation) ids.

@@ -5,7 +5,8 @@
 use curanet_fhir::datetime::{parse_date_time, parse_instant};
 use curanet_fhir_profiles::{Definitions, SearchParamType};
 use curanet_storage::{
-    Clause, Cursor, Include, IndexTable, Predicate, Prefix, SearchSpec, SortOrder, StringMatch,
+    Clause, Cursor, Include, IndexTable, Predicate, Prefix, SearchSpec, SortBy, SortKey, SortValue,
+    StringMatch,
 };
 
 use crate::normalize::fold;
@@ -155,7 +156,7 @@ pub fn parse(
     let mut spec = SearchSpec {
         resource_type: resource_type.to_string(),
         clauses: Vec::new(),
-        sort: SortOrder::Id,
+        sort: Vec::new(),
         count: DEFAULT_COUNT,
         after: None,
         total: true,
@@ -164,6 +165,7 @@ pub fn parse(
     let mut applied = Vec::new();
     let mut ignored = Vec::new();
     let mut count_only = false;
+    let mut cursor: Option<String> = None;
     for (name, value) in pairs {
         let (code, modifier) = match name.split_once(':') {
             Some((c, m)) => (c, Some(m)),
@@ -195,27 +197,42 @@ pub fn parse(
                     }
                 },
                 "_sort" => {
-                    let keys: Vec<&str> = value.split(',').collect();
-                    spec.sort = match keys[0] {
-                        "_id" | "" => SortOrder::Id,
-                        "_lastUpdated" => SortOrder::LastUpdated,
-                        "-_lastUpdated" => SortOrder::LastUpdatedDesc,
-                        other => {
-                            ignored.push((
-                                name.clone(),
-                                format!("sorting by '{other}' is not supported yet"),
-                            ));
-                            continue;
-                        }
-                    };
-                    if keys.len() > 1 {
-                        ignored.push((name.clone(), "only the first _sort key is applied".into()));
+                    let mut keys = Vec::new();
+                    let mut problem = None;
+                    for key in value.split(',').filter(|k| !k.is_empty()) {
+                        let (descending, code) = match key.strip_prefix('-') {
+                            Some(c) => (true, c),
+                            None => (false, key),
+                        };
+                        let by = match code {
+                            "_id" => break, // the implicit last key
+                            "_lastUpdated" => SortBy::LastUpdated,
+                            _ => match defs
+                                .search_parameters(resource_type)
+                                .iter()
+                                .find(|p| p.code == code)
+                                .and_then(|p| table_of(p.kind))
+                            {
+                                Some(table) => SortBy::Param {
+                                    table,
+                                    param: code.to_string(),
+                                },
+                                None => {
+                                    problem = Some(format!("cannot sort by '{code}'"));
+                                    break;
+                                }
+                            },
+                        };
+                        keys.push(SortKey { by, descending });
                     }
+                    if let Some(reason) = problem {
+                        ignored.push((name.clone(), reason));
+                        continue;
+                    }
+                    spec.sort = keys;
                 }
                 "_cursor" => {
-                    spec.after = Some(
-                        parse_cursor(value).ok_or_else(|| bad(code, "invalid paging cursor"))?,
-                    );
+                    cursor = Some(value.clone());
                     continue; // paging links carry their own cursor
                 }
                 _ => continue,
@@ -240,6 +257,12 @@ pub fn parse(
             }
             Err(reason) => ignored.push((name.clone(), reason)),
         }
+    }
+    if let Some(text) = cursor {
+        spec.after = Some(
+            parse_cursor(&text, &spec.sort)
+                .ok_or_else(|| bad("_cursor", "invalid paging cursor"))?,
+        );
     }
     if count_only {
         spec.count = 0;
@@ -611,16 +634,62 @@ fn reference(param: &str, value: &str, type_modifier: Option<&str>, base: &str) 
     }
 }
 
-/// Encodes a paging cursor for a link.
+/// Encodes a paging cursor for a link: a JSON array of the sort values, then the id.
 pub fn encode_cursor(cursor: &Cursor) -> String {
-    format!("{}:{}", cursor.last_updated, cursor.id)
+    let mut items: Vec<serde_json::Value> = cursor
+        .values
+        .iter()
+        .map(|v| match v {
+            SortValue::Null => serde_json::Value::Null,
+            SortValue::Int(n) => serde_json::json!(n),
+            SortValue::Float(f) => serde_json::json!(f),
+            SortValue::Text(t) => serde_json::json!(t),
+        })
+        .collect();
+    items.push(serde_json::json!(cursor.id));
+    serde_json::Value::Array(items).to_string()
 }
 
-fn parse_cursor(text: &str) -> Option<Cursor> {
-    let (lu, id) = text.split_once(':')?;
+fn parse_cursor(text: &str, keys: &[SortKey]) -> Option<Cursor> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
+    let (id, values) = items.split_last()?;
+    if values.len() != keys.len() {
+        return None;
+    }
+    let values = values
+        .iter()
+        .zip(keys)
+        .map(|(v, key)| {
+            if v.is_null() {
+                return Some(SortValue::Null);
+            }
+            let float = matches!(
+                &key.by,
+                SortBy::Param {
+                    table: IndexTable::Number | IndexTable::Quantity,
+                    ..
+                }
+            );
+            let int = matches!(
+                &key.by,
+                SortBy::LastUpdated
+                    | SortBy::Param {
+                        table: IndexTable::Date,
+                        ..
+                    }
+            );
+            Some(if int {
+                SortValue::Int(v.as_i64()?)
+            } else if float {
+                SortValue::Float(v.as_f64()?)
+            } else {
+                SortValue::Text(v.as_str()?.to_string())
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
     Some(Cursor {
-        last_updated: lu.parse().ok()?,
-        id: id.to_string(),
+        values,
+        id: id.as_str()?.to_string(),
     })
 }
 

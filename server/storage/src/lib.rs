@@ -29,7 +29,7 @@ pub use model::{
 pub use postgres::PostgresStore;
 pub use search::{
     Clause, Cursor, Include, IndexTable, MAX_INCLUDED, Predicate, Prefix, SearchPage, SearchSpec,
-    SortOrder, StringMatch,
+    SortBy, SortKey, SortValue, StringMatch,
 };
 pub use sqlite::SqliteStore;
 

@@ -115,6 +115,21 @@ pub enum IndexTable {
 }
 
 impl IndexTable {
+    fn sort_column(self, descending: bool) -> (&'static str, SortKind) {
+        match (self, descending) {
+            (IndexTable::Date, false) => ("MIN(t.lo)", SortKind::Int),
+            (IndexTable::Date, true) => ("MAX(t.hi)", SortKind::Int),
+            (IndexTable::Number | IndexTable::Quantity, false) => ("MIN(t.value)", SortKind::Float),
+            (IndexTable::Number | IndexTable::Quantity, true) => ("MAX(t.value)", SortKind::Float),
+            (IndexTable::Token, false) => ("MIN(t.code)", SortKind::Text),
+            (IndexTable::Token, true) => ("MAX(t.code)", SortKind::Text),
+            (IndexTable::Reference, false) => ("MIN(t.target_id)", SortKind::Text),
+            (IndexTable::Reference, true) => ("MAX(t.target_id)", SortKind::Text),
+            (_, false) => ("MIN(t.value)", SortKind::Text),
+            (_, true) => ("MAX(t.value)", SortKind::Text),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             IndexTable::String => "idx_string",
@@ -126,6 +141,14 @@ impl IndexTable {
             IndexTable::Uri => "idx_uri",
         }
     }
+}
+
+/// The SQL type of a sort value.
+#[derive(Debug, Clone, Copy)]
+enum SortKind {
+    Int,
+    Float,
+    Text,
 }
 
 /// One search parameter's condition: alternatives joined by OR (`a,b`), possibly negated
@@ -145,21 +168,35 @@ pub enum Clause {
     },
 }
 
-/// The order of results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortOrder {
-    /// By id (the default: stable under concurrent writes).
-    Id,
-    /// By last update, oldest first, then id.
+/// What results can be sorted by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SortBy {
+    /// `_lastUpdated`.
     LastUpdated,
-    /// By last update, newest first, then id.
-    LastUpdatedDesc,
+    /// A search parameter: its smallest value ascending, its largest descending.
+    Param { table: IndexTable, param: String },
 }
 
-/// Where the next page starts.
+/// One `_sort` key; results without a value sort last.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub by: SortBy,
+    pub descending: bool,
+}
+
+/// A sort value of the last result of a page.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortValue {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// Where the next page starts: the sort values and id of the last result.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
-    pub last_updated: i64,
+    pub values: Vec<SortValue>,
     pub id: String,
 }
 
@@ -186,7 +223,8 @@ pub struct SearchSpec {
     pub resource_type: String,
     /// All must hold (repeated parameters = AND).
     pub clauses: Vec<Clause>,
-    pub sort: SortOrder,
+    /// `_sort` keys (empty: by id, which is stable under concurrent writes).
+    pub sort: Vec<SortKey>,
     pub count: u32,
     pub after: Option<Cursor>,
     /// Whether to count all matches.
@@ -529,6 +567,32 @@ impl Builder {
     }
 }
 
+/// Rows after the cursor in the order of `keys` (nulls last), then id.
+fn keyset(b: &mut Builder, keys: &[SortKey], values: &[SortValue], id: &str, i: usize) -> String {
+    if i == keys.len() || i == values.len() {
+        return format!("q.id > {}", b.text(id));
+    }
+    let col = format!("q.s{i}");
+    let (strictly, equal) = match &values[i] {
+        SortValue::Null => ("1 = 0".to_string(), format!("{col} IS NULL")),
+        value => {
+            let v = match value {
+                SortValue::Int(n) => b.arg(Arg::Int(*n)),
+                SortValue::Float(f) => b.arg(Arg::Float(*f)),
+                SortValue::Text(t) => b.text(t),
+                SortValue::Null => unreachable!("handled above"),
+            };
+            let op = if keys[i].descending { "<" } else { ">" };
+            (
+                format!("({col} {op} {v} OR {col} IS NULL)"),
+                format!("{col} = {v}"),
+            )
+        }
+    };
+    let rest = keyset(b, keys, values, id, i + 1);
+    format!("({strictly} OR ({equal} AND {rest}))")
+}
+
 /// The smallest string above every string starting with `prefix`.
 pub(crate) fn upper_bound(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
@@ -563,38 +627,62 @@ pub(crate) fn statements(dialect: Dialect, spec: &SearchSpec) -> (Statement, Opt
             filter_args,
         )
     });
-    let mut page_conds = vec![filter];
-    let order = match spec.sort {
-        SortOrder::Id => {
-            if let Some(c) = &spec.after {
-                page_conds.push(format!("r.id > {}", b.text(&c.id)));
-            }
-            "r.id"
+    let limit_of = |b: &mut Builder| b.arg(Arg::Int(i64::from(spec.count) + 1));
+    if spec.sort.is_empty() {
+        let mut page_conds = vec![filter];
+        if let Some(c) = &spec.after {
+            page_conds.push(format!("r.id > {}", b.text(&c.id)));
         }
-        SortOrder::LastUpdated => {
-            if let Some(c) = &spec.after {
-                let (lu, id) = (b.arg(Arg::Int(c.last_updated)), b.text(&c.id));
-                page_conds.push(format!(
-                    "(r.last_updated > {lu} OR (r.last_updated = {lu} AND r.id > {id}))"
-                ));
+        let limit = limit_of(&mut b);
+        let page = format!(
+            "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.seq = r.current_seq \
+             WHERE {} ORDER BY r.id LIMIT {limit}",
+            page_conds.join(" AND ")
+        );
+        return ((page, b.args), count);
+    }
+    // Sorted by keys: the keys are computed in a subquery so the outer query can order and
+    // page on them (results without a value last, then by id).
+    let mut columns = Vec::new();
+    for (i, key) in spec.sort.iter().enumerate() {
+        let expr = match &key.by {
+            SortBy::LastUpdated => "r.last_updated".to_string(),
+            SortBy::Param { table, param } => {
+                let p = b.text(param);
+                let (agg, _) = table.sort_column(key.descending);
+                format!(
+                    "(SELECT {agg} FROM {} t WHERE t.resource_type = r.resource_type AND t.id = r.id AND t.param = {p})",
+                    table.name()
+                )
             }
-            "r.last_updated, r.id"
-        }
-        SortOrder::LastUpdatedDesc => {
-            if let Some(c) = &spec.after {
-                let (lu, id) = (b.arg(Arg::Int(c.last_updated)), b.text(&c.id));
-                page_conds.push(format!(
-                    "(r.last_updated < {lu} OR (r.last_updated = {lu} AND r.id < {id}))"
-                ));
-            }
-            "r.last_updated DESC, r.id DESC"
-        }
-    };
-    let limit = b.arg(Arg::Int(i64::from(spec.count) + 1));
+        };
+        columns.push(format!("{expr} AS s{i}"));
+    }
+    let mut outer = Vec::new();
+    if let Some(c) = &spec.after {
+        outer.push(keyset(&mut b, &spec.sort, &c.values, &c.id, 0));
+    }
+    let order: Vec<String> = spec
+        .sort
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let dir = if k.descending { " DESC" } else { "" };
+            format!("(q.s{i} IS NULL), q.s{i}{dir}")
+        })
+        .chain(std::iter::once("q.id".to_string()))
+        .collect();
+    let limit = limit_of(&mut b);
     let page = format!(
-        "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.seq = r.current_seq \
-         WHERE {} ORDER BY {order} LIMIT {limit}",
-        page_conds.join(" AND ")
+        "SELECT q.* FROM (SELECT {VERSION_COLUMNS}, {} FROM resources r \
+         JOIN resource_versions v ON v.seq = r.current_seq WHERE {filter}) q {} ORDER BY {} LIMIT {limit}",
+        columns.join(", "),
+        if outer.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", outer.join(" AND "))
+        },
+        order.join(", ")
     );
     ((page, b.args), count)
 }
@@ -614,18 +702,43 @@ where
     for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
     for<'t> bool: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
     for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
-    for<'t> f64: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
 {
     let ((page, args), count) = statements(dialect, spec);
-    let mut resources = sql::fetch_versions(pool, page, args).await?;
-    let next = if resources.len() > spec.count as usize {
-        resources.truncate(spec.count as usize);
-        resources.last().map(|v| Cursor {
-            last_updated: v.last_updated.micros(),
-            id: v.id.clone(),
-        })
-    } else {
-        None
+    let mut rows = sql::fetch(pool, page, args).await?;
+    let more = rows.len() > spec.count as usize;
+    rows.truncate(spec.count as usize);
+    let resources = rows
+        .iter()
+        .map(sql::row_to_version)
+        .collect::<Result<Vec<_>>>()?;
+    let next = match (more, rows.last(), resources.last()) {
+        (true, Some(row), Some(last)) => {
+            let mut values = Vec::new();
+            for (i, key) in spec.sort.iter().enumerate() {
+                let column = 8 + i;
+                let kind = match &key.by {
+                    SortBy::LastUpdated => SortKind::Int,
+                    SortBy::Param { table, .. } => table.sort_column(key.descending).1,
+                };
+                values.push(match kind {
+                    SortKind::Int => row
+                        .try_get::<Option<i64>, _>(column)?
+                        .map_or(SortValue::Null, SortValue::Int),
+                    SortKind::Float => row
+                        .try_get::<Option<f64>, _>(column)?
+                        .map_or(SortValue::Null, SortValue::Float),
+                    SortKind::Text => row
+                        .try_get::<Option<String>, _>(column)?
+                        .map_or(SortValue::Null, SortValue::Text),
+                });
+            }
+            Some(Cursor {
+                values,
+                id: last.id.clone(),
+            })
+        }
+        _ => None,
     };
     let total = match count {
         Some((text, args)) => {
