@@ -2,11 +2,14 @@
 //! in-memory HTTP "limit" server and a raw database insert baseline to compare against.
 
 mod http;
+mod ingest;
 mod limit;
 mod load;
 mod raw_insert;
 mod report;
+mod search;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -66,6 +69,38 @@ enum Command {
         db: DbArgs,
         #[command(flatten)]
         load: LoadArgs,
+    },
+    /// POST every FHIR transaction Bundle of a folder (Synthea output), optionally N distinct copies.
+    Ingest {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Folder with the *.json transaction Bundles.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Concurrent clients, each with one bundle in flight.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        clients: u16,
+        /// Post the whole set N times; every copy after the first gets fresh UUIDs and
+        /// identifiers suffixed -c{copy}, so it adds new patients.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        copies: u32,
+        /// Print the result as one JSON object line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time a fixed set of searches, one request at a time, on values sampled from the server.
+    Search {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// How many Patients to sample values from.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        patients: u16,
+        /// Rounds over the sampled values per query.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        repeat: u32,
+        /// Print one JSON object line per query instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -164,6 +199,34 @@ async fn run(cli: Cli) -> Result<(), String> {
             report::print(&[r], load.json);
         }
         Command::All { server, db, load } => all(&server, &db, &load).await?,
+        Command::Ingest {
+            server,
+            dir,
+            clients,
+            copies,
+            json,
+        } => {
+            let base = http::loopback_url(&server.base_url)?;
+            let clients = usize::from(clients);
+            let cfg = ingest::IngestConfig {
+                dir,
+                clients,
+                copies,
+            };
+            let r = ingest::run(http::client(clients)?, &base, &cfg).await?;
+            r.print(json);
+        }
+        Command::Search {
+            server,
+            patients,
+            repeat,
+            json,
+        } => {
+            let base = http::loopback_url(&server.base_url)?;
+            let reports =
+                search::run(&http::client(1)?, &base, usize::from(patients), repeat).await?;
+            search::print(&reports, json);
+        }
     }
     Ok(())
 }
@@ -212,4 +275,44 @@ async fn all(server: &ServerArgs, db: &DbArgs, load: &LoadArgs) -> Result<(), St
         println!("create / raw-insert  {}", pct(create_over_raw));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ingest_and_search_parse_with_their_defaults() {
+        let cli = Cli::try_parse_from(["curanet-bench", "ingest", "--dir", "x"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Ingest {
+                clients: 4,
+                copies: 1,
+                json: false,
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from(["curanet-bench", "search", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Search {
+                patients: 50,
+                repeat: 20,
+                json: true,
+                ..
+            }
+        ));
+        assert!(
+            Cli::try_parse_from(["curanet-bench", "ingest", "--dir", "x", "--copies", "0"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from(["curanet-bench", "ingest"]).is_err());
+    }
 }

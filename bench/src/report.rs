@@ -122,11 +122,12 @@ pub fn ratio(a: f64, b: f64) -> Option<f64> {
 }
 
 /// Rounds to three decimals so JSON output stays short (microsecond resolution for ms values).
-fn round3(x: f64) -> f64 {
+pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn fmt_ms(v: Option<f64>) -> String {
+/// Milliseconds with three decimals, or `-` when there is no figure.
+pub fn fmt_ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |ms| format!("{ms:.3}"))
 }
 

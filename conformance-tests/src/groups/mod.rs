@@ -7,6 +7,7 @@ mod errors;
 mod fixtures;
 mod health_id;
 mod history;
+mod patch;
 mod search;
 mod validation;
 mod versioning;
@@ -17,6 +18,7 @@ pub(crate) fn all() -> Vec<crate::Case> {
         capabilities::cases(),
         crud::cases(),
         versioning::cases(),
+        patch::cases(),
         history::cases(),
         validation::cases(),
         errors::cases(),

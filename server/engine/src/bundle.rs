@@ -598,7 +598,7 @@ impl Engine {
                 WriteOutcome::Existing { version } => {
                     json!({"response": written_response(base, version, 200)})
                 }
-                WriteOutcome::NothingToDelete { .. } => {
+                WriteOutcome::NothingToDelete { .. } | WriteOutcome::Maintained => {
                     json!({"response": {"status": status_line(204)}})
                 }
             };

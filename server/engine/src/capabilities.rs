@@ -10,6 +10,7 @@ const TYPE_INTERACTIONS: &[&str] = &[
     "read",
     "vread",
     "update",
+    "patch",
     "delete",
     "history-instance",
     "history-type",
@@ -62,6 +63,7 @@ pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
         "implementation": {"description": "CuraNet FHIR R4 server", "url": base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["json", "application/fhir+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "resource": resources,

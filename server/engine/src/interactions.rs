@@ -87,6 +87,11 @@ impl Engine {
         &self.store
     }
 
+    /// The search index extractor.
+    pub(crate) fn indexer(&self) -> &curanet_search::Indexer {
+        &self.indexer
+    }
+
     /// The definitions enforced.
     pub fn definitions(&self) -> &Arc<Definitions> {
         self.validator.definitions()

@@ -8,6 +8,8 @@ mod error;
 mod health_ids;
 mod history;
 mod interactions;
+mod patch;
+mod reindex;
 mod search;
 
 pub use bundle::{MAX_ENTRIES, error_outcome, error_status};
@@ -15,6 +17,8 @@ pub use capabilities::capability_statement;
 pub use error::EngineError;
 pub use history::{HistoryPage, HistoryParams};
 pub use interactions::{Deleted, Engine, ValidateMode, Written};
+pub use patch::PatchFormat;
+pub use reindex::ReindexScope;
 pub use search::{SearchResult, encode_cursor};
 
 /// Result of an interaction.

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use curanet_engine::Engine;
 
-use crate::handlers::{fallback, health, history, metadata, resources, search, validate};
+use crate::handlers::{fallback, health, history, metadata, patch, resources, search, validate};
 
 /// What handlers share: the engine and the server's settings.
 #[derive(Clone)]
@@ -38,7 +38,8 @@ pub fn router(state: AppState) -> Router {
             "/{rtype}/{id}",
             get(resources::read)
                 .put(resources::update)
-                .delete(resources::delete),
+                .delete(resources::delete)
+                .patch(patch::patch),
         )
         .route(
             "/{rtype}/{id}/$validate",

@@ -20,6 +20,21 @@ enum Command {
     Serve(Config),
     /// Apply database migrations and exit.
     Migrate(StorageConfig),
+    /// Rebuild search index rows of stored resources (resumable; the server may keep running).
+    Reindex(ReindexArgs),
+}
+
+/// What `curanet reindex` rebuilds.
+#[derive(Debug, clap::Args)]
+struct ReindexArgs {
+    #[command(flatten)]
+    storage: StorageConfig,
+    /// Only resources of this type (e.g. Observation).
+    #[arg(long = "type")]
+    resource_type: Option<String>,
+    /// Only the rows of this search parameter (e.g. code).
+    #[arg(long)]
+    param: Option<String>,
 }
 
 /// Entry point of the `curanet` binary.
@@ -27,7 +42,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = match &cli.command {
         Command::Serve(c) => c.log_format,
-        Command::Migrate(_) => LogFormat::Pretty,
+        Command::Migrate(_) | Command::Reindex(_) => LogFormat::Pretty,
     };
     init_logging(format);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -40,6 +55,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(config) => crate::server::run(config).await,
+            Command::Reindex(args) => reindex(args).await,
             Command::Migrate(storage) => {
                 let url = storage.resolved_database_url();
                 let store = curanet_storage::open(&url, &storage.store_options()).await?;
@@ -56,6 +72,43 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn reindex(args: ReindexArgs) -> Result<(), crate::server::BoxError> {
+    let defs = tokio::task::spawn_blocking(curanet_fhir::Definitions::shared).await?;
+    let url = args.storage.resolved_database_url();
+    let store = curanet_storage::open(&url, &args.storage.store_options()).await?;
+    let engine = curanet_engine::Engine::new(store.clone(), defs.clone());
+    let types: Vec<String> = match &args.resource_type {
+        Some(t) => vec![t.clone()],
+        None => defs.resource_types().to_vec(),
+    };
+    let mut total = 0;
+    for t in &types {
+        let pairs = [("_summary".to_string(), "count".to_string())];
+        total += engine
+            .search(t, &pairs, "", false)
+            .await?
+            .page
+            .total
+            .unwrap_or(0);
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} resources ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let scope = curanet_engine::ReindexScope {
+        resource_type: args.resource_type,
+        param: args.param,
+    };
+    let done = engine.reindex(&scope, |n| bar.set_position(n)).await?;
+    bar.finish();
+    store.close().await;
+    tracing::info!(resources = done, "reindex complete");
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {

@@ -517,3 +517,62 @@ async fn synthea_ingest(backend: TestBackend) {
     println!("{backend:?}: {entries} Synthea entries loaded");
     server.stop().await;
 }
+
+/// `curanet reindex` rebuilds index rows that are missing (here: removed behind the server's back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_rebuilds_missing_index_rows() {
+    let Some(db) = Database::create(TestBackend::Sqlite, "reindex").await else {
+        return;
+    };
+    let server = Process::start(&db.url, &[]).await;
+    let client = reqwest::Client::new();
+    for n in 0..250 {
+        post(&client, &server.base, &patient(n)).await;
+    }
+    let count = |base: String, query: &'static str| {
+        let client = client.clone();
+        async move {
+            let r: serde_json::Value = client
+                .get(format!("{base}/Patient?{query}&_summary=count"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["total"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(count(server.base.clone(), "family=Family12").await, 11);
+    drop(server);
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query("DELETE FROM idx_string")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_curanet"))
+        .args(["reindex", "--type", "Patient", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Process::start(&db.url, &["--read-cache-mb", "0"]).await;
+    assert_eq!(
+        count(server.base.clone(), "family=Family12").await,
+        11,
+        "rows not rebuilt"
+    );
+    assert_eq!(
+        count(server.base.clone(), "gender=other").await,
+        250,
+        "other params disturbed"
+    );
+    drop(server);
+    db.remove().await;
+}

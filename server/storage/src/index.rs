@@ -113,6 +113,22 @@ impl IndexRows {
         ]
     }
 
+    /// Only the rows of one parameter.
+    pub fn only(&self, param: &str) -> IndexRows {
+        fn keep<T: Clone>(rows: &[T], f: impl Fn(&T) -> bool) -> Vec<T> {
+            rows.iter().filter(|r| f(r)).cloned().collect()
+        }
+        IndexRows {
+            strings: keep(&self.strings, |r| r.param == param),
+            tokens: keep(&self.tokens, |r| r.param == param),
+            references: keep(&self.references, |r| r.param == param),
+            dates: keep(&self.dates, |r| r.param == param),
+            numbers: keep(&self.numbers, |r| r.param == param),
+            quantities: keep(&self.quantities, |r| r.param == param),
+            uris: keep(&self.uris, |r| r.param == param),
+        }
+    }
+
     /// Whether there are no rows at all.
     pub fn is_empty(&self) -> bool {
         self.as_json().iter().all(Option::is_none)

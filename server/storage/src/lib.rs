@@ -64,6 +64,17 @@ pub trait Store: Send + Sync + 'static {
     /// One page of a search.
     async fn search(&self, spec: &SearchSpec) -> Result<SearchPage>;
 
+    /// Live current versions in (type, id) order after `after`, for maintenance jobs.
+    async fn scan(
+        &self,
+        resource_type: Option<&str>,
+        after: Option<&(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<StoredVersion>>;
+
+    /// A maintenance job's progress marker.
+    async fn marker(&self, name: &str) -> Result<Option<String>>;
+
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
 

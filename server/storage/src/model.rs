@@ -119,6 +119,19 @@ pub enum WriteOp {
         condition: crate::SearchSpec,
         lock_key: String,
     },
+    /// Replaces the index rows of the current version (only those of `param` when given),
+    /// without writing a new version: `curanet reindex`.
+    Reindex {
+        resource_type: String,
+        id: String,
+        rows: crate::IndexRows,
+        param: Option<String>,
+    },
+    /// Records (or with `None` clears) a maintenance job's progress marker.
+    SetMarker {
+        name: String,
+        value: Option<String>,
+    },
 }
 
 /// What a write operation did.
@@ -133,6 +146,8 @@ pub enum WriteOutcome {
     NothingToDelete { existed: bool },
     /// A conditional create found this resource: nothing written.
     Existing { version: StoredVersion },
+    /// Index rows or a marker were written.
+    Maintained,
 }
 
 /// Which versions a history interaction covers.

@@ -226,6 +226,28 @@ impl Store for PostgresStore {
         crate::search::run(&self.pool, Dialect::Postgres, spec).await
     }
 
+    async fn scan(
+        &self,
+        resource_type: Option<&str>,
+        after: Option<&(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<StoredVersion>> {
+        let (text, args) = Dialect::Postgres.scan(resource_type, after, limit);
+        sql::fetch_versions(&self.pool, text, args).await
+    }
+
+    async fn marker(&self, name: &str) -> Result<Option<String>> {
+        let query = format!(
+            "SELECT value FROM maintenance_markers WHERE name = {}",
+            Dialect::Postgres.ph(1)
+        );
+        let rows = sql::fetch(&self.pool, query, vec![sql::Arg::Text(name.to_string())]).await?;
+        Ok(match rows.first() {
+            Some(row) => Some(sqlx::Row::try_get::<String, _>(row, 0)?),
+            None => None,
+        })
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -277,15 +277,6 @@ impl Dialect {
 }
 
 impl Dialect {
-    /// Removes a resource's rows from one index table.
-    pub(crate) fn delete_index(self, table: &str) -> String {
-        format!(
-            "DELETE FROM {table} WHERE resource_type = {} AND id = {}",
-            self.ph(1),
-            self.ph(2)
-        )
-    }
-
     /// Inserts all rows of one index table from a JSON array of `[param, col...]` arrays (the
     /// argument numbered `json_arg`), for the resource named by the first two arguments.
     pub(crate) fn insert_index(self, table: &str, columns: &[&str], json_arg: usize) -> String {
@@ -322,6 +313,134 @@ impl Dialect {
         match self {
             Dialect::Sqlite => None,
             Dialect::Postgres => Some("SELECT pg_advisory_xact_lock(hashtext($1))::text".into()),
+        }
+    }
+}
+
+impl Dialect {
+    /// Sets a maintenance marker.
+    pub(crate) fn upsert_marker(self) -> String {
+        format!(
+            "INSERT INTO maintenance_markers (name, value) VALUES ({}, {}) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            self.ph(1),
+            self.ph(2)
+        )
+    }
+
+    /// Live current versions in (type, id) order after a position, optionally of one type.
+    pub(crate) fn scan(
+        self,
+        resource_type: Option<&str>,
+        after: Option<&(String, String)>,
+        limit: u32,
+    ) -> (String, Vec<Arg>) {
+        let mut args = Vec::new();
+        let mut conds = vec!["r.deleted = FALSE".to_string()];
+        if let Some(t) = resource_type {
+            args.push(Arg::Text(t.to_string()));
+            conds.push(format!("r.resource_type = {}", self.ph(args.len())));
+        }
+        if let Some((t, id)) = after {
+            args.push(Arg::Text(t.clone()));
+            let pt = self.ph(args.len());
+            args.push(Arg::Text(id.clone()));
+            let pi = self.ph(args.len());
+            conds.push(format!(
+                "(r.resource_type > {pt} OR (r.resource_type = {pt} AND r.id > {pi}))"
+            ));
+        }
+        args.push(Arg::Int(i64::from(limit)));
+        (
+            format!(
+                "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.seq = r.current_seq \
+                 WHERE {} ORDER BY r.resource_type, r.id LIMIT {}",
+                conds.join(" AND "),
+                self.ph(args.len())
+            ),
+            args,
+        )
+    }
+}
+
+impl Dialect {
+    /// One statement that replaces a resource's index rows (`clear`: remove its old rows first,
+    /// only those of `param` when given), or `None` when there is nothing to do.
+    pub(crate) fn replace_index(
+        self,
+        resource_type: &str,
+        id: &str,
+        rows: &crate::IndexRows,
+        clear: bool,
+        param: Option<&str>,
+    ) -> Option<(String, Vec<Arg>)> {
+        let tables = rows.as_json();
+        if !clear && tables.iter().all(Option::is_none) {
+            return None;
+        }
+        let mut args = vec![
+            Arg::Text(resource_type.to_string()),
+            Arg::Text(id.to_string()),
+        ];
+        match self {
+            Dialect::Sqlite => {
+                // Rows for the dispatch view: [tbl, param, c1, c2, c3, c4], the clear row first.
+                let mut items = Vec::new();
+                if clear {
+                    items.push(serde_json::json!(["clear", param]));
+                }
+                for ((table, _), json) in crate::index::TABLES.iter().zip(tables) {
+                    for row in json.and_then(|j| j.as_array().cloned()).unwrap_or_default() {
+                        let mut item = vec![serde_json::json!(table)];
+                        item.extend(row.as_array().cloned().unwrap_or_default());
+                        items.push(serde_json::Value::Array(item));
+                    }
+                }
+                args.push(Arg::Text(serde_json::Value::Array(items).to_string()));
+                let col = |i: usize| format!("json_extract(value, '$[{i}]')");
+                Some((
+                    format!(
+                        "INSERT INTO idx_dispatch (tbl, resource_type, id, param, c1, c2, c3, c4) \
+                         SELECT {}, ?1, ?2, {}, {}, {}, {}, {} FROM json_each(?3)",
+                        col(0),
+                        col(1),
+                        col(2),
+                        col(3),
+                        col(4),
+                        col(5)
+                    ),
+                    args,
+                ))
+            }
+            Dialect::Postgres => {
+                let mut ctes = Vec::new();
+                if clear {
+                    let param_cond = match param {
+                        Some(p) => {
+                            args.push(Arg::Text(p.to_string()));
+                            format!(" AND param = ${}", args.len())
+                        }
+                        None => String::new(),
+                    };
+                    for (n, (table, _)) in crate::index::TABLES.iter().enumerate() {
+                        ctes.push(format!(
+                            "d{n} AS (DELETE FROM {table} WHERE resource_type = $1 AND id = $2{param_cond})"
+                        ));
+                    }
+                }
+                for (n, ((table, columns), json)) in
+                    crate::index::TABLES.iter().zip(tables).enumerate()
+                {
+                    if let Some(json) = json {
+                        args.push(Arg::Text(json.to_string()));
+                        ctes.push(format!(
+                            "i{n} AS ({})",
+                            self.insert_index(table, columns, args.len())
+                        ));
+                    }
+                }
+                Some((format!("WITH {} SELECT 1", ctes.join(", ")), args))
+            }
         }
     }
 }

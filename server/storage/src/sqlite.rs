@@ -188,6 +188,28 @@ impl Store for SqliteStore {
         crate::search::run(&self.readers, Dialect::Sqlite, spec).await
     }
 
+    async fn scan(
+        &self,
+        resource_type: Option<&str>,
+        after: Option<&(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<StoredVersion>> {
+        let (text, args) = Dialect::Sqlite.scan(resource_type, after, limit);
+        sql::fetch_versions(&self.readers, text, args).await
+    }
+
+    async fn marker(&self, name: &str) -> Result<Option<String>> {
+        let query = format!(
+            "SELECT value FROM maintenance_markers WHERE name = {}",
+            Dialect::Sqlite.ph(1)
+        );
+        let rows = sql::fetch(&self.readers, query, vec![sql::Arg::Text(name.to_string())]).await?;
+        Ok(match rows.first() {
+            Some(row) => Some(sqlx::Row::try_get::<String, _>(row, 0)?),
+            None => None,
+        })
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())

@@ -2,7 +2,6 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use crate::index::TABLES;
 use crate::model::{StoredVersion, UniqueKey};
 use crate::sql::{self, Arg, Dialect};
 use crate::write::{Current, WriteTx};
@@ -110,20 +109,33 @@ where
         id: &str,
         rows: &IndexRows,
         existed: bool,
+        param: Option<&str>,
     ) -> Result<()> {
-        if existed {
-            for (table, _) in TABLES {
-                let query = self.dialect.delete_index(table);
-                sql::fetch(&mut *self.conn, query, vec![text(resource_type), text(id)]).await?;
-            }
+        let rows = match param {
+            Some(p) => rows.only(p),
+            None => rows.clone(),
+        };
+        if let Some((query, args)) =
+            self.dialect
+                .replace_index(resource_type, id, &rows, existed, param)
+        {
+            sql::fetch(&mut *self.conn, query, args).await?;
         }
-        for ((table, columns), json) in TABLES.iter().zip(rows.as_json()) {
-            if let Some(json) = json {
-                let query = self.dialect.insert_index(table, columns, 3);
-                let args = vec![text(resource_type), text(id), Arg::Text(json.to_string())];
-                sql::fetch(&mut *self.conn, query, args).await?;
-            }
-        }
+        Ok(())
+    }
+
+    async fn set_marker(&mut self, name: &str, value: Option<&str>) -> Result<()> {
+        let (query, args) = match value {
+            Some(v) => (self.dialect.upsert_marker(), vec![text(name), text(v)]),
+            None => (
+                format!(
+                    "DELETE FROM maintenance_markers WHERE name = {}",
+                    self.dialect.ph(1)
+                ),
+                vec![text(name)],
+            ),
+        };
+        sql::fetch(&mut *self.conn, query, args).await?;
         Ok(())
     }
 

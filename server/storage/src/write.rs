@@ -40,14 +40,18 @@ pub(crate) trait WriteTx: Send {
         spec: &crate::SearchSpec,
         limit: u32,
     ) -> Result<Vec<StoredVersion>>;
-    /// Replaces the search index rows of a resource (`existed`: it may have rows to remove).
+    /// Replaces the search index rows of a resource (`existed`: it may have rows to remove);
+    /// with `param`, only that parameter's rows.
     async fn replace_index(
         &mut self,
         resource_type: &str,
         id: &str,
         rows: &IndexRows,
         existed: bool,
+        param: Option<&str>,
     ) -> Result<()>;
+    /// Sets or clears a maintenance marker.
+    async fn set_marker(&mut self, name: &str, value: Option<&str>) -> Result<()>;
 }
 
 /// Applies `ops` in order inside the open transaction `tx`.
@@ -57,6 +61,20 @@ pub(crate) async fn apply(tx: &mut dyn WriteTx, ops: &[WriteOp]) -> Result<Vec<W
         outcomes.push(match op {
             WriteOp::Put(put) => put_one(tx, put).await?,
             WriteOp::Delete(del) => delete_one(tx, del).await?,
+            WriteOp::Reindex {
+                resource_type,
+                id,
+                rows,
+                param,
+            } => {
+                tx.replace_index(resource_type, id, rows, true, param.as_deref())
+                    .await?;
+                WriteOutcome::Maintained
+            }
+            WriteOp::SetMarker { name, value } => {
+                tx.set_marker(name, value.as_deref()).await?;
+                WriteOutcome::Maintained
+            }
             WriteOp::CreateUnlessExists {
                 put,
                 condition,
@@ -130,7 +148,7 @@ async fn put_one(tx: &mut dyn WriteTx, put: &PutOp) -> Result<WriteOutcome> {
         }
     }
     stored.seq = tx.append(&stored).await?;
-    tx.replace_index(&put.resource_type, &put.id, &rows, current.is_some())
+    tx.replace_index(&put.resource_type, &put.id, &rows, current.is_some(), None)
         .await?;
     Ok(WriteOutcome::Written {
         created: current.as_ref().is_none_or(|c| c.deleted),
@@ -204,8 +222,14 @@ async fn delete_one(tx: &mut dyn WriteTx, del: &DeleteOp) -> Result<WriteOutcome
         seq: 0,
     };
     stored.seq = tx.append(&stored).await?;
-    tx.replace_index(&del.resource_type, &del.id, &IndexRows::default(), true)
-        .await?;
+    tx.replace_index(
+        &del.resource_type,
+        &del.id,
+        &IndexRows::default(),
+        true,
+        None,
+    )
+    .await?;
     Ok(WriteOutcome::Written {
         version: stored,
         created: false,

@@ -21,13 +21,17 @@ impl Pointer {
             ));
         };
         rest.split('/')
-            .map(|token| unescape(token).ok_or_else(|| format!("'{text}' has an invalid '~' escape (use ~0 or ~1)")))
+            .map(|token| {
+                unescape(token)
+                    .ok_or_else(|| format!("'{text}' has an invalid '~' escape (use ~0 or ~1)"))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Pointer)
     }
 
     /// The reference tokens.
-    pub(crate) fn tokens(&self) -> &[String] {
+    #[cfg(test)]
+    fn tokens(&self) -> &[String] {
         &self.0
     }
 
@@ -85,7 +89,11 @@ fn array_index(token: &str) -> Option<usize> {
     let well_formed = !token.is_empty()
         && token.bytes().all(|b| b.is_ascii_digit())
         && (token == "0" || !token.starts_with('0'));
-    if well_formed { token.parse().ok() } else { None }
+    if well_formed {
+        token.parse().ok()
+    } else {
+        None
+    }
 }
 
 fn step<'a>(value: &'a Value, token: &str) -> Option<&'a Value> {
@@ -212,7 +220,9 @@ fn apply_one(doc: &mut Value, op: &Op) -> Result<(), String> {
                 };
             }
             if from.is_proper_prefix_of(path) {
-                return Err(format!("move: cannot move {from} into its own child {path}"));
+                return Err(format!(
+                    "move: cannot move {from} into its own child {path}"
+                ));
             }
             let value = remove(doc, from).map_err(|e| e.replacen("remove", "move", 1))?;
             add(doc, path, value).map_err(|e| e.replacen("add", "move", 1))
@@ -295,8 +305,7 @@ pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
@@ -371,11 +380,17 @@ mod tests {
             json!([{"op": "replace", "path": "/a", "value": 9}]),
         )
         .unwrap();
-        assert_eq!(serde_json::to_string(&out).unwrap(), r#"{"a":9,"b":2,"c":3}"#);
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            r#"{"a":9,"b":2,"c":3}"#
+        );
         let out = patch(doc.clone(), json!([{"op": "remove", "path": "/a"}])).unwrap();
         assert_eq!(serde_json::to_string(&out).unwrap(), r#"{"b":2,"c":3}"#);
         let out = patch(doc, json!([{"op": "add", "path": "/b", "value": 5}])).unwrap();
-        assert_eq!(serde_json::to_string(&out).unwrap(), r#"{"a":1,"b":5,"c":3}"#);
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            r#"{"a":1,"b":5,"c":3}"#
+        );
     }
 
     #[test]
@@ -392,7 +407,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, json!({"x": ["b", "c", "d", "e"]}));
-        let err = patch(json!({"x": [1]}), json!([{"op": "add", "path": "/x/3", "value": 2}]));
+        let err = patch(
+            json!({"x": [1]}),
+            json!([{"op": "add", "path": "/x/3", "value": 2}]),
+        );
         assert!(err.is_err());
         let err = patch(json!({"x": [1]}), json!([{"op": "remove", "path": "/x/-"}]));
         assert!(err.is_err());
@@ -413,21 +431,61 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, json!({"a": {}, "l": [2, 3, 1], "c": 1, "d": 1}));
-        assert!(patch(doc.clone(), json!([{"op": "move", "from": "/a", "path": "/a/x"}])).is_err());
-        assert!(patch(doc.clone(), json!([{"op": "test", "path": "/a/b", "value": 2}])).is_err());
-        assert!(patch(doc.clone(), json!([{"op": "test", "path": "/zz", "value": null}])).is_err());
-        assert!(patch(doc, json!([{"op": "test", "path": "/a", "value": {"b": 1}}])).is_ok());
+        assert!(
+            patch(
+                doc.clone(),
+                json!([{"op": "move", "from": "/a", "path": "/a/x"}])
+            )
+            .is_err()
+        );
+        assert!(
+            patch(
+                doc.clone(),
+                json!([{"op": "test", "path": "/a/b", "value": 2}])
+            )
+            .is_err()
+        );
+        assert!(
+            patch(
+                doc.clone(),
+                json!([{"op": "test", "path": "/zz", "value": null}])
+            )
+            .is_err()
+        );
+        assert!(
+            patch(
+                doc,
+                json!([{"op": "test", "path": "/a", "value": {"b": 1}}])
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn whole_document_and_missing_paths() {
         assert_eq!(
-            patch(json!({"a": 1}), json!([{"op": "add", "path": "", "value": [1]}])).unwrap(),
+            patch(
+                json!({"a": 1}),
+                json!([{"op": "add", "path": "", "value": [1]}])
+            )
+            .unwrap(),
             json!([1])
         );
-        assert!(patch(json!({"a": 1}), json!([{"op": "replace", "path": "/b", "value": 1}])).is_err());
+        assert!(
+            patch(
+                json!({"a": 1}),
+                json!([{"op": "replace", "path": "/b", "value": 1}])
+            )
+            .is_err()
+        );
         assert!(patch(json!({"a": 1}), json!([{"op": "remove", "path": "/b"}])).is_err());
-        assert!(patch(json!({"a": 1}), json!([{"op": "add", "path": "/b/c", "value": 1}])).is_err());
+        assert!(
+            patch(
+                json!({"a": 1}),
+                json!([{"op": "add", "path": "/b/c", "value": 1}])
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod fallback;
 pub mod health;
 pub mod history;
 pub mod metadata;
+pub mod patch;
 mod path;
 pub mod resources;
 pub mod search;

@@ -53,7 +53,7 @@ pub async fn update(
     Ok(write_response(&ctx, written, "updated"))
 }
 
-fn write_response(ctx: &FhirContext, written: Written, verb: &str) -> Response {
+pub(super) fn write_response(ctx: &FhirContext, written: Written, verb: &str) -> Response {
     let v = &written.version;
     let status = if written.created {
         StatusCode::CREATED
