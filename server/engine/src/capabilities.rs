@@ -41,10 +41,12 @@ pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
                 "conditionalRead": "full-support",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "searchInclude": includes(defs, t),
+                "searchRevInclude": ["*"],
                 "searchParam": params,
                 "operation": [{
                     "name": "validate",
@@ -67,7 +69,17 @@ pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{"code": "history-system"}],
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
         }]
     })
+}
+
+/// The `_include` values of a type: `Type:param` for each of its reference parameters, and `*`.
+fn includes(defs: &Definitions, resource_type: &str) -> Vec<String> {
+    defs.search_parameters(resource_type)
+        .iter()
+        .filter(|p| p.kind == SearchParamType::Reference)
+        .map(|p| format!("{resource_type}:{}", p.code))
+        .chain(std::iter::once("*".to_string()))
+        .collect()
 }
