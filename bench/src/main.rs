@@ -5,6 +5,7 @@ mod http;
 mod ingest;
 mod limit;
 mod load;
+mod raw_ingest;
 mod raw_insert;
 mod report;
 mod search;
@@ -84,6 +85,21 @@ enum Command {
         /// identifiers suffixed -c{copy}, so it adds new patients.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         copies: u32,
+        /// Print the result as one JSON object line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The ingest baseline: the rows the server would write for every Bundle of a folder (resources
+    /// and search index rows), inserted straight into scratch tables, one transaction per Bundle.
+    RawIngest {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Folder with the *.json transaction Bundles.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Concurrent clients preparing Bundles (and, on PostgreSQL, each with its own connection).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        clients: u16,
         /// Print the result as one JSON object line instead of a table.
         #[arg(long)]
         json: bool,
@@ -216,6 +232,19 @@ async fn run(cli: Cli) -> Result<(), String> {
             let r = ingest::run(http::client(clients)?, &base, &cfg).await?;
             r.print(json);
         }
+        Command::RawIngest {
+            db,
+            dir,
+            clients,
+            json,
+        } => {
+            let cfg = raw_ingest::RawIngestConfig {
+                dir,
+                clients: usize::from(clients),
+            };
+            let r = raw_ingest::run(&db.database_url, &cfg).await?;
+            r.print(json);
+        }
         Command::Search {
             server,
             patients,
@@ -314,5 +343,41 @@ mod tests {
                 .is_err()
         );
         assert!(Cli::try_parse_from(["curanet-bench", "ingest"]).is_err());
+    }
+
+    #[test]
+    fn raw_ingest_parses() {
+        let cli = Cli::try_parse_from([
+            "curanet-bench",
+            "raw-ingest",
+            "--database-url",
+            "sqlite:x.db",
+            "--dir",
+            "d",
+            "--json",
+        ])
+        .unwrap();
+        assert!(matches!(
+            &cli.command,
+            Command::RawIngest {
+                clients: 4,
+                json: true,
+                db,
+                ..
+            } if db.database_url == "sqlite:x.db"
+        ));
+        assert!(
+            Cli::try_parse_from([
+                "curanet-bench",
+                "raw-ingest",
+                "--database-url",
+                "sqlite:x.db",
+                "--dir",
+                "d",
+                "--clients",
+                "0"
+            ])
+            .is_err()
+        );
     }
 }

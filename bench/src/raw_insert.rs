@@ -46,7 +46,7 @@ pub fn row(n: u64) -> (String, i64, String) {
 }
 
 /// Refuses a PostgreSQL URL whose server is not on this machine (a Unix socket or loopback).
-fn check_postgres_target(url: &str, opts: &PgConnectOptions) -> Result<(), String> {
+pub(crate) fn check_postgres_target(url: &str, opts: &PgConnectOptions) -> Result<(), String> {
     if opts.get_socket().is_none() && !is_loopback_host(opts.get_host()) {
         return Err(format!(
             "refusing database host {:?}: the benchmark only targets a local server (socket, 127.0.0.1, ::1 or localhost)",

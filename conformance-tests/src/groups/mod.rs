@@ -7,6 +7,7 @@ mod errors;
 mod fixtures;
 mod health_id;
 mod history;
+mod operations;
 mod patch;
 mod search;
 mod validation;
@@ -24,6 +25,7 @@ pub(crate) fn all() -> Vec<crate::Case> {
         errors::cases(),
         health_id::cases(),
         search::cases(),
+        operations::cases(),
         bundles::cases(),
     ]
     .concat()

@@ -487,7 +487,9 @@ impl Engine {
                         Some(q) => self
                             .conditional_create_op(rt, id, r, q, base)
                             .map_err(|x| entry_error(e.index, x))?,
-                        None => WriteOp::Put(self.put_op(rt, id, r, Precondition::MustNotExist)),
+                        None => {
+                            WriteOp::Put(self.put_op(rt, id, r, Precondition::MustNotExist, true))
+                        }
                     }
                 }
                 (Verb::Put, Target::Instance(rt, id)) => {
@@ -513,7 +515,7 @@ impl Engine {
                     }
                     self.validate_entry(e.index, &r)?;
                     let precondition = e.if_match.map_or(Precondition::None, Precondition::IfMatch);
-                    WriteOp::Put(self.put_op(rt, id, r, precondition))
+                    WriteOp::Put(self.put_op(rt, id, r, precondition, false))
                 }
                 (Verb::Put, Target::Conditional(rt, q)) => {
                     let mut r = e.resource.clone().ok_or_else(|| {
@@ -533,7 +535,7 @@ impl Engine {
                         None => envelope::id(&r).map(String::from).unwrap_or_else(new_id),
                     };
                     envelope::set_id(&mut r, &id);
-                    WriteOp::Put(self.put_op(rt, &id, r, Precondition::None))
+                    WriteOp::Put(self.put_op(rt, &id, r, Precondition::None, false))
                 }
                 (Verb::Delete, Target::Instance(rt, id)) => {
                     self.check_type(rt).map_err(|x| entry_error(e.index, x))?;

@@ -48,10 +48,7 @@ pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
                 "searchInclude": includes(defs, t),
                 "searchRevInclude": ["*"],
                 "searchParam": params,
-                "operation": [{
-                    "name": "validate",
-                    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
-                }]
+                "operation": operations(t)
             })
         })
         .collect();
@@ -82,4 +79,24 @@ fn includes(defs: &Definitions, resource_type: &str) -> Vec<String> {
         .map(|p| format!("{resource_type}:{}", p.code))
         .chain(std::iter::once("*".to_string()))
         .collect()
+}
+
+/// The operations of a type: `$validate` everywhere, `$everything` on Patient, `$lastn` on Observation.
+fn operations(resource_type: &str) -> Vec<Value> {
+    let mut ops = vec![json!({
+        "name": "validate",
+        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+    })];
+    match resource_type {
+        "Patient" => ops.push(json!({
+            "name": "everything",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+        })),
+        "Observation" => ops.push(json!({
+            "name": "lastn",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"
+        })),
+        _ => {}
+    }
+    ops
 }

@@ -171,7 +171,13 @@ impl Engine {
         envelope::set_id(&mut resource, &id);
         let Some(query) = if_none_exist else {
             return self
-                .put(resource_type, &id, resource, Precondition::MustNotExist)
+                .put(
+                    resource_type,
+                    &id,
+                    resource,
+                    Precondition::MustNotExist,
+                    true,
+                )
                 .await;
         };
         let op = self.conditional_create_op(resource_type, &id, resource, query, base)?;
@@ -210,7 +216,13 @@ impl Engine {
         let mut sorted = pairs.clone();
         sorted.sort();
         Ok(WriteOp::CreateUnlessExists {
-            put: self.put_op(resource_type, id, resource, Precondition::MustNotExist),
+            put: self.put_op(
+                resource_type,
+                id,
+                resource,
+                Precondition::MustNotExist,
+                true,
+            ),
             condition: parsed.spec,
             lock_key: format!("{resource_type}?{sorted:?}"),
         })
@@ -224,6 +236,7 @@ impl Engine {
         id: &str,
         resource: Value,
         precondition: Precondition,
+        new_id: bool,
     ) -> PutOp {
         PutOp {
             resource_type: resource_type.to_string(),
@@ -236,6 +249,7 @@ impl Engine {
                 }) as Arc<dyn UniqueIdentity>
             }),
             indexing: Some(self.indexer.clone()),
+            new_id,
         }
     }
 
@@ -265,7 +279,8 @@ impl Engine {
         }
         self.validate_resource(&resource)?;
         let precondition = if_match.map_or(Precondition::None, Precondition::IfMatch);
-        self.put(resource_type, id, resource, precondition).await
+        self.put(resource_type, id, resource, precondition, false)
+            .await
     }
 
     /// Writes one resource; people get the Health ID rule, applied inside the write transaction.
@@ -275,13 +290,14 @@ impl Engine {
         id: &str,
         resource: Value,
         precondition: Precondition,
+        new_id: bool,
     ) -> Result<Written> {
         let client_chose =
             health_ids::applies_to(resource_type) && health_ids::given(resource_type, &resource)?;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let op = self.put_op(resource_type, id, resource.clone(), precondition);
+            let op = self.put_op(resource_type, id, resource.clone(), precondition, new_id);
             match self.store.write(vec![WriteOp::Put(op)]).await {
                 Ok(mut outcomes) => {
                     return match outcomes.pop() {
@@ -363,7 +379,7 @@ impl Engine {
             if self.store.read(rt, id).await?.is_none() {
                 let (rt, id) = (rt.to_string(), id.to_string());
                 match self
-                    .put(&rt, &id, resource, Precondition::MustNotExist)
+                    .put(&rt, &id, resource, Precondition::MustNotExist, false)
                     .await
                 {
                     // Another instance installed it at the same moment.

@@ -13,7 +13,7 @@ use crate::{Engine, EngineError, Result, Written};
 
 /// How many times a patch is re-applied when another write lands between its read and its write
 /// (only when the client sent no `If-Match`).
-const CONFLICT_RETRIES: usize = 3;
+const CONFLICT_RETRIES: usize = 16;
 
 /// The kind of patch document a request carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

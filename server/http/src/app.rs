@@ -6,7 +6,9 @@ use axum::Router;
 use axum::routing::{get, post};
 use curanet_engine::Engine;
 
-use crate::handlers::{fallback, health, history, metadata, patch, resources, search, validate};
+use crate::handlers::{
+    fallback, health, history, metadata, operations, patch, resources, search, validate,
+};
 
 /// What handlers share: the engine and the server's settings.
 #[derive(Clone)]
@@ -35,6 +37,11 @@ pub fn router(state: AppState) -> Router {
         .route("/{rtype}/_history", get(history::type_level))
         .route("/{rtype}/$validate", post(validate::type_level))
         .route(
+            "/{rtype}/$everything",
+            get(operations::everything_type).post(operations::everything_type),
+        )
+        .route("/{rtype}/$lastn", get(operations::lastn))
+        .route(
             "/{rtype}/{id}",
             get(resources::read)
                 .put(resources::update)
@@ -44,6 +51,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/{rtype}/{id}/$validate",
             get(validate::instance).post(validate::instance),
+        )
+        .route(
+            "/{rtype}/{id}/$everything",
+            get(operations::everything_instance).post(operations::everything_instance),
         )
         .route("/{rtype}/{id}/_history", get(history::instance))
         .route("/{rtype}/{id}/_history/{vid}", get(resources::vread))

@@ -28,8 +28,8 @@ pub use model::{
 };
 pub use postgres::PostgresStore;
 pub use search::{
-    Clause, Cursor, Include, IndexTable, MAX_INCLUDED, Predicate, Prefix, SearchPage, SearchSpec,
-    SortBy, SortKey, SortValue, StringMatch,
+    Clause, Compartment, Cursor, Include, IndexTable, LastN, MAX_INCLUDED, OperationFilter,
+    Predicate, Prefix, SearchPage, SearchSpec, SortBy, SortKey, SortValue, StringMatch,
 };
 pub use sqlite::SqliteStore;
 

@@ -96,6 +96,8 @@ pub struct PutOp {
     pub identity: Option<Arc<dyn UniqueIdentity>>,
     /// The search index extractor; `None` writes no index rows.
     pub indexing: Option<Arc<dyn crate::Indexing>>,
+    /// The server generated `id` just now: nothing can exist under it, so the store need not look.
+    pub new_id: bool,
 }
 
 /// Delete a resource (write a tombstone version).

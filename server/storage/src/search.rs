@@ -6,6 +6,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use crate::Result;
 use crate::sql::{self, Arg, Dialect, VERSION_COLUMNS};
 
+mod operations;
+pub use operations::{Compartment, LastN, OperationFilter};
+
 /// How a value compares with a range, by FHIR search prefix (`eq`, `gt`, ... `ap`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prefix {
@@ -100,6 +103,8 @@ pub enum Predicate {
         param: String,
         clause: Box<Clause>,
     },
+    /// A condition of an operation (`$everything`, `$lastn`).
+    Operation(Box<OperationFilter>),
 }
 
 /// Which index table a parameter type lives in (for `:missing`).
@@ -511,6 +516,7 @@ impl Builder {
                 };
                 (Some("idx_uri"), Some(param.clone()), cond)
             }
+            Predicate::Operation(filter) => (None, None, self.operation(a, filter)),
         }
     }
 
@@ -554,11 +560,34 @@ impl Builder {
                     }
                 }
                 if let Some((table, param)) = on_table {
-                    let (t, p) = (self.text(rt), self.text(&param));
-                    on_resource.push(format!(
-                        "{a}.id IN (SELECT t.id FROM {table} t WHERE t.resource_type = {t} AND t.param = {p} AND ({}))",
-                        table_conds.join(" OR ")
-                    ));
+                    let p = self.text(&param);
+                    let conds = table_conds.join(" OR ");
+                    // Equality predicates (tokens, references, uris, exact strings) are selective:
+                    // let them drive as a set. Ranges (dates, numbers, prefixes) usually are not:
+                    // probe them per candidate through the owner index instead.
+                    let ranged = predicates.iter().any(|p| {
+                        matches!(
+                            p,
+                            Predicate::Date { .. }
+                                | Predicate::Number { .. }
+                                | Predicate::Quantity { .. }
+                                | Predicate::String {
+                                    matching: StringMatch::Prefix(_) | StringMatch::Contains(_),
+                                    ..
+                                }
+                        )
+                    });
+                    on_resource.push(if ranged {
+                        format!(
+                            "EXISTS (SELECT 1 FROM {table} t WHERE t.resource_type = {a}.resource_type \
+                             AND t.id = {a}.id AND t.param = {p} AND ({conds}))"
+                        )
+                    } else {
+                        let t = self.text(rt);
+                        format!(
+                            "{a}.id IN (SELECT t.id FROM {table} t WHERE t.resource_type = {t} AND t.param = {p} AND ({conds}))"
+                        )
+                    });
                 }
                 let any = format!("({})", on_resource.join(" OR "));
                 if *negated { format!("NOT {any}") } else { any }

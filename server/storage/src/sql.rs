@@ -255,13 +255,10 @@ impl Dialect {
     /// PostgreSQL does it in one round trip and announces the change to other instances.
     pub(crate) fn append(self) -> &'static [&'static str] {
         match self {
+            // A trigger (migration 0005) makes the new version current.
             Dialect::Sqlite => &[
                 "INSERT INTO resource_versions (resource_type, id, version, last_updated, deleted, method, content) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
-                "INSERT INTO resources (resource_type, id, version, last_updated, deleted, current_seq) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, last_insert_rowid()) ON CONFLICT (resource_type, id) DO UPDATE SET \
-                 version = excluded.version, last_updated = excluded.last_updated, \
-                 deleted = excluded.deleted, current_seq = excluded.current_seq",
             ],
             Dialect::Postgres => &["WITH v AS (INSERT INTO resource_versions \
                    (resource_type, id, version, last_updated, deleted, method, content) \

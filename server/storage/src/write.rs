@@ -126,7 +126,11 @@ fn next_instant(current: Option<&Current>) -> Instant {
 }
 
 async fn put_one(tx: &mut dyn WriteTx, put: &PutOp) -> Result<WriteOutcome> {
-    let current = tx.current(&put.resource_type, &put.id).await?;
+    let current = if put.new_id {
+        None
+    } else {
+        tx.current(&put.resource_type, &put.id).await?
+    };
     check(
         put.precondition,
         &put.resource_type,
@@ -134,8 +138,8 @@ async fn put_one(tx: &mut dyn WriteTx, put: &PutOp) -> Result<WriteOutcome> {
         current.as_ref(),
     )?;
     let owned = match &put.identity {
-        Some(_) => tx.owned(&put.resource_type, &put.id).await?,
-        None => Vec::new(),
+        Some(_) if !put.new_id => tx.owned(&put.resource_type, &put.id).await?,
+        _ => Vec::new(),
     };
     let (mut stored, new_keys, rows) = prepare_put(put, current.as_ref(), &owned)?;
     for key in &new_keys {

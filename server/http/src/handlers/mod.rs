@@ -4,6 +4,7 @@ pub mod fallback;
 pub mod health;
 pub mod history;
 pub mod metadata;
+pub mod operations;
 pub mod patch;
 mod path;
 pub mod resources;
@@ -104,6 +105,23 @@ pub fn json_response(status: StatusCode, format: Format, value: &Value) -> Respo
         status,
         [(header::CONTENT_TYPE, format.content_type())],
         to_bytes(value, format.pretty),
+    )
+        .into_response()
+}
+
+/// A 200 response whose body is JSON text built elsewhere (indented when `_pretty` asks).
+pub fn text_response(format: Format, text: String) -> Response {
+    let body = if format.pretty {
+        serde_json::from_str::<Value>(&text)
+            .map(|v| to_bytes(&v, true))
+            .unwrap_or_else(|_| text.into_bytes())
+    } else {
+        text.into_bytes()
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
     )
         .into_response()
 }

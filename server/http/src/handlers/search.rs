@@ -2,15 +2,15 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::Response;
 use curanet_engine::SearchResult;
-use curanet_fhir::bundle::{Link, bundle};
+use curanet_fhir::bundle::{Link, bundle_text, entry_text};
 use curanet_fhir::{Issue, IssueType, OperationOutcome};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use super::path::FhirPath;
-use super::{FhirContext, json_response, read_body};
+use super::{FhirContext, read_body, text_response};
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -68,14 +68,13 @@ async fn respond(
         .engine
         .search(rtype, &pairs, &ctx.base, strict(ctx))
         .await?;
-    Ok(json_response(
-        StatusCode::OK,
+    Ok(text_response(
         ctx.format,
-        &searchset(&ctx.base, rtype, result),
+        searchset(&ctx.base, rtype, result),
     ))
 }
 
-fn searchset(base: &str, rtype: &str, result: SearchResult) -> Value {
+fn searchset(base: &str, rtype: &str, result: SearchResult) -> String {
     let SearchResult { page, parsed } = result;
     let link = |cursor: Option<String>| {
         let mut s = form_urlencoded::Serializer::new(String::new());
@@ -100,24 +99,12 @@ fn searchset(base: &str, rtype: &str, result: SearchResult) -> Value {
             url: link(Some(curanet_engine::encode_cursor(next))),
         });
     }
-    let entry = |v: curanet_storage::StoredVersion, mode: &str| {
-        let mut e = Map::new();
-        e.insert(
-            "fullUrl".into(),
-            json!(format!("{base}/{}/{}", v.resource_type, v.id)),
-        );
-        if let Some(resource) = v.resource() {
-            e.insert("resource".into(), resource);
-        }
-        e.insert("search".into(), json!({"mode": mode}));
-        Value::Object(e)
+    let entry = |v: &curanet_storage::StoredVersion, mode: &str| {
+        let full_url = format!("{base}/{}/{}", v.resource_type, v.id);
+        entry_text(&full_url, v.content.as_deref(), Some(mode))
     };
-    let mut entries: Vec<Value> = page
-        .resources
-        .into_iter()
-        .map(|v| entry(v, "match"))
-        .collect();
-    entries.extend(page.included.into_iter().map(|v| entry(v, "include")));
+    let mut entries: Vec<String> = page.resources.iter().map(|v| entry(v, "match")).collect();
+    entries.extend(page.included.iter().map(|v| entry(v, "include")));
     let mut issues: Vec<Issue> = parsed
         .ignored
         .iter()
@@ -138,10 +125,11 @@ fn searchset(base: &str, rtype: &str, result: SearchResult) -> Value {
         ));
     }
     if !issues.is_empty() {
-        entries.push(json!({
+        let outcome = json!({
             "resource": OperationOutcome { issues }.to_json(),
             "search": {"mode": "outcome"}
-        }));
+        });
+        entries.push(outcome.to_string());
     }
-    bundle("searchset", page.total, &links, entries)
+    bundle_text("searchset", page.total, &links, &entries)
 }
