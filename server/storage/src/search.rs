@@ -259,6 +259,8 @@ struct Builder {
     depth: usize,
     /// The resource type of the clause being built (the target of `_has`).
     current_type: String,
+    /// Build index-table conditions as per-candidate probes (not as the driving set).
+    probe: bool,
 }
 
 impl Builder {
@@ -268,6 +270,7 @@ impl Builder {
             args: Vec::new(),
             depth: 0,
             current_type: resource_type.to_string(),
+            probe: false,
         }
     }
 
@@ -347,7 +350,7 @@ impl Builder {
                     self.depth += 1;
                     let c = format!("c{}", self.depth);
                     let tt = self.text(target_type);
-                    let inner = self.clause(&c, target_type, clause);
+                    let inner = self.nested_clause(&c, target_type, clause);
                     alternatives.push(format!(
                         "(t.target_type = {tt} AND t.target_id IN (SELECT {c}.id FROM resources {c} \
                          WHERE {c}.resource_type = {tt} AND {c}.deleted = FALSE AND {inner}))"
@@ -369,7 +372,7 @@ impl Builder {
                 let (st, p) = (self.text(source_type), self.text(param));
                 let rt = self.current_type.clone();
                 let target = self.text(&rt);
-                let inner = self.clause(&h, source_type, clause);
+                let inner = self.nested_clause(&h, source_type, clause);
                 (
                     None,
                     None,
@@ -528,6 +531,14 @@ impl Builder {
         sql
     }
 
+    /// A clause inside a chain or `_has`: a set of its own, never probed per candidate.
+    fn nested_clause(&mut self, a: &str, rt: &str, clause: &Clause) -> String {
+        let probe = std::mem::replace(&mut self.probe, false);
+        let sql = self.clause(a, rt, clause);
+        self.probe = probe;
+        sql
+    }
+
     fn clause_of(&mut self, a: &str, rt: &str, clause: &Clause) -> String {
         match clause {
             Clause::Missing {
@@ -577,9 +588,15 @@ impl Builder {
                                 }
                         )
                     });
-                    on_resource.push(if ranged {
+                    on_resource.push(if ranged || self.probe {
+                        // SQLite without statistics may pick a range index here; the owner index
+                        // is always right for a per-candidate probe.
+                        let hint = match self.dialect {
+                            Dialect::Sqlite => format!(" INDEXED BY {table}_owner"),
+                            Dialect::Postgres => String::new(),
+                        };
                         format!(
-                            "EXISTS (SELECT 1 FROM {table} t WHERE t.resource_type = {a}.resource_type \
+                            "EXISTS (SELECT 1 FROM {table} t{hint} WHERE t.resource_type = {a}.resource_type \
                              AND t.id = {a}.id AND t.param = {p} AND ({conds}))"
                         )
                     } else {
@@ -645,8 +662,26 @@ pub(crate) fn statements(dialect: Dialect, spec: &SearchSpec) -> (Statement, Opt
         format!("r.resource_type = {rt}"),
         "r.deleted = FALSE".to_string(),
     ];
-    for clause in &spec.clauses {
+    // One selective clause drives the query as a set (a reference first: patient-scoped searches
+    // are the common case); the others are checked per candidate through the owner indexes.
+    let is_reference = |c: &Clause| {
+        matches!(c, Clause::AnyOf { predicates, negated: false }
+            if predicates.iter().all(|p| matches!(p, Predicate::Reference { .. })))
+    };
+    let is_equality = |c: &Clause| {
+        matches!(c, Clause::AnyOf { predicates, negated: false }
+            if predicates.iter().all(|p| matches!(p, Predicate::Reference { .. } | Predicate::Token { .. }
+                | Predicate::Uri { below: false, .. } | Predicate::String { matching: StringMatch::Exact(_), .. })))
+    };
+    let driver = spec
+        .clauses
+        .iter()
+        .position(is_reference)
+        .or_else(|| spec.clauses.iter().position(is_equality));
+    for (i, clause) in spec.clauses.iter().enumerate() {
+        b.probe = driver.is_some_and(|d| d != i);
         conds.push(b.clause("r", &spec.resource_type, clause));
+        b.probe = false;
     }
     let filter_args = b.args.clone();
     let filter = conds.join(" AND ");

@@ -3,7 +3,7 @@
 //! (keyset paging, includes, totals) on both engines.
 
 use super::{Builder, Clause};
-use crate::sql::Arg;
+use crate::sql::{Arg, Dialect};
 
 /// A compartment: the resources that one of their listed reference parameters links to an owner
 /// (`Patient/123`), and the owner itself.
@@ -185,23 +185,42 @@ impl Builder {
             candidate.push(self.clause(&c, &rt, clause));
         }
         let max = self.arg(Arg::Int(i64::from(l.max)));
-        // One row per (resource, subject, code), ranked within its subject and code by date,
-        // newest first (no date last), then by id for a stable choice among equal dates.
+        let (kp, gp, dp) = (
+            self.unindexed(&format!("{k}.param")),
+            self.unindexed(&format!("{g}.param")),
+            self.unindexed(&format!("{dt}.param")),
+        );
+        // One row per (resource, subject, code) with the resource's newest date, ranked within
+        // its subject and code: newest first (no date last), then by id for a stable choice
+        // among equal dates. The candidates drive; their index rows are found by owner.
         format!(
             "{a}.id IN (SELECT {w}.id FROM (SELECT {x}.id, ROW_NUMBER() OVER (\
              PARTITION BY {x}.target_type, {x}.target_id, {x}.system, {x}.code \
              ORDER BY ({x}.newest IS NULL), {x}.newest DESC, {x}.id DESC) AS rn FROM (\
-             SELECT DISTINCT {c}.id, {k}.system, {k}.code, {g}.target_type, {g}.target_id, \
-             (SELECT MAX({dt}.hi) FROM idx_date {dt} WHERE {dt}.resource_type = {c}.resource_type \
-             AND {dt}.id = {c}.id AND {dt}.param = {date_param}) AS newest \
-             FROM resources {c} \
+             SELECT {c}.id, {k}.system, {k}.code, {g}.target_type, {g}.target_id, \
+             MAX({dt}.hi) AS newest FROM resources {c} \
              JOIN idx_token {k} ON {k}.resource_type = {c}.resource_type AND {k}.id = {c}.id \
-             AND {k}.param = {code_param}{code_filter} \
-             LEFT JOIN idx_reference {g} ON {g}.resource_type = {c}.resource_type AND {g}.id = {c}.id \
-             AND {g}.param = {subject_param} \
-             WHERE {}) {x}) {w} WHERE {w}.rn <= {max})",
+             AND {kp} = {code_param}{code_filter} \
+             LEFT JOIN idx_reference {g} ON {g}.resource_type = {c}.resource_type \
+             AND {g}.id = {c}.id AND {gp} = {subject_param} \
+             LEFT JOIN idx_date {dt} ON {dt}.resource_type = {c}.resource_type \
+             AND {dt}.id = {c}.id AND {dp} = {date_param} \
+             WHERE {} GROUP BY {c}.id, {k}.system, {k}.code, {g}.target_type, {g}.target_id\
+             ) {x}) {w} WHERE {w}.rn <= {max})",
             candidate.join(" AND ")
         )
+    }
+
+    /// A column that must not select the index of a joined table. Without statistics (a new
+    /// or freshly loaded database) both engines would look a candidate's index rows up through
+    /// (type, param, ...) rather than through their owner (type, id), scanning every row of the
+    /// parameter for each candidate. An expression cannot use the index: unary `+` in SQLite
+    /// (its documented idiom), `|| ''` in PostgreSQL.
+    fn unindexed(&self, column: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("+{column}"),
+            Dialect::Postgres => format!("({column} || '')"),
+        }
     }
 }
 
@@ -209,7 +228,6 @@ impl Builder {
 mod tests {
     use super::*;
     use crate::search::{Predicate, SearchSpec, statements};
-    use crate::sql::Dialect;
 
     fn spec(resource_type: &str, filter: OperationFilter) -> SearchSpec {
         SearchSpec {
