@@ -331,3 +331,190 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use curanet_fhir::Definitions;
+    use curanet_storage::testing::ThrowawayPostgres;
+    use curanet_storage::{StoreOptions, open};
+    use serde_json::json;
+
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parameters_are_read_and_written_back() {
+        let p = EverythingParams::from_pairs(&pairs(&[
+            ("_type", "Observation, Condition"),
+            ("_type", "Observation"),
+            ("_count", "5000"),
+            ("_since", "2024-01-01T00:00:00Z"),
+            ("start", "2024"),
+        ]))
+        .unwrap();
+        assert_eq!(p.types, ["Condition", "Observation"]);
+        assert_eq!(p.page_size(), MAX_COUNT);
+        assert_eq!(p.ignored.len(), 1);
+        assert_eq!(
+            p.to_pairs(Some("Observation/1")),
+            pairs(&[
+                ("_since", "2024-01-01T00:00:00Z"),
+                ("_type", "Condition,Observation"),
+                ("_count", "1000"),
+                ("_cursor", "Observation/1"),
+            ])
+        );
+        assert!(EverythingParams::from_pairs(&pairs(&[("_count", "x")])).is_err());
+        assert_eq!(EverythingParams::default().page_size(), DEFAULT_COUNT);
+    }
+
+    #[test]
+    fn parameters_body() {
+        let body = json!({"resourceType": "Parameters", "parameter": [
+            {"name": "_type", "valueCode": "Observation"},
+            {"name": "_count", "valueInteger": 3}
+        ]});
+        assert_eq!(
+            parameters_to_pairs(body.to_string().as_bytes()).unwrap(),
+            pairs(&[("_type", "Observation"), ("_count", "3")])
+        );
+        assert!(parameters_to_pairs(br#"{"resourceType": "Patient"}"#).is_err());
+        let nameless = json!({"resourceType": "Parameters", "parameter": [{"valueString": "x"}]});
+        assert!(parameters_to_pairs(nameless.to_string().as_bytes()).is_err());
+    }
+
+    const BASE: &str = "http://test/fhir";
+
+    async fn create(engine: &Engine, resource: serde_json::Value) -> String {
+        let rt = resource["resourceType"].as_str().unwrap().to_string();
+        let body = resource.to_string();
+        engine
+            .create(&rt, body.as_bytes(), None, BASE)
+            .await
+            .unwrap()
+            .version
+            .id
+    }
+
+    fn observation(patient: &str, code: &str, date: &str) -> serde_json::Value {
+        json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "urn:test", "code": code}]},
+            "subject": {"reference": format!("Patient/{patient}")},
+            "effectiveDateTime": date})
+    }
+
+    /// `$everything` and `$lastn` over one store.
+    async fn operations_on(engine: Engine) {
+        let doc = create(
+            &engine,
+            json!({"resourceType": "Practitioner", "name": [{"family": "Iyer"}]}),
+        )
+        .await;
+        let patient = create(
+            &engine,
+            json!({"resourceType": "Patient", "name": [{"family": "Rao"}]}),
+        )
+        .await;
+        let other = create(
+            &engine,
+            json!({"resourceType": "Patient", "name": [{"family": "Sen"}]}),
+        )
+        .await;
+        let mut want = vec![format!("Patient/{patient}"), format!("Practitioner/{doc}")];
+        let mut newest = Vec::new();
+        for (code, date) in [
+            ("a", "2024-01-01"),
+            ("a", "2024-03-01"),
+            ("b", "2023-01-01"),
+        ] {
+            let mut o = observation(&patient, code, date);
+            o["performer"] = json!([{"reference": format!("Practitioner/{doc}")}]);
+            let id = create(&engine, o).await;
+            if date != "2024-01-01" {
+                newest.push(id.clone());
+            }
+            want.push(format!("Observation/{id}"));
+        }
+        create(&engine, observation(&other, "a", "2025-01-01")).await;
+        want.sort();
+
+        // Paged two at a time: everything once, in type then id order.
+        let mut params = EverythingParams::from_pairs(&pairs(&[("_count", "2")])).unwrap();
+        let mut seen = Vec::new();
+        let mut modes = Vec::new();
+        loop {
+            let page = engine
+                .everything("Patient", Some(&patient), &params)
+                .await
+                .unwrap();
+            assert!(page.entries.len() <= 2);
+            for (v, mode) in &page.entries {
+                seen.push(format!("{}/{}", v.resource_type, v.id));
+                modes.push(*mode);
+            }
+            match page.next_cursor {
+                Some(c) => params.cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, want, "type then id order, each once");
+        let included: Vec<&String> = seen
+            .iter()
+            .zip(&modes)
+            .filter(|(_, m)| **m == EntryMode::Include)
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(included, [&format!("Practitioner/{doc}")]);
+        let all = engine
+            .everything("Patient", Some(&patient), &EverythingParams::default())
+            .await
+            .unwrap();
+        assert_eq!(all.total, Some(4));
+        assert!(matches!(
+            engine
+                .everything("Patient", Some("nobody"), &EverythingParams::default())
+                .await,
+            Err(EngineError::NotFound(_))
+        ));
+
+        // $lastn: the newest per code of the patient, newest first.
+        let q = pairs(&[("patient", patient.as_str())]);
+        let result = engine.lastn("Observation", &q, BASE, false).await.unwrap();
+        let ids: Vec<String> = result.page.resources.iter().map(|v| v.id.clone()).collect();
+        assert_eq!(ids, newest);
+        let q = pairs(&[("code", "urn:test|a"), ("max", "1")]);
+        let result = engine.lastn("Observation", &q, BASE, false).await.unwrap();
+        assert_eq!(result.page.total, Some(2), "one per patient");
+        assert!(engine.lastn("Patient", &q, BASE, false).await.is_err());
+        let q = pairs(&[("max", "0")]);
+        assert!(engine.lastn("Observation", &q, BASE, false).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn operations_on_sqlite() {
+        let dir = std::env::temp_dir().join(format!("curanet-ops-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite:{}", dir.join("db.sqlite").display());
+        let store = open(&url, &StoreOptions::default()).await.unwrap();
+        operations_on(Engine::new(store.clone(), Definitions::shared())).await;
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn operations_on_postgres() {
+        let Some(db) = ThrowawayPostgres::create("operations").await else {
+            return;
+        };
+        let store = open(&db.url, &StoreOptions::default()).await.unwrap();
+        operations_on(Engine::new(Arc::clone(&store), Definitions::shared())).await;
+        store.close().await;
+        db.drop_database().await;
+    }
+}

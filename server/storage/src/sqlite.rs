@@ -56,7 +56,10 @@ impl SqliteStore {
         let opts = connect_options(path)?;
         let mut conn = SqliteConnection::connect_with(&opts).await?;
         // Keep the query planner's statistics fresh (cheap: bounded analysis of changed tables).
-        sqlx::query("PRAGMA optimize=0x10002").execute(&mut conn).await.ok();
+        sqlx::query("PRAGMA optimize=0x10002")
+            .execute(&mut conn)
+            .await
+            .ok();
         sqlx::migrate!("../../migrations/sqlite")
             .run(&mut conn)
             .await?;
