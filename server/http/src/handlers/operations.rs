@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use curanet_engine::{EntryMode, EverythingParams, SearchResult};
+use curanet_engine::{EntryMode, EverythingParams};
 use curanet_fhir::bundle::{Link, bundle};
 use curanet_fhir::{Issue, IssueType, OperationOutcome};
 use curanet_storage::StoredVersion;
@@ -166,51 +166,8 @@ pub async fn lastn(
         .engine
         .lastn(&rtype, &ctx.query, &ctx.base, strict(&ctx))
         .await?;
-    let SearchResult { page, parsed } = result;
-    let base = &ctx.base;
-    let link = |cursor: Option<String>| {
-        let mut s = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &parsed.applied {
-            if k != "_count" {
-                s.append_pair(k, v);
-            }
-        }
-        s.append_pair("_count", &parsed.spec.count.to_string());
-        if let Some(c) = cursor {
-            s.append_pair("_cursor", &c);
-        }
-        format!("{base}/{rtype}/$lastn?{}", s.finish())
-    };
-    let mut links = vec![Link {
-        relation: "self",
-        url: link(None),
-    }];
-    if let Some(next) = &page.next {
-        links.push(Link {
-            relation: "next",
-            url: link(Some(curanet_engine::encode_cursor(next))),
-        });
-    }
-    let mut entries: Vec<Value> = page
-        .resources
-        .iter()
-        .map(|v| entry(base, v, "match"))
-        .collect();
-    entries.extend(page.included.iter().map(|v| entry(base, v, "include")));
-    let mut issues = not_applied(&parsed.ignored);
-    if page.included_truncated {
-        issues.push(Issue::warning(
-            IssueType::TooLong,
-            format!(
-                "included resources were cut at {}",
-                curanet_storage::MAX_INCLUDED
-            ),
-        ));
-    }
-    entries.extend(outcome_entry(issues));
-    Ok(json_response(
-        StatusCode::OK,
+    Ok(super::text_response(
         ctx.format,
-        &bundle("searchset", page.total, &links, entries),
+        super::search::searchset(&ctx.base, &format!("{rtype}/$lastn"), result),
     ))
 }

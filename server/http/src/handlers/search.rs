@@ -74,7 +74,8 @@ async fn respond(
     ))
 }
 
-fn searchset(base: &str, rtype: &str, result: SearchResult) -> String {
+/// The searchset Bundle of a search (or of an operation that searches) at `{base}/{path}`.
+pub(super) fn searchset(base: &str, path: &str, result: SearchResult) -> String {
     let SearchResult { page, parsed } = result;
     let link = |cursor: Option<String>| {
         let mut s = form_urlencoded::Serializer::new(String::new());
@@ -87,7 +88,7 @@ fn searchset(base: &str, rtype: &str, result: SearchResult) -> String {
         if let Some(c) = cursor {
             s.append_pair("_cursor", &c);
         }
-        format!("{base}/{rtype}?{}", s.finish())
+        format!("{base}/{path}?{}", s.finish())
     };
     let mut links = vec![Link {
         relation: "self",
