@@ -261,6 +261,8 @@ struct Builder {
     current_type: String,
     /// Build index-table conditions as per-candidate probes (not as the driving set).
     probe: bool,
+    /// This clause drives the query: build it as a set even when it is a range.
+    drives: bool,
 }
 
 impl Builder {
@@ -271,6 +273,7 @@ impl Builder {
             depth: 0,
             current_type: resource_type.to_string(),
             probe: false,
+            drives: false,
         }
     }
 
@@ -286,7 +289,8 @@ impl Builder {
     fn range(&mut self, prefix: Prefix, lo_col: &str, hi_col: &str, lo: i64, hi: i64) -> String {
         let (l, h) = (self.arg(Arg::Int(lo)), self.arg(Arg::Int(hi)));
         match prefix {
-            Prefix::Eq => format!("({lo_col} >= {l} AND {hi_col} <= {h})"),
+            // `lo < h` follows from the rest; it bounds an index range scan on lo.
+            Prefix::Eq => format!("({lo_col} >= {l} AND {lo_col} < {h} AND {hi_col} <= {h})"),
             Prefix::Ap => format!("({lo_col} < {h} AND {hi_col} > {l})"),
             Prefix::Ne => format!("NOT ({lo_col} >= {l} AND {hi_col} <= {h})"),
             Prefix::Gt => format!("{hi_col} > {h}"),
@@ -588,7 +592,8 @@ impl Builder {
                                 }
                         )
                     });
-                    on_resource.push(if ranged || self.probe {
+                    let drives = self.drives;
+                    on_resource.push(if (ranged && !drives) || self.probe {
                         // SQLite without statistics may pick a range index here; the owner index
                         // is always right for a per-candidate probe.
                         let hint = match self.dialect {
@@ -673,15 +678,22 @@ pub(crate) fn statements(dialect: Dialect, spec: &SearchSpec) -> (Statement, Opt
             if predicates.iter().all(|p| matches!(p, Predicate::Reference { .. } | Predicate::Token { .. }
                 | Predicate::Uri { below: false, .. } | Predicate::String { matching: StringMatch::Exact(_), .. })))
     };
+    let is_prefix = |c: &Clause| {
+        matches!(c, Clause::AnyOf { predicates, negated: false }
+            if predicates.iter().all(|p| matches!(p, Predicate::String { matching: StringMatch::Prefix(_), .. })))
+    };
     let driver = spec
         .clauses
         .iter()
         .position(is_reference)
-        .or_else(|| spec.clauses.iter().position(is_equality));
+        .or_else(|| spec.clauses.iter().position(is_equality))
+        .or_else(|| spec.clauses.iter().position(is_prefix));
     for (i, clause) in spec.clauses.iter().enumerate() {
         b.probe = driver.is_some_and(|d| d != i);
+        b.drives = driver == Some(i);
         conds.push(b.clause("r", &spec.resource_type, clause));
         b.probe = false;
+        b.drives = false;
     }
     let filter_args = b.args.clone();
     let filter = conds.join(" AND ");

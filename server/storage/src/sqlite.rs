@@ -55,11 +55,6 @@ impl SqliteStore {
         }
         let opts = connect_options(path)?;
         let mut conn = SqliteConnection::connect_with(&opts).await?;
-        // Keep the query planner's statistics fresh (cheap: bounded analysis of changed tables).
-        sqlx::query("PRAGMA optimize=0x10002")
-            .execute(&mut conn)
-            .await
-            .ok();
         sqlx::migrate!("../../migrations/sqlite")
             .run(&mut conn)
             .await?;
@@ -82,21 +77,12 @@ impl SqliteStore {
 /// The single writer: takes every request waiting, runs each in its own savepoint (so one
 /// failing request does not undo the others), commits once, then answers them all.
 async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, cache: Arc<ReadCache>) {
-    let mut since_optimize = 0usize;
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(job) => group.push(job),
                 Err(_) => break,
-            }
-        }
-        since_optimize += group.len();
-        if since_optimize >= 20_000 {
-            // As data grows, refresh the planner's statistics (SQLite's recommended upkeep).
-            since_optimize = 0;
-            if let Err(e) = sqlx::query("PRAGMA optimize").execute(&mut conn).await {
-                tracing::warn!(error = %e, "PRAGMA optimize failed");
             }
         }
         cache.begin_write();
