@@ -2,7 +2,7 @@
 //! prefixes, modifiers, `a,b` = OR, repeated parameter = AND, `system|code`, `Type/id`.
 //! Parameters the server does not support are reported, never silently applied wrongly.
 
-use curanet_fhir::datetime::{parse_date_time, parse_instant};
+use curanet_fhir::datetime::parse_date_time;
 use curanet_fhir_profiles::{Definitions, SearchParamType};
 use curanet_storage::{
     Clause, Cursor, Include, IndexTable, Predicate, Prefix, SearchSpec, SortBy, SortKey, SortValue,
@@ -691,11 +691,6 @@ fn parse_cursor(text: &str, keys: &[SortKey]) -> Option<Cursor> {
         values,
         id: id.as_str()?.to_string(),
     })
-}
-
-/// Whether `text` is a valid `_lastUpdated`-style instant (used by callers validating input).
-pub fn is_instant(text: &str) -> bool {
-    parse_instant(text).is_some()
 }
 
 #[cfg(test)]

@@ -128,9 +128,4 @@ impl IndexRows {
             uris: keep(&self.uris, |r| r.param == param),
         }
     }
-
-    /// Whether there are no rows at all.
-    pub fn is_empty(&self) -> bool {
-        self.as_json().iter().all(Option::is_none)
-    }
 }

@@ -181,11 +181,6 @@ impl PostgresStore {
             }
         }
     }
-
-    /// The connection pool (for tools such as the benchmark's raw-insert baseline).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 #[async_trait::async_trait]
