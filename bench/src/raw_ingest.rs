@@ -58,7 +58,7 @@ const RESOURCE_COLUMNS: [&str; 6] = [
     "current_seq",
 ];
 /// The index tables with all their columns, in the order of [`Prepared::index`].
-const INDEX_TABLES: [(&str, &[&str]); 7] = [
+const INDEX_TABLES: [(&str, &[&str]); 8] = [
     (
         "raw_idx_string",
         &["resource_type", "id", "param", "value", "exact"],
@@ -96,6 +96,22 @@ const INDEX_TABLES: [(&str, &[&str]); 7] = [
         ],
     ),
     ("raw_idx_uri", &["resource_type", "id", "param", "value"]),
+    (
+        "raw_idx_composite",
+        &[
+            "resource_type",
+            "id",
+            "param",
+            "grp",
+            "pos",
+            "system",
+            "code",
+            "value",
+            "lo",
+            "hi",
+            "text",
+        ],
+    ),
 ];
 
 /// Drops every scratch table (their indexes go with them); run before and after.
@@ -107,7 +123,8 @@ const DROP: &str = "DROP TABLE IF EXISTS raw_resource_versions; \
     DROP TABLE IF EXISTS raw_idx_date; \
     DROP TABLE IF EXISTS raw_idx_number; \
     DROP TABLE IF EXISTS raw_idx_quantity; \
-    DROP TABLE IF EXISTS raw_idx_uri;";
+    DROP TABLE IF EXISTS raw_idx_uri; \
+    DROP TABLE IF EXISTS raw_idx_composite;";
 
 /// migrations/sqlite/0001_resources.sql and 0002_search_index.sql with every table and index
 /// name prefixed `raw_`.
@@ -179,6 +196,13 @@ CREATE TABLE raw_idx_uri (
 );
 CREATE INDEX raw_idx_uri_value ON raw_idx_uri (resource_type, param, value);
 CREATE INDEX raw_idx_uri_owner ON raw_idx_uri (resource_type, id);
+CREATE TABLE raw_idx_composite (
+    resource_type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+    grp INTEGER NOT NULL, pos INTEGER NOT NULL, system TEXT, code TEXT, value REAL,
+    lo INTEGER, hi INTEGER, text TEXT
+);
+CREATE INDEX raw_idx_composite_code ON raw_idx_composite (resource_type, param, pos, code);
+CREATE INDEX raw_idx_composite_owner ON raw_idx_composite (resource_type, id);
 "#;
 
 /// migrations/postgres/0001_resources.sql and 0002_search_index.sql with every table and index
@@ -253,6 +277,13 @@ CREATE TABLE raw_idx_uri (
 );
 CREATE INDEX raw_idx_uri_value ON raw_idx_uri (resource_type, param, value);
 CREATE INDEX raw_idx_uri_owner ON raw_idx_uri (resource_type, id);
+CREATE TABLE raw_idx_composite (
+    resource_type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+    grp BIGINT NOT NULL, pos BIGINT NOT NULL, system TEXT COLLATE "C", code TEXT COLLATE "C",
+    value DOUBLE PRECISION, lo BIGINT, hi BIGINT, text TEXT COLLATE "C"
+);
+CREATE INDEX raw_idx_composite_code ON raw_idx_composite (resource_type, param, pos, code);
+CREATE INDEX raw_idx_composite_owner ON raw_idx_composite (resource_type, id);
 "#;
 
 /// The shape of a raw-ingest run.
@@ -441,6 +472,10 @@ enum Arg {
     Text(String),
     Int(i64),
     Real(f64),
+    /// A value that may be NULL (composite rows).
+    MaybeText(Option<String>),
+    MaybeInt(Option<i64>),
+    MaybeReal(Option<f64>),
 }
 
 /// A resource as its version row stores it.
@@ -459,7 +494,7 @@ struct Prepared {
     file: String,
     resources: Vec<StoredRow>,
     /// Per index table (order of [`INDEX_TABLES`]), the values of all its rows, row after row.
-    index: [Vec<Arg>; 7],
+    index: [Vec<Arg>; 8],
     index_rows: u64,
 }
 
@@ -506,6 +541,22 @@ impl Prepared {
         }
         for r in rows.uris {
             add(6, r.param, vec![Text(r.value)]);
+        }
+        for r in rows.composites {
+            add(
+                7,
+                r.param,
+                vec![
+                    Int(r.group),
+                    Int(r.pos),
+                    Arg::MaybeText(r.system),
+                    Arg::MaybeText(r.code),
+                    Arg::MaybeReal(r.value),
+                    Arg::MaybeInt(r.lo),
+                    Arg::MaybeInt(r.hi),
+                    Arg::MaybeText(r.text),
+                ],
+            );
         }
     }
 }
@@ -602,6 +653,9 @@ macro_rules! bind_args {
                 Arg::Text(s) => q.bind(s.as_str()),
                 Arg::Int(i) => q.bind(*i),
                 Arg::Real(f) => q.bind(*f),
+                Arg::MaybeText(s) => q.bind(s.clone()),
+                Arg::MaybeInt(i) => q.bind(*i),
+                Arg::MaybeReal(f) => q.bind(*f),
             };
         }
         q

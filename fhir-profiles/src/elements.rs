@@ -39,6 +39,8 @@ pub struct ElementDefinition {
     pub required_binding: Option<String>,
     /// For elements defined by reference to another (`#Questionnaire.item`), the target path.
     pub content_reference: Option<String>,
+    /// Whether the element is part of the summary view (`_summary=true`).
+    pub is_summary: bool,
 }
 
 impl ElementDefinition {

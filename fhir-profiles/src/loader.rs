@@ -79,6 +79,7 @@ struct RawElement {
     types: Vec<RawType>,
     binding: Option<RawBinding>,
     content_reference: Option<String>,
+    is_summary: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -241,6 +242,7 @@ fn element(raw: RawElement, required: &mut HashSet<String>) -> ElementDefinition
         content_reference: raw
             .content_reference
             .map(|r| r.trim_start_matches('#').to_string()),
+        is_summary: raw.is_summary,
     }
 }
 

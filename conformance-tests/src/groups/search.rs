@@ -30,6 +30,14 @@ cases!("search";
     include_and_revinclude_add_related_resources,
     include_iterate_follows_included_resources,
     sort_by_parameters_pages_in_order,
+    composite_parameters_match_within_one_tuple,
+    token_text_of_type_and_reference_identifier,
+    uri_above_and_below,
+    ucum_quantities_compare_in_canonical_units,
+    summary_and_elements_return_marked_subsets,
+    narrative_text_search,
+    previous_links_page_backward,
+    system_level_search_over_types,
 );
 
 async fn sort_by_parameters_pages_in_order(c: Client) -> Outcome {
@@ -681,5 +689,363 @@ async fn capability_statement_lists_search_parameters(c: Client) -> Outcome {
         patient["interaction"].to_string().contains("search-type"),
         "no search-type interaction"
     );
+    Ok(())
+}
+
+fn blood_pressure(subject: &str, systolic: f64, diastolic: f64) -> Value {
+    let loinc = |code: &str, display: &str| json!({"coding": [{"system": "http://loinc.org", "code": code, "display": display}]});
+    let mmhg = |v: f64| json!({"value": v, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"});
+    json!({
+        "resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}], "text": "Blood Pressure Panel"},
+        "subject": {"reference": subject},
+        "component": [
+            {"code": loinc("8480-6", "Systolic"), "valueQuantity": mmhg(systolic)},
+            {"code": loinc("8462-4", "Diastolic"), "valueQuantity": mmhg(diastolic)}
+        ]
+    })
+}
+
+async fn composite_parameters_match_within_one_tuple(c: Client) -> Outcome {
+    let subject = format!("Patient/composite-{}", unique());
+    let high = create(&c, blood_pressure(&subject, 150.0, 95.0)).await?;
+    let normal = create(&c, blood_pressure(&subject, 118.0, 76.0)).await?;
+    let q = |v: &str| format!("Observation?subject={subject}&component-code-value-quantity={v}");
+    let got = ids(&search(&c, &q("http://loinc.org|8480-6$gt140")).await?);
+    ensure!(got == [high.clone()], "systolic > 140: {got:?}");
+    // 95 is a diastolic value: it must not pair with the systolic code.
+    let got = ids(&search(&c, &q("http://loinc.org|8480-6$ge90&_count=5")).await?);
+    ensure!(got.len() == 2, "systolic >= 90 (both): {got:?}");
+    let got = ids(&search(&c, &q("http://loinc.org|8462-4$gt100")).await?);
+    ensure!(got.is_empty(), "diastolic > 100 matched {got:?}");
+    let got = ids(&search(&c, &q("http://loinc.org|8462-4$lt80")).await?);
+    ensure!(got == [normal.clone()], "diastolic < 80: {got:?}");
+    // Comma = either tuple.
+    let got = ids(&search(
+        &c,
+        &q("http://loinc.org|8480-6$gt140,http://loinc.org|8462-4$lt80"),
+    )
+    .await?);
+    ensure!(got.len() == 2, "two tuples OR'd: {got:?}");
+    let r = c.get(&q("http://loinc.org|8480-6")).await?;
+    r.expect_outcome(400)?;
+    Ok(())
+}
+
+async fn token_text_of_type_and_reference_identifier(c: Client) -> Outcome {
+    let u = unique();
+    let subject = format!("Patient/text-{u}");
+    let obs = create(&c, blood_pressure(&subject, 120.0, 80.0)).await?;
+    let got = ids(&search(
+        &c,
+        &format!("Observation?subject={subject}&code:text=pressure panel"),
+    )
+    .await?);
+    ensure!(
+        got == [obs.clone()],
+        "code:text on CodeableConcept.text: {got:?}"
+    );
+    let got = ids(&search(
+        &c,
+        &format!("Observation?subject={subject}&code:text=glucose"),
+    )
+    .await?);
+    ensure!(got.is_empty(), "code:text matched {got:?}");
+    let got = ids(&search(
+        &c,
+        &format!("Observation?subject={subject}&component-code:text=diastolic"),
+    )
+    .await?);
+    ensure!(
+        got == [obs],
+        "component-code:text on Coding.display: {got:?}"
+    );
+
+    let mut p = patient(&format!("OfType{u}"));
+    p["identifier"] = json!([{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}, "system": "urn:mrn", "value": format!("MR-{u}")}]);
+    let pid = create(&c, p).await?;
+    let got = ids(&search(
+        &c,
+        &format!(
+            "Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|MR-{u}"
+        ),
+    )
+    .await?);
+    ensure!(got == [pid], ":of-type: {got:?}");
+    let got = ids(&search(
+        &c,
+        &format!(
+            "Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|DL|MR-{u}"
+        ),
+    )
+    .await?);
+    ensure!(got.is_empty(), ":of-type with another type matched {got:?}");
+
+    let id = create(
+        &c,
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+        "subject": {"identifier": {"system": "urn:health-id", "value": format!("HID-{u}")}}}),
+    )
+    .await?;
+    let got = ids(&search(
+        &c,
+        &format!("Observation?subject:identifier=urn:health-id|HID-{u}"),
+    )
+    .await?);
+    ensure!(got == [id], "subject:identifier: {got:?}");
+    Ok(())
+}
+
+async fn uri_above_and_below(c: Client) -> Outcome {
+    let u = unique();
+    let url = format!("http://example.org/{u}/fhir/ValueSet/blood");
+    let id = create(
+        &c,
+        json!({"resourceType": "ValueSet", "status": "draft", "url": url}),
+    )
+    .await?;
+    ensure!(
+        ids(&search(&c, &format!("ValueSet?url={url}")).await?) == [id.clone()],
+        "exact"
+    );
+    let got = ids(&search(
+        &c,
+        &format!("ValueSet?url:below=http://example.org/{u}/fhir/"),
+    )
+    .await?);
+    ensure!(got == [id.clone()], ":below: {got:?}");
+    let got = ids(&search(&c, &format!("ValueSet?url:above={url}/_history/3")).await?);
+    ensure!(got == [id], ":above: {got:?}");
+    let got = ids(&search(
+        &c,
+        &format!("ValueSet?url:above=http://example.org/{u}/fhir"),
+    )
+    .await?);
+    ensure!(got.is_empty(), ":above of a shorter URL matched {got:?}");
+    Ok(())
+}
+
+async fn ucum_quantities_compare_in_canonical_units(c: Client) -> Outcome {
+    let subject = format!("Patient/ucum-{}", unique());
+    let id = create(&c, json!({"resourceType": "Observation", "status": "final", "code": {"text": "dose"},
+        "subject": {"reference": subject},
+        "valueQuantity": {"value": 5400, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}})).await?;
+    let q = |v: &str| format!("Observation?subject={subject}&value-quantity={v}");
+    for hit in [
+        "5400|http://unitsofmeasure.org|mg",
+        "5.4|http://unitsofmeasure.org|g",
+        "gt5|http://unitsofmeasure.org|g",
+        "5400||mg",
+    ] {
+        let got = ids(&search(&c, &q(hit)).await?);
+        ensure!(got == [id.clone()], "{hit}: {got:?}");
+    }
+    for miss in [
+        "lt5|http://unitsofmeasure.org|g",
+        "5.4|http://unitsofmeasure.org|mg",
+        "5.4|http://unitsofmeasure.org|kg",
+    ] {
+        let got = ids(&search(&c, &q(miss)).await?);
+        ensure!(got.is_empty(), "{miss} matched {got:?}");
+    }
+    Ok(())
+}
+
+fn subsetted(resource: &Value) -> bool {
+    resource["meta"]["tag"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| t["code"] == "SUBSETTED")
+}
+
+async fn summary_and_elements_return_marked_subsets(c: Client) -> Outcome {
+    let family = format!("Subset{}", unique());
+    let mut p = patient(&family);
+    p["text"] = json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">A patient</div>"});
+    p["birthDate"] = json!("1980-02-03");
+    p["contact"] = json!([{"name": {"family": "Kin"}}]);
+    let id = create(&c, p).await?;
+    let first = |b: &Value| b["entry"][0]["resource"].clone();
+    let r = first(&search(&c, &format!("Patient?family={family}&_summary=true")).await?);
+    ensure!(
+        r["name"].is_array() && r["birthDate"] == "1980-02-03",
+        "summary lost summary elements: {r}"
+    );
+    ensure!(
+        r.get("contact").is_none() && r.get("text").is_none(),
+        "summary kept non-summary elements: {r}"
+    );
+    ensure!(subsetted(&r), "summary not tagged SUBSETTED: {r}");
+    let r = first(&search(&c, &format!("Patient?family={family}&_summary=text")).await?);
+    ensure!(
+        r["text"]["div"].is_string() && r.get("name").is_none(),
+        "_summary=text: {r}"
+    );
+    let r = first(&search(&c, &format!("Patient?family={family}&_summary=data")).await?);
+    ensure!(
+        r.get("text").is_none() && r["contact"].is_array(),
+        "_summary=data: {r}"
+    );
+    let b = search(&c, &format!("Patient?family={family}&_elements=birthDate")).await?;
+    let r = first(&b);
+    ensure!(
+        r["birthDate"] == "1980-02-03" && r.get("name").is_none() && subsetted(&r),
+        "_elements: {r}"
+    );
+    let self_link = b["link"][0]["url"].as_str().unwrap_or_default();
+    ensure!(
+        self_link.contains("_elements=birthDate"),
+        "self link lost _elements: {self_link}"
+    );
+    let read = c.get(&format!("Patient/{id}?_elements=name")).await?;
+    read.expect(200)?;
+    ensure!(
+        read.json["name"].is_array()
+            && read.json.get("birthDate").is_none()
+            && subsetted(&read.json),
+        "read with _elements: {}",
+        read.text
+    );
+    let full = c.get(&format!("Patient/{id}")).await?;
+    ensure!(
+        !subsetted(&full.json) && full.json["contact"].is_array(),
+        "the stored resource changed: {}",
+        full.text
+    );
+    Ok(())
+}
+
+async fn narrative_text_search(c: Client) -> Outcome {
+    let word = format!("zq{}", unique().replace('-', ""));
+    let mut p = patient("Narrative");
+    p["text"] = json!({"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Allergic to <b>{word}</b> &amp; dust</p></div>")});
+    let id = create(&c, p).await?;
+    let got = ids(&search(&c, &format!("Patient?_text={word}")).await?);
+    ensure!(got == [id.clone()], "_text: {got:?}");
+    let got = ids(&search(
+        &c,
+        &format!("Patient?_text={} %26 dust", word.to_uppercase()),
+    )
+    .await?);
+    ensure!(got == [id], "_text ignores case and markup: {got:?}");
+    Ok(())
+}
+
+fn link(bundle: &Value, relation: &str) -> Option<String> {
+    bundle["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["relation"] == relation)
+        .and_then(|l| l["url"].as_str().map(String::from))
+}
+
+async fn previous_links_page_backward(c: Client) -> Outcome {
+    let family = format!("Back{}", unique());
+    for birth in ["1971", "1972", "1973", "1974", "1975"] {
+        let mut p = patient(&family);
+        p["birthDate"] = json!(birth);
+        create(&c, p).await?;
+    }
+    for sort in ["", "&_sort=-birthdate"] {
+        let mut url = format!("Patient?family={family}&_count=2{sort}");
+        let mut forward = Vec::new();
+        let mut last = Value::Null;
+        for _ in 0..5 {
+            let b = search(&c, &url).await?;
+            ensure!(link(&b, "first").is_some(), "no first link");
+            if forward.is_empty() {
+                ensure!(
+                    link(&b, "previous").is_none(),
+                    "the first page has a previous link"
+                );
+            }
+            forward.push(ids(&b));
+            last = b.clone();
+            match link(&b, "next") {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        ensure!(forward.len() == 3, "{sort}: pages {forward:?}");
+        let mut backward = vec![ids(&last)];
+        let mut page = last;
+        while let Some(prev) = link(&page, "previous") {
+            page = search(&c, &prev).await?;
+            backward.push(ids(&page));
+            ensure!(backward.len() <= 5, "previous links loop");
+        }
+        backward.reverse();
+        ensure!(
+            backward == forward,
+            "{sort}: backward {backward:?} != forward {forward:?}"
+        );
+    }
+    Ok(())
+}
+
+async fn system_level_search_over_types(c: Client) -> Outcome {
+    let u = unique();
+    let tag = |v: &mut Value| {
+        v["meta"] = json!({"tag": [{"system": "urn:conformance", "code": format!("sys-{u}")}]})
+    };
+    let mut p = patient("System");
+    tag(&mut p);
+    let pid = create(&c, p).await?;
+    let mut o = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}});
+    tag(&mut o);
+    let oid = create(&c, o.clone()).await?;
+    let oid2 = create(&c, o).await?;
+    let base = c.base().to_string();
+    let b = search(
+        &c,
+        &format!("{base}?_tag=urn:conformance|sys-{u}&_type=Patient,Observation"),
+    )
+    .await?;
+    let mut got = ids(&b);
+    got.sort();
+    let mut want = vec![pid.clone(), oid.clone(), oid2.clone()];
+    want.sort();
+    ensure!(
+        got == want && b["total"] == 3,
+        "_type=Patient,Observation: {got:?} total {}",
+        b["total"]
+    );
+    let got = ids(&search(&c, &format!("{base}?_id={pid}")).await?);
+    ensure!(got == [pid.clone()], "system _id without _type: {got:?}");
+    // Paging across the types visits each match once.
+    let mut url = format!("{base}?_tag=urn:conformance|sys-{u}&_type=Patient,Observation&_count=1");
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let b = search(&c, &url).await?;
+        seen.extend(ids(&b));
+        match link(&b, "next") {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    seen.sort();
+    ensure!(seen == want, "system paging saw {seen:?}");
+    // A parameter that one of the types lacks is reported, not half-applied.
+    let b = search(
+        &c,
+        &format!("{base}?_type=Patient,Observation&_tag=urn:conformance|sys-{u}&family=System"),
+    )
+    .await?;
+    ensure!(
+        ids(&b).len() == 3 && b.to_string().contains("family"),
+        "family reported: {b}"
+    );
+    let form = c
+        .send(Request {
+            method: Method::POST,
+            path: "_search",
+            headers: vec![("content-type", "application/x-www-form-urlencoded".into())],
+            body: Some(format!("_type=Observation&_tag=urn:conformance|sys-{u}").into_bytes()),
+        })
+        .await?;
+    form.expect(200)?;
+    ensure!(ids(&form.json).len() == 2, "POST _search: {}", form.text);
     Ok(())
 }

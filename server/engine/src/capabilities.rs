@@ -30,9 +30,9 @@ pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
             params.extend(
                 defs.search_parameters(t)
                     .iter()
-                    .filter(|p| !matches!(p.kind, SearchParamType::Composite | SearchParamType::Special))
-                    .filter(|p| p.expression.is_some() && !matches!(p.code.as_str(), "_id" | "_lastUpdated"))
-                    .map(|p| json!({"name": p.code, "definition": p.url, "type": p.kind.code()})),
+                    .filter(|p| p.kind != SearchParamType::Special)
+                    .filter(|p| (p.expression.is_some() || p.code == "_text") && !matches!(p.code.as_str(), "_id" | "_lastUpdated"))
+                    .map(|p| json!({"name": p.code, "definition": p.url, "type": p.kind.code(), "documentation": modifiers(p.kind)})),
             );
             json!({
                 "type": t,
@@ -66,9 +66,36 @@ pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}, {"code": "search-system"}],
+            "searchParam": [
+                {"name": "_type", "type": "token", "documentation": "the types to search (all when absent)"},
+                {"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"},
+                {"name": "_lastUpdated", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated", "type": "date"},
+                {"name": "_tag", "definition": "http://hl7.org/fhir/SearchParameter/Resource-tag", "type": "token"},
+                {"name": "_profile", "definition": "http://hl7.org/fhir/SearchParameter/Resource-profile", "type": "uri"},
+                {"name": "_security", "definition": "http://hl7.org/fhir/SearchParameter/Resource-security", "type": "token"},
+                {"name": "_source", "definition": "http://hl7.org/fhir/SearchParameter/Resource-source", "type": "uri"}
+            ],
         }]
     })
+}
+
+/// The modifiers that work on a parameter type, as its documentation.
+fn modifiers(kind: SearchParamType) -> &'static str {
+    match kind {
+        SearchParamType::String => "modifiers: :exact :contains :missing",
+        SearchParamType::Token => "modifiers: :not :text :of-type (identifiers) :missing",
+        SearchParamType::Reference => "modifiers: :[type] :identifier :missing; chaining and _has",
+        SearchParamType::Uri => "modifiers: :below :above :missing",
+        SearchParamType::Date | SearchParamType::Number => {
+            "prefixes: eq ne gt lt ge le sa eb ap; modifier :missing"
+        }
+        SearchParamType::Quantity => {
+            "prefixes: eq ne gt lt ge le sa eb ap; UCUM units compared canonically; modifier :missing"
+        }
+        SearchParamType::Composite => "components joined by $; prefixes on the value component",
+        SearchParamType::Special => "",
+    }
 }
 
 /// The `_include` values of a type: `Type:param` for each of its reference parameters, and `*`.

@@ -252,6 +252,7 @@ impl Engine {
                 .map(|(_, id)| Cursor {
                     values: Vec::new(),
                     id: id.clone(),
+                    backward: false,
                 });
             let page = self
                 .store()

@@ -109,6 +109,6 @@ impl Engine {
             parsed.applied.insert(0, ("max".into(), m));
         }
         let page = self.store().search(&parsed.spec).await?;
-        Ok(SearchResult { page, parsed })
+        Ok(SearchResult::new(page, parsed))
     }
 }

@@ -9,6 +9,7 @@ pub mod health_id;
 pub mod json;
 pub mod outcome;
 mod primitives;
+pub mod subset;
 pub mod validation;
 
 pub use curanet_fhir_profiles::{Definitions, FHIR_VERSION};

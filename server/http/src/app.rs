@@ -23,7 +23,8 @@ pub struct AppState {
 /// The whole HTTP API: `/fhir/...`, `/healthz`, `/readyz`.
 pub fn router(state: AppState) -> Router {
     let fhir = Router::new()
-        .route("/", post(resources::bundle))
+        .route("/", post(resources::bundle).get(search::system_get))
+        .route("/_search", post(search::system_post))
         .route("/metadata", get(metadata::capabilities))
         .route("/_history", get(history::system))
         .route(
@@ -62,7 +63,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/fhir", fhir)
         // Some clients post Bundles to the base with a trailing slash.
-        .route("/fhir/", post(resources::bundle))
+        .route("/fhir/", post(resources::bundle).get(search::system_get))
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .fallback(fallback::not_found)

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use curanet_fhir::datetime::parse_date_time;
 use curanet_fhir_profiles::{Definitions, SearchParamType};
 use curanet_storage::{
-    DateEntry, IndexRows, Indexing, NumberEntry, QuantityEntry, ReferenceEntry, StringEntry,
-    TokenEntry, UriEntry,
+    CompositeEntry, DateEntry, IndexRows, Indexing, NumberEntry, QuantityEntry, ReferenceEntry,
+    StringEntry, TokenEntry, UriEntry,
 };
 use serde_json::Value;
 
@@ -20,12 +20,19 @@ struct Compiled {
     code: String,
     kind: SearchParamType,
     expression: Expression,
+    /// For a composite parameter, each component's type and expression (relative to an item).
+    components: Vec<(SearchParamType, Expression)>,
 }
+
+/// Longest string value indexed, in bytes: PostgreSQL's B-tree entries must stay under ~2.7 kB.
+const MAX_STRING_BYTES: usize = 2000;
 
 /// Extracts index rows for every resource type; parse once at start-up, share everywhere.
 #[derive(Debug)]
 pub struct Indexer {
     by_type: HashMap<String, Vec<Compiled>>,
+    /// Types with a narrative (`_text`).
+    with_text: std::collections::HashSet<String>,
 }
 
 impl Indexer {
@@ -33,36 +40,62 @@ impl Indexer {
     pub fn new(defs: &Definitions) -> Self {
         let mut by_type = HashMap::new();
         for rt in defs.resource_types() {
-            let compiled: Vec<Compiled> = defs
-                .search_parameters(rt)
+            let params = defs.search_parameters(rt);
+            let compiled: Vec<Compiled> = params
                 .iter()
-                .filter(|p| {
-                    !matches!(
-                        p.kind,
-                        SearchParamType::Composite | SearchParamType::Special
-                    )
-                })
+                .filter(|p| p.kind != SearchParamType::Special)
                 .filter(|p| !matches!(p.code.as_str(), "_id" | "_lastUpdated"))
                 .filter_map(|p| {
                     let expression = Expression::parse(p.expression.as_deref()?).ok()?;
+                    let components = p
+                        .components
+                        .iter()
+                        .map(|(url, expr)| {
+                            let def = params.iter().find(|d| &d.url == url)?;
+                            Some((def.kind, Expression::parse(expr).ok()?))
+                        })
+                        .collect::<Option<Vec<_>>>()?;
                     Some(Compiled {
                         code: p.code.clone(),
                         kind: p.kind,
                         expression,
+                        components,
                     })
                 })
                 .collect();
             by_type.insert(rt.clone(), compiled);
         }
-        Self { by_type }
+        let with_text = defs
+            .resource_types()
+            .iter()
+            .filter(|rt| defs.search_parameters(rt).iter().any(|p| p.code == "_text"))
+            .cloned()
+            .collect();
+        Self { by_type, with_text }
     }
 
     /// The index rows of a resource of type `resource_type`.
     pub fn extract(&self, resource_type: &str, resource: &Value) -> IndexRows {
         let mut rows = IndexRows::default();
         for p in self.by_type.get(resource_type).into_iter().flatten() {
+            if p.kind == SearchParamType::Composite {
+                composite(&mut rows, p, resource);
+                continue;
+            }
             for item in p.expression.evaluate(resource) {
                 add(&mut rows, &p.code, p.kind, &item);
+            }
+        }
+        if self.with_text.contains(resource_type)
+            && let Some(div) = resource.pointer("/text/div").and_then(Value::as_str)
+        {
+            let text = narrative_text(div);
+            if !text.is_empty() {
+                rows.strings.push(StringEntry {
+                    param: "_text".into(),
+                    value: clip(&fold(&text)).into(),
+                    exact: String::new(),
+                });
             }
         }
         dedup(&mut rows);
@@ -74,6 +107,118 @@ impl Indexing for Indexer {
     fn rows(&self, resource_type: &str, resource: &Value) -> IndexRows {
         self.extract(resource_type, resource)
     }
+}
+
+/// The tuples of a composite parameter: each item of its expression is one tuple, each
+/// component's values (evaluated on that item) its rows at the component's position.
+fn composite(rows: &mut IndexRows, p: &Compiled, resource: &Value) {
+    for (group, item) in p.expression.evaluate(resource).iter().enumerate() {
+        let mut tuple = Vec::new();
+        for (pos, (kind, expression)) in p.components.iter().enumerate() {
+            let mut values = IndexRows::default();
+            for v in expression.evaluate_on(item, resource) {
+                add(&mut values, "", *kind, &v);
+            }
+            let entry = |e: CompositeEntry| CompositeEntry {
+                param: p.code.clone(),
+                group: group as i64,
+                pos: pos as i64,
+                ..e
+            };
+            let before = tuple.len();
+            match kind {
+                SearchParamType::Token => tuple.extend(values.tokens.into_iter().map(|t| {
+                    entry(CompositeEntry {
+                        system: Some(t.system),
+                        code: Some(t.code),
+                        ..Default::default()
+                    })
+                })),
+                SearchParamType::Quantity => tuple.extend(values.quantities.into_iter().map(|q| {
+                    entry(CompositeEntry {
+                        system: Some(q.system),
+                        code: Some(q.code),
+                        value: Some(q.value),
+                        text: Some(q.unit),
+                        ..Default::default()
+                    })
+                })),
+                SearchParamType::Number => tuple.extend(values.numbers.into_iter().map(|n| {
+                    entry(CompositeEntry {
+                        value: Some(n.value),
+                        ..Default::default()
+                    })
+                })),
+                SearchParamType::Date => tuple.extend(values.dates.into_iter().map(|d| {
+                    entry(CompositeEntry {
+                        lo: Some(d.lo),
+                        hi: Some(d.hi),
+                        ..Default::default()
+                    })
+                })),
+                SearchParamType::String => tuple.extend(values.strings.into_iter().map(|s| {
+                    entry(CompositeEntry {
+                        text: Some(s.value),
+                        ..Default::default()
+                    })
+                })),
+                SearchParamType::Reference => {
+                    tuple.extend(values.references.into_iter().map(|r| {
+                        entry(CompositeEntry {
+                            system: Some(r.target_type),
+                            code: Some(r.target_id),
+                            text: Some(r.url),
+                            ..Default::default()
+                        })
+                    }))
+                }
+                _ => {}
+            }
+            if tuple.len() == before {
+                // A component without a value: the tuple cannot match anything.
+                tuple.clear();
+                break;
+            }
+        }
+        rows.composites.extend(tuple);
+    }
+}
+
+/// The text of an XHTML narrative: tags dropped, common entities decoded, spaces collapsed.
+fn narrative_text(div: &str) -> String {
+    let mut text = String::with_capacity(div.len());
+    let mut in_tag = false;
+    for c in div.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                text.push(' ');
+            }
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let decoded = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&");
+    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Cuts a string to at most [`MAX_STRING_BYTES`], at a character boundary.
+fn clip(s: &str) -> &str {
+    if s.len() <= MAX_STRING_BYTES {
+        return s;
+    }
+    let mut end = MAX_STRING_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn dedup(rows: &mut IndexRows) {
@@ -93,6 +238,7 @@ fn dedup(rows: &mut IndexRows) {
     d(&mut rows.numbers);
     d(&mut rows.quantities);
     d(&mut rows.uris);
+    d(&mut rows.composites);
 }
 
 fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -120,8 +266,8 @@ fn add(rows: &mut IndexRows, param: &str, kind: SearchParamType, item: &Item<'_>
                 if !s.is_empty() {
                     rows.strings.push(StringEntry {
                         param: param.into(),
-                        value: fold(s),
-                        exact: s.into(),
+                        value: clip(&fold(s)).into(),
+                        exact: clip(s).into(),
                     });
                 }
             };
@@ -161,6 +307,16 @@ fn add(rows: &mut IndexRows, param: &str, kind: SearchParamType, item: &Item<'_>
                     url: reference.into(),
                 });
             }
+            // `param:identifier` finds references by the identifier they carry.
+            if let Some(identifier) = v.get("identifier")
+                && let Some(value) = str_at(identifier, "value")
+            {
+                rows.tokens.push(TokenEntry {
+                    param: format!("{param}:identifier"),
+                    system: str_at(identifier, "system").unwrap_or("").into(),
+                    code: value.into(),
+                });
+            }
         }
         SearchParamType::Date => {
             let range = match v {
@@ -186,16 +342,28 @@ fn add(rows: &mut IndexRows, param: &str, kind: SearchParamType, item: &Item<'_>
         }
         SearchParamType::Quantity => {
             if let Some(value) = v.get("value").and_then(number) {
+                let system = str_at(v, "system").unwrap_or("");
+                let code = str_at(v, "code").or(str_at(v, "currency")).unwrap_or("");
                 rows.quantities.push(QuantityEntry {
                     param: param.into(),
                     value,
-                    system: str_at(v, "system").unwrap_or("").into(),
-                    code: str_at(v, "code")
-                        .or(str_at(v, "currency"))
-                        .unwrap_or("")
-                        .into(),
+                    system: system.into(),
+                    code: code.into(),
                     unit: str_at(v, "unit").unwrap_or("").into(),
                 });
+                // UCUM quantities also in canonical units, under `param:canonical`.
+                if system == crate::ucum::SYSTEM
+                    && !param.is_empty()
+                    && let Some((canonical, factor)) = crate::ucum::canonical(code)
+                {
+                    rows.quantities.push(QuantityEntry {
+                        param: format!("{param}{}", crate::ucum::CANONICAL_SUFFIX),
+                        value: value * factor,
+                        system: system.into(),
+                        code: canonical.into(),
+                        unit: String::new(),
+                    });
+                }
             }
         }
         SearchParamType::Uri => {
@@ -211,6 +379,9 @@ fn add(rows: &mut IndexRows, param: &str, kind: SearchParamType, item: &Item<'_>
 }
 
 fn tokens(rows: &mut IndexRows, param: &str, ty: &str, v: &Value) {
+    if !param.is_empty() {
+        token_extras(rows, param, ty, v);
+    }
     let mut push = |system: &str, code: &str| {
         if !code.is_empty() {
             rows.tokens.push(TokenEntry {
@@ -254,6 +425,62 @@ fn tokens(rows: &mut IndexRows, param: &str, ty: &str, v: &Value) {
             }
         },
         _ => {}
+    }
+}
+
+/// The rows of a token's modifiers: `param:text` (a CodeableConcept's text and its codings'
+/// displays, a Coding's display) and `param:of-type` (an Identifier's type codings, as
+/// `system|code`, with its value).
+fn token_extras(rows: &mut IndexRows, param: &str, ty: &str, v: &Value) {
+    let mut text = |s: &str| {
+        if !s.is_empty() {
+            rows.strings.push(StringEntry {
+                param: format!("{param}:text"),
+                value: clip(&fold(s)).into(),
+                exact: String::new(),
+            });
+        }
+    };
+    match ty {
+        "Identifier" => {}
+        "Coding" => {
+            if let Some(d) = str_at(v, "display") {
+                text(d);
+            }
+        }
+        _ => {
+            if let Some(t) = str_at(v, "text") {
+                text(t);
+            }
+            for coding in v
+                .get("coding")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(d) = str_at(coding, "display") {
+                    text(d);
+                }
+            }
+        }
+    }
+    if ty == "Identifier"
+        && let Some(value) = str_at(v, "value")
+    {
+        for coding in v
+            .pointer("/type/coding")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(code) = str_at(coding, "code") {
+                rows.tokens.push(TokenEntry {
+                    param: format!("{param}:of-type"),
+                    system: format!("{}|{code}", str_at(coding, "system").unwrap_or("")),
+                    code: value.into(),
+                });
+            }
+        }
     }
 }
 
@@ -389,6 +616,61 @@ mod tests {
                 .iter()
                 .any(|q| q.param == "value-quantity" && q.value == 72.5 && q.code == "/min")
         );
+    }
+
+    #[test]
+    fn composite_modifier_and_canonical_rows() {
+        let r = rows(json!({"resourceType": "Observation", "status": "final",
+            "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">BP <b>high</b> &amp; rising</div>"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "BP panel"}], "text": "Blood pressure"},
+            "subject": {"identifier": {"system": "urn:hid", "value": "HID-1"}},
+            "component": [
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                 "valueQuantity": {"value": 120, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]}}
+            ],
+            "valueQuantity": {"value": 250, "system": "http://unitsofmeasure.org", "code": "mg"}}));
+        // component-code-value-quantity: the first component is a tuple; the second has no value.
+        let tuples: Vec<_> = r
+            .composites
+            .iter()
+            .filter(|c| c.param == "component-code-value-quantity")
+            .collect();
+        assert_eq!(tuples.len(), 2);
+        assert!(tuples.iter().all(|c| c.group == 0));
+        assert_eq!(tuples[0].code.as_deref(), Some("8480-6"));
+        assert_eq!(tuples[1].value, Some(120.0));
+        // :text rows for the text and the display.
+        for text in ["blood pressure", "bp panel"] {
+            assert!(
+                r.strings
+                    .iter()
+                    .any(|s| s.param == "code:text" && s.value == text)
+            );
+        }
+        assert!(
+            r.tokens
+                .iter()
+                .any(|t| t.param == "subject:identifier" && t.code == "HID-1")
+        );
+        let canonical = r
+            .quantities
+            .iter()
+            .find(|q| q.param == "value-quantity:canonical")
+            .unwrap();
+        assert_eq!((canonical.code.as_str(), canonical.value), ("g", 0.25));
+        let text = r.strings.iter().find(|s| s.param == "_text").unwrap();
+        assert_eq!(text.value, "bp high & rising");
+    }
+
+    #[test]
+    fn identifier_of_type_rows() {
+        let r = rows(json!({"resourceType": "Patient", "identifier": [{
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+            "value": "12"}]}));
+        assert!(r.tokens.iter().any(|t| t.param == "identifier:of-type"
+            && t.system == "http://terminology.hl7.org/CodeSystem/v2-0203|MR"
+            && t.code == "12"));
     }
 
     #[test]

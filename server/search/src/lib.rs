@@ -6,6 +6,7 @@ pub mod fhirpath;
 pub mod index;
 pub mod normalize;
 pub mod query;
+pub mod ucum;
 
 pub use fhirpath::{Expression, FhirPathError, Item};
 pub use index::Indexer;

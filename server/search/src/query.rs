@@ -3,10 +3,11 @@
 //! Parameters the server does not support are reported, never silently applied wrongly.
 
 use curanet_fhir::datetime::parse_date_time;
+use curanet_fhir::subset::Subset;
 use curanet_fhir_profiles::{Definitions, SearchParamType};
 use curanet_storage::{
     Clause, Cursor, Include, IndexTable, Predicate, Prefix, SearchSpec, SortBy, SortKey, SortValue,
-    StringMatch,
+    StringMatch, UriMatch,
 };
 
 use crate::normalize::fold;
@@ -34,6 +35,8 @@ pub struct ParsedSearch {
     pub ignored: Vec<(String, String)>,
     /// `_summary=count`: only the total is wanted.
     pub count_only: bool,
+    /// `_summary=true|text|data` or `_elements`: the part of each resource to return.
+    pub subset: Option<Subset>,
 }
 
 fn bad(param: &str, reason: impl Into<String>) -> QueryError {
@@ -142,7 +145,14 @@ fn table_of(kind: SearchParamType) -> Option<IndexTable> {
 
 /// Parameters that shape the result rather than select it, handled here or by the caller.
 const RESULT_PARAMS: &[&str] = &[
-    "_count", "_sort", "_total", "_summary", "_cursor", "_format", "_pretty",
+    "_count",
+    "_sort",
+    "_total",
+    "_summary",
+    "_elements",
+    "_cursor",
+    "_format",
+    "_pretty",
 ];
 
 /// Parses the query pairs of a search on `resource_type`. `base` is the server's FHIR base URL
@@ -165,6 +175,7 @@ pub fn parse(
     let mut applied = Vec::new();
     let mut ignored = Vec::new();
     let mut count_only = false;
+    let mut subset = None;
     let mut cursor: Option<String> = None;
     for (name, value) in pairs {
         let (code, modifier) = match name.split_once(':') {
@@ -188,14 +199,19 @@ pub fn parse(
                 "_summary" => match value.as_str() {
                     "count" => count_only = true,
                     "false" => {}
-                    _ => {
-                        ignored.push((
-                            name.clone(),
-                            format!("_summary={value} is not supported yet"),
-                        ));
-                        continue;
+                    other => {
+                        subset =
+                            Some(Subset::parse_summary(other).ok_or_else(|| {
+                                bad(code, "use true, text, data, count or false")
+                            })?);
                     }
                 },
+                "_elements" => {
+                    // _summary wins when both are given (R4 leaves the combination undefined).
+                    if subset.is_none() {
+                        subset = Some(Subset::elements(value));
+                    }
+                }
                 "_sort" => {
                     let mut keys = Vec::new();
                     let mut problem = None;
@@ -273,6 +289,7 @@ pub fn parse(
         applied,
         ignored,
         count_only,
+        subset,
     })
 }
 
@@ -376,7 +393,49 @@ fn param_clause(
         Some((c, m)) => (c, Some(m)),
         None => (name, None),
     };
-    clause(defs, resource_type, code, modifier, value, base)
+    Ok(clause(defs, resource_type, code, modifier, value, base)?.map(canonical_units))
+}
+
+/// UCUM quantities are compared in canonical units (`5|http://unitsofmeasure.org|mg` as
+/// `0.005 g`) against the canonical index rows (`param:canonical`).
+fn canonical_units(clause: Clause) -> Clause {
+    let Clause::AnyOf {
+        predicates,
+        negated,
+    } = clause
+    else {
+        return clause;
+    };
+    let predicates = predicates
+        .into_iter()
+        .map(|p| match p {
+            Predicate::Quantity {
+                param,
+                prefix,
+                value,
+                lo,
+                hi,
+                system: Some(system),
+                code: Some(code),
+            } if system == crate::ucum::SYSTEM && crate::ucum::canonical(&code).is_some() => {
+                let (unit, factor) = crate::ucum::canonical(&code).expect("checked");
+                Predicate::Quantity {
+                    param: format!("{param}{}", crate::ucum::CANONICAL_SUFFIX),
+                    prefix,
+                    value: value * factor,
+                    lo: lo * factor,
+                    hi: hi * factor,
+                    system: Some(system),
+                    code: Some(unit.to_string()),
+                }
+            }
+            other => other,
+        })
+        .collect();
+    Clause::AnyOf {
+        predicates,
+        negated,
+    }
 }
 
 /// Reads an `_include` / `_revinclude` value (`Source:param[:Target]`, `Source:*`, `*`).
@@ -477,6 +536,9 @@ fn clause(
             negated: false,
         }));
     }
+    if matches!(code, "_content" | "_query" | "_list") {
+        return Ok(Err(format!("{code} is not supported")));
+    }
     let Some(param) = defs
         .search_parameters(resource_type)
         .iter()
@@ -486,6 +548,9 @@ fn clause(
             "unknown search parameter '{code}' for {resource_type}"
         )));
     };
+    if param.kind == SearchParamType::Composite {
+        return composite(defs, resource_type, param, modifier, value, base);
+    }
     let Some(table) = table_of(param.kind) else {
         return Ok(Err(format!(
             "{} parameters are not supported yet",
@@ -512,6 +577,11 @@ fn clause(
             continue;
         }
         let predicate = match (param.kind, modifier) {
+            // The narrative, as text: any part of it.
+            (SearchParamType::String, None) if code == "_text" => Predicate::String {
+                param: p.clone(),
+                matching: StringMatch::Contains(fold(&v)),
+            },
             (SearchParamType::String, None) => Predicate::String {
                 param: p.clone(),
                 matching: StringMatch::Prefix(fold(&v)),
@@ -532,6 +602,36 @@ fn clause(
                 };
                 Predicate::Token {
                     param: p.clone(),
+                    system,
+                    code,
+                }
+            }
+            // The text of a CodeableConcept or the display of a Coding (indexed as `code:text`).
+            (SearchParamType::Token, Some("text")) => Predicate::String {
+                param: format!("{p}:text"),
+                matching: StringMatch::Contains(fold(&v)),
+            },
+            // An Identifier by its type and value: `type-system|type-code|value`.
+            (SearchParamType::Token, Some("of-type")) => {
+                let mut parts = v.splitn(3, '|');
+                let (Some(ts), Some(tc), Some(value)) = (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(bad(&name, "use type-system|type-code|value"));
+                };
+                Predicate::Token {
+                    param: format!("{p}:of-type"),
+                    system: Some(format!("{ts}|{tc}")),
+                    code: Some(value.to_string()),
+                }
+            }
+            // A reference by the identifier it carries (`Reference.identifier`).
+            (SearchParamType::Reference, Some("identifier")) => {
+                let (system, code) = match split_pipe(&v) {
+                    Some((s, c)) => (Some(s), (!c.is_empty()).then_some(c)),
+                    None => (None, Some(v.replace("\\|", "|"))),
+                };
+                Predicate::Token {
+                    param: format!("{p}:identifier"),
                     system,
                     code,
                 }
@@ -579,10 +679,14 @@ fn clause(
                     code,
                 }
             }
-            (SearchParamType::Uri, None | Some("below")) => Predicate::Uri {
+            (SearchParamType::Uri, None | Some("below") | Some("above")) => Predicate::Uri {
                 param: p.clone(),
                 value: v,
-                below: modifier == Some("below"),
+                matching: match modifier {
+                    Some("below") => UriMatch::Below,
+                    Some("above") => UriMatch::Above,
+                    _ => UriMatch::Exact,
+                },
             },
             (_, Some(m)) => return Ok(Err(format!("modifier :{m} is not supported on {code}"))),
             (kind, None) => {
@@ -601,6 +705,113 @@ fn clause(
         predicates,
         negated,
     }))
+}
+
+/// Splits a composite value at unescaped `$`.
+fn split_dollar(value: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    if n != '$' {
+                        parts.last_mut().expect("one part").push('\\');
+                    }
+                    parts.last_mut().expect("one part").push(n);
+                }
+            }
+            '$' => parts.push(String::new()),
+            c => parts.last_mut().expect("one part").push(c),
+        }
+    }
+    parts
+}
+
+/// A composite parameter (`code-value-quantity=http://loinc.org|8480-6$gt100`): each `$`-part
+/// is read by its component's type; `a,b` are alternative tuples.
+fn composite(
+    defs: &Definitions,
+    resource_type: &str,
+    param: &curanet_fhir_profiles::SearchParameter,
+    modifier: Option<&str>,
+    value: &str,
+    base: &str,
+) -> Result<Result<Clause, String>, QueryError> {
+    if let Some(m) = modifier {
+        return Ok(Err(format!(
+            "modifier :{m} is not supported on {}",
+            param.code
+        )));
+    }
+    let mut component_codes = Vec::new();
+    for (url, _) in &param.components {
+        let Some(def) = defs
+            .search_parameters(resource_type)
+            .iter()
+            .find(|p| &p.url == url)
+        else {
+            return Ok(Err(format!("component {url} of {} is unknown", param.code)));
+        };
+        component_codes.push(def.code.clone());
+    }
+    let mut predicates = Vec::new();
+    // Commas separate tuples; a `$` inside a part is escaped, so split on commas first.
+    for tuple in split_unescaped_commas(value) {
+        let parts = split_dollar(&tuple);
+        if parts.len() != component_codes.len() {
+            return Err(bad(
+                &param.code,
+                format!(
+                    "'{tuple}' needs {} components separated by $",
+                    component_codes.len()
+                ),
+            ));
+        }
+        let mut components = Vec::new();
+        for (code, part) in component_codes.iter().zip(parts) {
+            // Each component is read like a single value of its own parameter.
+            match clause(defs, resource_type, code, None, &part, base)? {
+                Ok(Clause::AnyOf { mut predicates, .. }) if predicates.len() == 1 => {
+                    components.push(predicates.remove(0));
+                }
+                Ok(_) => return Err(bad(&param.code, format!("'{part}' is not one value"))),
+                Err(reason) => return Ok(Err(reason)),
+            }
+        }
+        predicates.push(Predicate::Composite {
+            param: param.code.clone(),
+            components,
+        });
+    }
+    if predicates.is_empty() {
+        return Err(bad(&param.code, "a value is required"));
+    }
+    Ok(Ok(Clause::AnyOf {
+        predicates,
+        negated: false,
+    }))
+}
+
+/// Splits on unescaped commas, keeping every escape as written (for a second split).
+fn split_unescaped_commas(value: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        let last = parts.last_mut().expect("one part");
+        match c {
+            '\\' => {
+                last.push('\\');
+                if let Some(n) = chars.next() {
+                    last.push(n);
+                }
+            }
+            ',' => parts.push(String::new()),
+            c => last.push(c),
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    parts
 }
 
 fn reference(param: &str, value: &str, type_modifier: Option<&str>, base: &str) -> Predicate {
@@ -647,10 +858,20 @@ pub fn encode_cursor(cursor: &Cursor) -> String {
         })
         .collect();
     items.push(serde_json::json!(cursor.id));
-    serde_json::Value::Array(items).to_string()
+    let json = serde_json::Value::Array(items).to_string();
+    // A `-` marks a cursor that pages backward (a `previous` link).
+    if cursor.backward {
+        format!("-{json}")
+    } else {
+        json
+    }
 }
 
 fn parse_cursor(text: &str, keys: &[SortKey]) -> Option<Cursor> {
+    let (backward, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
     let items: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
     let (id, values) = items.split_last()?;
     if values.len() != keys.len() {
@@ -690,6 +911,7 @@ fn parse_cursor(text: &str, keys: &[SortKey]) -> Option<Cursor> {
     Some(Cursor {
         values,
         id: id.as_str()?.to_string(),
+        backward,
     })
 }
 
@@ -826,6 +1048,40 @@ mod tests {
                 (Some("Patient".into()), Some("2".into())),
                 (Some("Patient".into()), Some("3".into())),
             ]
+        );
+    }
+
+    #[test]
+    fn composites_and_canonical_units() {
+        let p = parse_q(
+            "Observation",
+            &[(
+                "code-value-quantity",
+                "http://loinc.org|8480-6$gt5|http://unitsofmeasure.org|mg",
+            )],
+        );
+        let Clause::AnyOf { predicates, .. } = &p.spec.clauses[0] else {
+            panic!("composite clause")
+        };
+        let Predicate::Composite { param, components } = &predicates[0] else {
+            panic!("composite predicate: {predicates:?}")
+        };
+        assert_eq!(param, "code-value-quantity");
+        assert!(matches!(&components[0], Predicate::Token { code: Some(c), .. } if c == "8480-6"));
+        // Components keep their units as written (composite rows are not canonical).
+        assert!(
+            matches!(&components[1], Predicate::Quantity { code: Some(c), value, .. } if c == "mg" && *value == 5.0)
+        );
+        let q = parse_q(
+            "Observation",
+            &[("value-quantity", "5|http://unitsofmeasure.org|mg")],
+        );
+        let Clause::AnyOf { predicates, .. } = &q.spec.clauses[0] else {
+            panic!()
+        };
+        assert!(
+            matches!(&predicates[0], Predicate::Quantity { param, code: Some(c), value, .. }
+            if param == "value-quantity:canonical" && c == "g" && (*value - 0.005).abs() < 1e-12)
         );
     }
 

@@ -60,6 +60,23 @@ pub struct UriEntry {
     pub value: String,
 }
 
+/// One component value of a composite parameter (`code-value-quantity`...): rows sharing `group`
+/// form one tuple; `pos` is the component's position. Columns by component type: token
+/// (system, code), quantity (value, system, code, text = unit), number (value), date (lo, hi),
+/// string (text, normalised), reference (system = target type, code = target id, text = URL).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompositeEntry {
+    pub param: String,
+    pub group: i64,
+    pub pos: i64,
+    pub system: Option<String>,
+    pub code: Option<String>,
+    pub value: Option<f64>,
+    pub lo: Option<i64>,
+    pub hi: Option<i64>,
+    pub text: Option<String>,
+}
+
 /// Every index row of one resource version.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexRows {
@@ -70,6 +87,7 @@ pub struct IndexRows {
     pub numbers: Vec<NumberEntry>,
     pub quantities: Vec<QuantityEntry>,
     pub uris: Vec<UriEntry>,
+    pub composites: Vec<CompositeEntry>,
 }
 
 /// Extracts the index rows of a resource; called by the store inside the write transaction,
@@ -80,7 +98,7 @@ pub trait Indexing: Send + Sync + std::fmt::Debug {
 }
 
 /// The index tables, with their columns after `(resource_type, id, param)`.
-pub(crate) const TABLES: [(&str, &[&str]); 7] = [
+pub(crate) const TABLES: [(&str, &[&str]); 8] = [
     ("idx_string", &["value", "exact"]),
     ("idx_token", &["system", "code"]),
     ("idx_reference", &["target_type", "target_id", "url"]),
@@ -88,13 +106,17 @@ pub(crate) const TABLES: [(&str, &[&str]); 7] = [
     ("idx_number", &["value"]),
     ("idx_quantity", &["value", "system", "code", "unit"]),
     ("idx_uri", &["value"]),
+    (
+        "idx_composite",
+        &["grp", "pos", "system", "code", "value", "lo", "hi", "text"],
+    ),
 ];
 
 impl IndexRows {
     /// Each table's rows as one JSON array of arrays (`[param, col1, col2, ...]`), in the order of
     /// [`TABLES`]; `None` for a table without rows. One bound JSON value inserts all rows of a
     /// table in one statement on either engine.
-    pub(crate) fn as_json(&self) -> [Option<Value>; 7] {
+    pub(crate) fn as_json(&self) -> [Option<Value>; 8] {
         fn arr<T>(rows: &[T], f: impl Fn(&T) -> Value) -> Option<Value> {
             (!rows.is_empty()).then(|| Value::Array(rows.iter().map(f).collect()))
         }
@@ -110,6 +132,11 @@ impl IndexRows {
                 json!([r.param, r.value, r.system, r.code, r.unit])
             }),
             arr(&self.uris, |r| json!([r.param, r.value])),
+            arr(&self.composites, |r| {
+                json!([
+                    r.param, r.group, r.pos, r.system, r.code, r.value, r.lo, r.hi, r.text
+                ])
+            }),
         ]
     }
 
@@ -126,6 +153,7 @@ impl IndexRows {
             numbers: keep(&self.numbers, |r| r.param == param),
             quantities: keep(&self.quantities, |r| r.param == param),
             uris: keep(&self.uris, |r| r.param == param),
+            composites: keep(&self.composites, |r| r.param == param),
         }
     }
 }

@@ -19,8 +19,8 @@ mod write;
 
 pub use error::StoreError;
 pub use index::{
-    DateEntry, IndexRows, Indexing, NumberEntry, QuantityEntry, ReferenceEntry, StringEntry,
-    TokenEntry, UriEntry,
+    CompositeEntry, DateEntry, IndexRows, Indexing, NumberEntry, QuantityEntry, ReferenceEntry,
+    StringEntry, TokenEntry, UriEntry,
 };
 pub use model::{
     Backend, DeleteOp, HistoryQuery, HistoryScope, Method, Precondition, PutOp, StoredVersion,
@@ -29,7 +29,7 @@ pub use model::{
 pub use postgres::PostgresStore;
 pub use search::{
     Clause, Compartment, Cursor, Include, IndexTable, LastN, MAX_INCLUDED, OperationFilter,
-    Predicate, Prefix, SearchPage, SearchSpec, SortBy, SortKey, SortValue, StringMatch,
+    Predicate, Prefix, SearchPage, SearchSpec, SortBy, SortKey, SortValue, StringMatch, UriMatch,
 };
 pub use sqlite::SqliteStore;
 

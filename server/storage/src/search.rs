@@ -34,6 +34,17 @@ pub enum StringMatch {
     Contains(String),
 }
 
+/// How a uri parameter matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UriMatch {
+    /// The same URI.
+    Exact,
+    /// The stored URI starts with the value (`:below`).
+    Below,
+    /// The value starts with the stored URI (`:above`).
+    Above,
+}
+
 /// One condition on a resource.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Predicate {
@@ -84,11 +95,17 @@ pub enum Predicate {
         system: Option<String>,
         code: Option<String>,
     },
-    /// A uri parameter: exact, or `:below` (the value is a prefix).
+    /// A uri parameter.
     Uri {
         param: String,
         value: String,
-        below: bool,
+        matching: UriMatch,
+    },
+    /// A composite parameter (`code-value-quantity=loinc|8480-6$gt100`): one tuple of the
+    /// parameter matches every component predicate, in order (their `param` is not used).
+    Composite {
+        param: String,
+        components: Vec<Predicate>,
     },
     /// A chained parameter (`subject:Patient.name=x`): the reference `param` points at a resource
     /// of one of the target types for which the clause holds.
@@ -198,11 +215,13 @@ pub enum SortValue {
     Text(String),
 }
 
-/// Where the next page starts: the sort values and id of the last result.
+/// Where a page starts: after (or, `backward`, before) the result with these sort values and id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
     pub values: Vec<SortValue>,
     pub id: String,
+    /// The page ends just before this result (a `previous` link) instead of starting after it.
+    pub backward: bool,
 }
 
 /// An `_include` (`reverse`: `_revinclude`) of resources referenced by (or referencing) the matches.
@@ -244,6 +263,8 @@ pub struct SearchPage {
     pub resources: Vec<crate::StoredVersion>,
     /// Where the next page starts, when there is one.
     pub next: Option<Cursor>,
+    /// Where the previous page ends, when there is one.
+    pub previous: Option<Cursor>,
     /// The number of matches, when asked for.
     pub total: Option<u64>,
     /// Resources added by `_include` / `_revinclude` (not matches).
@@ -328,6 +349,116 @@ impl Builder {
         }
     }
 
+    /// A string match on a normalised column (`value`) and an as-written one (`exact`).
+    fn string_cond(&mut self, value: &str, exact: &str, matching: &StringMatch) -> String {
+        match matching {
+            StringMatch::Prefix(v) => {
+                let lo = self.text(v);
+                match crate::search::upper_bound(v) {
+                    Some(up) => {
+                        let hi = self.text(&up);
+                        format!("({value} >= {lo} AND {value} < {hi})")
+                    }
+                    None => format!("{value} >= {lo}"),
+                }
+            }
+            StringMatch::Exact(v) => format!("{exact} = {}", self.text(v)),
+            StringMatch::Contains(v) => format!(
+                "{value} LIKE {} ESCAPE '\\'",
+                self.text(&format!("%{}%", like_escape(v)))
+            ),
+        }
+    }
+
+    /// A quantity match; `unit` is the column holding the unit as written.
+    #[allow(clippy::too_many_arguments)]
+    fn quantity_cond(
+        &mut self,
+        prefix: Prefix,
+        value: f64,
+        lo: f64,
+        hi: f64,
+        system: Option<&str>,
+        code: Option<&str>,
+        unit: &str,
+    ) -> String {
+        let mut cond = self.number(prefix, "t.value", value, lo, hi);
+        if let Some(s) = system {
+            cond = format!("{cond} AND t.system = {}", self.text(s));
+        }
+        if let Some(c) = code {
+            let c1 = self.text(c);
+            let c2 = self.text(c);
+            cond = format!("{cond} AND (t.code = {c1} OR {unit} = {c2})");
+        }
+        format!("({cond})")
+    }
+
+    /// A reference match on the columns holding the target type, target id and URL.
+    fn reference_cond(
+        &mut self,
+        columns: [&str; 3],
+        target_type: Option<&str>,
+        target_id: Option<&str>,
+        url: Option<&str>,
+    ) -> String {
+        let [type_col, id_col, url_col] = columns;
+        let mut conds = Vec::new();
+        if let Some(id) = target_id {
+            conds.push(format!("{id_col} = {}", self.text(id)));
+        }
+        if let Some(t) = target_type {
+            conds.push(format!("{type_col} = {}", self.text(t)));
+        }
+        if let Some(u) = url {
+            conds.push(format!("{url_col} = {}", self.text(u)));
+        }
+        if conds.is_empty() {
+            conds.push("1 = 0".into());
+        }
+        format!("({})", conds.join(" AND "))
+    }
+
+    /// The condition on an `idx_composite` row (alias `t`) for one component predicate.
+    fn component_cond(&mut self, p: &Predicate) -> String {
+        match p {
+            Predicate::Token { .. } | Predicate::Number { .. } | Predicate::Date { .. } => {
+                // Same column names as their own tables.
+                self.predicate("t", p).2
+            }
+            Predicate::Quantity {
+                prefix,
+                value,
+                lo,
+                hi,
+                system,
+                code,
+                ..
+            } => self.quantity_cond(
+                *prefix,
+                *value,
+                *lo,
+                *hi,
+                system.as_deref(),
+                code.as_deref(),
+                "t.text",
+            ),
+            Predicate::String { matching, .. } => self.string_cond("t.text", "t.text", matching),
+            Predicate::Reference {
+                target_type,
+                target_id,
+                url,
+                ..
+            } => self.reference_cond(
+                ["t.system", "t.code", "t.text"],
+                target_type.as_deref(),
+                target_id.as_deref(),
+                url.as_deref(),
+            ),
+            _ => "1 = 0".into(),
+        }
+    }
+
     /// The table, parameter and row condition of a predicate on an index table.
     fn predicate(
         &mut self,
@@ -388,29 +519,7 @@ impl Builder {
                 )
             }
             Predicate::String { param, matching } => {
-                let cond = match matching {
-                    StringMatch::Prefix(v) => {
-                        let lo = self.text(v);
-                        match crate::search::upper_bound(v) {
-                            Some(up) => {
-                                let hi = self.text(&up);
-                                format!("(t.value >= {lo} AND t.value < {hi})")
-                            }
-                            None => format!("t.value >= {lo}"),
-                        }
-                    }
-                    StringMatch::Exact(v) => format!("t.exact = {}", self.text(v)),
-                    StringMatch::Contains(v) => {
-                        let escaped = v
-                            .replace('\\', "\\\\")
-                            .replace('%', "\\%")
-                            .replace('_', "\\_");
-                        format!(
-                            "t.value LIKE {} ESCAPE '\\'",
-                            self.text(&format!("%{escaped}%"))
-                        )
-                    }
-                };
+                let cond = self.string_cond("t.value", "t.exact", matching);
                 (Some("idx_string"), Some(param.clone()), cond)
             }
             Predicate::Token {
@@ -440,24 +549,13 @@ impl Builder {
                 target_id,
                 url,
             } => {
-                let mut conds = Vec::new();
-                if let Some(id) = target_id {
-                    conds.push(format!("t.target_id = {}", self.text(id)));
-                }
-                if let Some(t) = target_type {
-                    conds.push(format!("t.target_type = {}", self.text(t)));
-                }
-                if let Some(u) = url {
-                    conds.push(format!("t.url = {}", self.text(u)));
-                }
-                if conds.is_empty() {
-                    conds.push("1 = 0".into());
-                }
-                (
-                    Some("idx_reference"),
-                    Some(param.clone()),
-                    format!("({})", conds.join(" AND ")),
-                )
+                let cond = self.reference_cond(
+                    ["t.target_type", "t.target_id", "t.url"],
+                    target_type.as_deref(),
+                    target_id.as_deref(),
+                    url.as_deref(),
+                );
+                (Some("idx_reference"), Some(param.clone()), cond)
             }
             Predicate::Date {
                 param,
@@ -489,39 +587,55 @@ impl Builder {
                 system,
                 code,
             } => {
-                let mut cond = self.number(*prefix, "t.value", *value, *lo, *hi);
-                if let Some(s) = system {
-                    cond = format!("{cond} AND t.system = {}", self.text(s));
-                }
-                if let Some(c) = code {
-                    let c1 = self.text(c);
-                    let c2 = self.text(c);
-                    cond = format!("{cond} AND (t.code = {c1} OR t.unit = {c2})");
-                }
-                (
-                    Some("idx_quantity"),
-                    Some(param.clone()),
-                    format!("({cond})"),
-                )
+                let cond = self.quantity_cond(
+                    *prefix,
+                    *value,
+                    *lo,
+                    *hi,
+                    system.as_deref(),
+                    code.as_deref(),
+                    "t.unit",
+                );
+                (Some("idx_quantity"), Some(param.clone()), cond)
             }
             Predicate::Uri {
                 param,
                 value,
-                below,
+                matching,
             } => {
-                let cond = if *below {
-                    let escaped = value
-                        .replace('\\', "\\\\")
-                        .replace('%', "\\%")
-                        .replace('_', "\\_");
-                    format!(
+                let cond = match matching {
+                    UriMatch::Exact => format!("t.value = {}", self.text(value)),
+                    UriMatch::Below => format!(
                         "t.value LIKE {} ESCAPE '\\'",
-                        self.text(&format!("{escaped}%"))
-                    )
-                } else {
-                    format!("t.value = {}", self.text(value))
+                        self.text(&format!("{}%", like_escape(value)))
+                    ),
+                    // The stored URI is a prefix of the value.
+                    UriMatch::Above => {
+                        let v = self.text(value);
+                        format!("(t.value <> '' AND substr({v}, 1, length(t.value)) = t.value)")
+                    }
                 };
                 (Some("idx_uri"), Some(param.clone()), cond)
+            }
+            Predicate::Composite { param, components } => {
+                // One tuple (grp) must match at every position.
+                let mut per_pos = Vec::new();
+                for (pos, component) in components.iter().enumerate() {
+                    let cond = self.component_cond(component);
+                    per_pos.push(format!("(t.pos = {pos} AND {cond})"));
+                }
+                let rt = self.current_type.clone();
+                let (t, p) = (self.text(&rt), self.text(param));
+                (
+                    None,
+                    None,
+                    format!(
+                        "{a}.id IN (SELECT t.id FROM idx_composite t WHERE t.resource_type = {t} \
+                         AND t.param = {p} AND ({}) GROUP BY t.id, t.grp HAVING COUNT(DISTINCT t.pos) = {})",
+                        per_pos.join(" OR "),
+                        components.len()
+                    ),
+                )
             }
             Predicate::Operation(filter) => (None, None, self.operation(a, filter)),
         }
@@ -618,13 +732,19 @@ impl Builder {
     }
 }
 
-/// Rows after the cursor in the order of `keys` (nulls last), then id.
-fn keyset(b: &mut Builder, keys: &[SortKey], values: &[SortValue], id: &str, i: usize) -> String {
+/// Rows after the cursor (`backward`: before it) in the order of `keys` (nulls last), then id.
+fn keyset(b: &mut Builder, keys: &[SortKey], cursor: &Cursor, i: usize) -> String {
+    let values = &cursor.values;
     if i == keys.len() || i == values.len() {
-        return format!("q.id > {}", b.text(id));
+        let op = if cursor.backward { "<" } else { ">" };
+        return format!("q.id {op} {}", b.text(&cursor.id));
     }
     let col = format!("q.s{i}");
     let (strictly, equal) = match &values[i] {
+        // Nulls sort last: every value is before a null, none after it.
+        SortValue::Null if cursor.backward => {
+            (format!("{col} IS NOT NULL"), format!("{col} IS NULL"))
+        }
         SortValue::Null => ("1 = 0".to_string(), format!("{col} IS NULL")),
         value => {
             let v = match value {
@@ -633,15 +753,28 @@ fn keyset(b: &mut Builder, keys: &[SortKey], values: &[SortValue], id: &str, i: 
                 SortValue::Text(t) => b.text(t),
                 SortValue::Null => unreachable!("handled above"),
             };
-            let op = if keys[i].descending { "<" } else { ">" };
+            let after = if keys[i].descending { "<" } else { ">" };
+            let before = if keys[i].descending { ">" } else { "<" };
             (
-                format!("({col} {op} {v} OR {col} IS NULL)"),
+                if cursor.backward {
+                    format!("{col} {before} {v}")
+                } else {
+                    format!("({col} {after} {v} OR {col} IS NULL)")
+                },
                 format!("{col} = {v}"),
             )
         }
     };
-    let rest = keyset(b, keys, values, id, i + 1);
+    let rest = keyset(b, keys, cursor, i + 1);
     format!("({strictly} OR ({equal} AND {rest}))")
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+fn like_escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// The smallest string above every string starting with `prefix`.
@@ -676,7 +809,7 @@ pub(crate) fn statements(dialect: Dialect, spec: &SearchSpec) -> (Statement, Opt
     let is_equality = |c: &Clause| {
         matches!(c, Clause::AnyOf { predicates, negated: false }
             if predicates.iter().all(|p| matches!(p, Predicate::Reference { .. } | Predicate::Token { .. }
-                | Predicate::Uri { below: false, .. } | Predicate::String { matching: StringMatch::Exact(_), .. })))
+                | Predicate::Uri { matching: UriMatch::Exact, .. } | Predicate::String { matching: StringMatch::Exact(_), .. })))
     };
     let is_prefix = |c: &Clause| {
         matches!(c, Clause::AnyOf { predicates, negated: false }
@@ -704,16 +837,20 @@ pub(crate) fn statements(dialect: Dialect, spec: &SearchSpec) -> (Statement, Opt
         )
     });
     let limit_of = |b: &mut Builder| b.arg(Arg::Int(i64::from(spec.count) + 1));
+    // A backward page reads the order in reverse from its cursor; `run` turns it round again.
+    let backward = spec.after.as_ref().is_some_and(|c| c.backward);
     if spec.sort.is_empty() {
         let mut page_conds = vec![filter];
         if let Some(c) = &spec.after {
-            page_conds.push(format!("r.id > {}", b.text(&c.id)));
+            let op = if backward { "<" } else { ">" };
+            page_conds.push(format!("r.id {op} {}", b.text(&c.id)));
         }
         let limit = limit_of(&mut b);
         let page = format!(
             "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.seq = r.current_seq \
-             WHERE {} ORDER BY r.id LIMIT {limit}",
-            page_conds.join(" AND ")
+             WHERE {} ORDER BY r.id{} LIMIT {limit}",
+            page_conds.join(" AND "),
+            if backward { " DESC" } else { "" }
         );
         return ((page, b.args), count);
     }
@@ -736,17 +873,24 @@ pub(crate) fn statements(dialect: Dialect, spec: &SearchSpec) -> (Statement, Opt
     }
     let mut outer = Vec::new();
     if let Some(c) = &spec.after {
-        outer.push(keyset(&mut b, &spec.sort, &c.values, &c.id, 0));
+        outer.push(keyset(&mut b, &spec.sort, c, 0));
     }
     let order: Vec<String> = spec
         .sort
         .iter()
         .enumerate()
         .map(|(i, k)| {
-            let dir = if k.descending { " DESC" } else { "" };
-            format!("(q.s{i} IS NULL), q.s{i}{dir}")
+            let (nulls, dir) = match (k.descending != backward, backward) {
+                (true, false) => ("", " DESC"),
+                (false, false) => ("", ""),
+                (true, true) => (" DESC", " DESC"),
+                (false, true) => (" DESC", ""),
+            };
+            format!("(q.s{i} IS NULL){nulls}, q.s{i}{dir}")
         })
-        .chain(std::iter::once("q.id".to_string()))
+        .chain(std::iter::once(
+            if backward { "q.id DESC" } else { "q.id" }.to_string(),
+        ))
         .collect();
     let limit = limit_of(&mut b);
     let page = format!(
@@ -784,36 +928,53 @@ where
     let mut rows = sql::fetch(pool, page, args).await?;
     let more = rows.len() > spec.count as usize;
     rows.truncate(spec.count as usize);
+    let backward = spec.after.as_ref().is_some_and(|c| c.backward);
+    if backward {
+        rows.reverse();
+    }
     let resources = rows
         .iter()
         .map(sql::row_to_version)
         .collect::<Result<Vec<_>>>()?;
-    let next = match (more, rows.last(), resources.last()) {
-        (true, Some(row), Some(last)) => {
-            let mut values = Vec::new();
-            for (i, key) in spec.sort.iter().enumerate() {
-                let column = 8 + i;
-                let kind = match &key.by {
-                    SortBy::LastUpdated => SortKind::Int,
-                    SortBy::Param { table, .. } => table.sort_column(key.descending).1,
-                };
-                values.push(match kind {
-                    SortKind::Int => row
-                        .try_get::<Option<i64>, _>(column)?
-                        .map_or(SortValue::Null, SortValue::Int),
-                    SortKind::Float => row
-                        .try_get::<Option<f64>, _>(column)?
-                        .map_or(SortValue::Null, SortValue::Float),
-                    SortKind::Text => row
-                        .try_get::<Option<String>, _>(column)?
-                        .map_or(SortValue::Null, SortValue::Text),
-                });
-            }
-            Some(Cursor {
-                values,
-                id: last.id.clone(),
-            })
+    let cursor_at = |row: &DB::Row, id: &str, backward: bool| -> Result<Cursor> {
+        let mut values = Vec::new();
+        for (i, key) in spec.sort.iter().enumerate() {
+            let column = 8 + i;
+            let kind = match &key.by {
+                SortBy::LastUpdated => SortKind::Int,
+                SortBy::Param { table, .. } => table.sort_column(key.descending).1,
+            };
+            values.push(match kind {
+                SortKind::Int => row
+                    .try_get::<Option<i64>, _>(column)?
+                    .map_or(SortValue::Null, SortValue::Int),
+                SortKind::Float => row
+                    .try_get::<Option<f64>, _>(column)?
+                    .map_or(SortValue::Null, SortValue::Float),
+                SortKind::Text => row
+                    .try_get::<Option<String>, _>(column)?
+                    .map_or(SortValue::Null, SortValue::Text),
+            });
         }
+        Ok(Cursor {
+            values,
+            id: id.to_string(),
+            backward,
+        })
+    };
+    // Forward pages have a next page when the query found more, and a previous one when they
+    // did not start at the beginning; backward pages the other way round.
+    let (has_next, has_previous) = if backward {
+        (true, more)
+    } else {
+        (more, spec.after.is_some())
+    };
+    let next = match (has_next, rows.last(), resources.last()) {
+        (true, Some(row), Some(last)) => Some(cursor_at(row, &last.id, false)?),
+        _ => None,
+    };
+    let previous = match (has_previous, rows.first(), resources.first()) {
+        (true, Some(row), Some(first)) => Some(cursor_at(row, &first.id, true)?),
         _ => None,
     };
     let total = match count {
@@ -832,6 +993,7 @@ where
     Ok(SearchPage {
         resources,
         next,
+        previous,
         total,
         included,
         included_truncated,

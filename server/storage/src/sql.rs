@@ -278,12 +278,15 @@ impl Dialect {
     /// argument numbered `json_arg`), for the resource named by the first two arguments.
     pub(crate) fn insert_index(self, table: &str, columns: &[&str], json_arg: usize) -> String {
         let numeric = |c: &str| {
-            matches!(c, "lo" | "hi")
-                || (c == "value" && matches!(table, "idx_number" | "idx_quantity"))
+            matches!(c, "lo" | "hi" | "grp" | "pos")
+                || (c == "value"
+                    && matches!(table, "idx_number" | "idx_quantity" | "idx_composite"))
         };
         let extract = |i: usize, c: &str| match self {
             Dialect::Sqlite => format!("json_extract(value, '$[{i}]')"),
-            Dialect::Postgres if matches!(c, "lo" | "hi") => format!("(x->>{i})::bigint"),
+            Dialect::Postgres if matches!(c, "lo" | "hi" | "grp" | "pos") => {
+                format!("(x->>{i})::bigint")
+            }
             Dialect::Postgres if numeric(c) => format!("(x->>{i})::double precision"),
             Dialect::Postgres => format!("x->>{i}"),
         };
@@ -394,17 +397,15 @@ impl Dialect {
                     }
                 }
                 args.push(Arg::Text(serde_json::Value::Array(items).to_string()));
-                let col = |i: usize| format!("json_extract(value, '$[{i}]')");
+                let cols: Vec<String> = (0..10)
+                    .map(|i| format!("json_extract(value, '$[{i}]')"))
+                    .collect();
                 Some((
                     format!(
-                        "INSERT INTO idx_dispatch (tbl, resource_type, id, param, c1, c2, c3, c4) \
-                         SELECT {}, ?1, ?2, {}, {}, {}, {}, {} FROM json_each(?3)",
-                        col(0),
-                        col(1),
-                        col(2),
-                        col(3),
-                        col(4),
-                        col(5)
+                        "INSERT INTO idx_dispatch (tbl, resource_type, id, param, c1, c2, c3, c4, c5, c6, c7, c8) \
+                         SELECT {}, ?1, ?2, {} FROM json_each(?3)",
+                        cols[0],
+                        cols[1..].join(", ")
                     ),
                     args,
                 ))

@@ -95,7 +95,8 @@ pub async fn read(
     FhirPath((rtype, id)): FhirPath<(String, String)>,
     ctx: FhirContext,
 ) -> Result<Response, ApiError> {
-    let v = state.engine.read(&rtype, &id).await?;
+    let mut v = state.engine.read(&rtype, &id).await?;
+    state.engine.subset_read(&mut v, &ctx.query)?;
     if none_match_hits(&ctx.headers, v.version)
         || (ctx.headers.get(header::IF_NONE_MATCH).is_none()
             && not_modified_since(&ctx.headers, v.last_updated))
@@ -113,7 +114,8 @@ pub async fn vread(
     FhirPath((rtype, id, vid)): FhirPath<(String, String, String)>,
     ctx: FhirContext,
 ) -> Result<Response, ApiError> {
-    let v = state.engine.vread(&rtype, &id, &vid).await?;
+    let mut v = state.engine.vread(&rtype, &id, &vid).await?;
+    state.engine.subset_read(&mut v, &ctx.query)?;
     Ok(resource_response(StatusCode::OK, ctx.format, &v))
 }
 

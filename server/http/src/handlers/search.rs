@@ -42,6 +42,42 @@ pub async fn post(
     ctx: FhirContext,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let pairs = form_pairs(&state, &ctx, body).await?;
+    respond(&state, &ctx, &rtype, pairs).await
+}
+
+/// `GET /fhir?params`: system-level search (`_type` names the types; all when absent).
+pub async fn system_get(
+    State(state): State<AppState>,
+    ctx: FhirContext,
+) -> Result<Response, ApiError> {
+    let result = state
+        .engine
+        .search_system(&ctx.query, &ctx.base, strict(&ctx))
+        .await?;
+    Ok(text_response(ctx.format, searchset(&ctx.base, "", result)))
+}
+
+/// `POST /fhir/_search`: system-level search with form-encoded parameters.
+pub async fn system_post(
+    State(state): State<AppState>,
+    ctx: FhirContext,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let pairs = form_pairs(&state, &ctx, body).await?;
+    let result = state
+        .engine
+        .search_system(&pairs, &ctx.base, strict(&ctx))
+        .await?;
+    Ok(text_response(ctx.format, searchset(&ctx.base, "", result)))
+}
+
+/// The URL's parameters and those of a form-encoded body.
+async fn form_pairs(
+    state: &AppState,
+    ctx: &FhirContext,
+    body: Body,
+) -> Result<Vec<(String, String)>, ApiError> {
     let form = ctx
         .headers
         .get(header::CONTENT_TYPE)
@@ -52,10 +88,10 @@ pub async fn post(
             "_search takes Content-Type: application/x-www-form-urlencoded".into(),
         ));
     }
-    let body = read_body(&state, body).await?;
+    let body = read_body(state, body).await?;
     let mut pairs = ctx.query.clone();
     pairs.extend(form_urlencoded::parse(&body).into_owned());
-    respond(&state, &ctx, &rtype, pairs).await
+    Ok(pairs)
 }
 
 async fn respond(
@@ -74,9 +110,15 @@ async fn respond(
     ))
 }
 
-/// The searchset Bundle of a search (or of an operation that searches) at `{base}/{path}`.
+/// The searchset Bundle of a search (or of an operation that searches) at `{base}/{path}`
+/// (`path` empty: a system-level search).
 pub(super) fn searchset(base: &str, path: &str, result: SearchResult) -> String {
-    let SearchResult { page, parsed } = result;
+    let SearchResult {
+        page,
+        parsed,
+        next_cursor,
+        previous_cursor,
+    } = result;
     let link = |cursor: Option<String>| {
         let mut s = form_urlencoded::Serializer::new(String::new());
         for (k, v) in &parsed.applied {
@@ -88,16 +130,32 @@ pub(super) fn searchset(base: &str, path: &str, result: SearchResult) -> String 
         if let Some(c) = cursor {
             s.append_pair("_cursor", &c);
         }
-        format!("{base}/{path}?{}", s.finish())
+        if path.is_empty() {
+            format!("{base}?{}", s.finish())
+        } else {
+            format!("{base}/{path}?{}", s.finish())
+        }
     };
-    let mut links = vec![Link {
-        relation: "self",
-        url: link(None),
-    }];
-    if let Some(next) = &page.next {
+    let mut links = vec![
+        Link {
+            relation: "self",
+            url: link(None),
+        },
+        Link {
+            relation: "first",
+            url: link(None),
+        },
+    ];
+    if let Some(previous) = previous_cursor {
+        links.push(Link {
+            relation: "previous",
+            url: link(Some(previous)),
+        });
+    }
+    if let Some(next) = next_cursor {
         links.push(Link {
             relation: "next",
-            url: link(Some(curanet_engine::encode_cursor(next))),
+            url: link(Some(next)),
         });
     }
     let entry = |v: &curanet_storage::StoredVersion, mode: &str| {
