@@ -1,8 +1,9 @@
-//! Batch and transaction Bundles, and conditional create.
+//! Batch and transaction Bundles, and the conditional writes (create, update, delete).
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::fixtures::json_patch_binary;
 use crate::client::unique;
 use crate::{Client, Outcome, cases, ensure};
 
@@ -16,6 +17,11 @@ cases!("bundles";
     conditional_create_returns_the_existing_match,
     concurrent_conditional_creates_make_one_resource,
     bundle_type_must_be_batch_or_transaction,
+    conditional_update_creates_then_updates_the_match,
+    concurrent_conditional_updates_make_one_resource,
+    conditional_delete_removes_every_match,
+    conditional_delete_of_too_many_deletes_nothing,
+    transaction_patch_failure_rolls_back_everything,
 );
 
 async fn post_bundle(c: &Client, bundle: &Value) -> Result<crate::Reply, String> {
@@ -266,5 +272,239 @@ async fn concurrent_conditional_creates_make_one_resource(c: Client) -> Outcome 
 async fn bundle_type_must_be_batch_or_transaction(c: Client) -> Outcome {
     let r = post_bundle(&c, &json!({"resourceType": "Bundle", "type": "collection"})).await?;
     r.expect_outcome(400)?;
+    Ok(())
+}
+
+/// A Patient with one identifier.
+fn identified(system: &str, value: &str) -> Value {
+    json!({"resourceType": "Patient", "identifier": [{"system": system, "value": value}]})
+}
+
+async fn conditional_update_creates_then_updates_the_match(c: Client) -> Outcome {
+    let system = format!("urn:test:{}", unique());
+    let query = format!("Patient?identifier={system}|1");
+    let mut body = identified(&system, "1");
+    let first = c.write(Method::PUT, &query, &body, vec![]).await?;
+    first.expect(201)?;
+    body["active"] = json!(true);
+    let second = c.write(Method::PUT, &query, &body, vec![]).await?;
+    second.expect(200)?;
+    ensure!(
+        second.id() == first.id() && second.version_id() == "2",
+        "second update: id {} version {} (first id {})",
+        second.id(),
+        second.version_id(),
+        first.id()
+    );
+    // A body naming another resource than the match is refused.
+    body["id"] = json!(format!("other-{}", unique()));
+    c.write(Method::PUT, &query, &body, vec![])
+        .await?
+        .expect_outcome(400)?;
+    // Several matches: 412, nothing written.
+    c.create(&identified(&system, "1")).await?.expect(201)?;
+    body["id"] = json!(first.id());
+    c.write(Method::PUT, &query, &body, vec![])
+        .await?
+        .expect_outcome(412)?;
+    let read = c.get(&format!("Patient/{}", first.id())).await?;
+    ensure!(read.version_id() == "2", "version {}", read.version_id());
+    // In a transaction the same rules apply: an update of the (new) single match.
+    let other = format!("urn:test:{}", unique());
+    let tx = |active: bool| {
+        let mut r = identified(&other, "t");
+        r["active"] = json!(active);
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": format!("Patient?identifier={other}|t")}}
+        ]})
+    };
+    let r = post_bundle(&c, &tx(false)).await?;
+    r.expect(200)?;
+    ensure!(
+        statuses(&r) == ["201 Created"],
+        "statuses {:?}",
+        statuses(&r)
+    );
+    let created = location_id(&r, 0);
+    let r = post_bundle(&c, &tx(true)).await?;
+    r.expect(200)?;
+    ensure!(
+        statuses(&r) == ["200 OK"] && location_id(&r, 0) == created,
+        "second transaction: {:?} {}",
+        statuses(&r),
+        location_id(&r, 0)
+    );
+    Ok(())
+}
+
+async fn concurrent_conditional_updates_make_one_resource(c: Client) -> Outcome {
+    let system = format!("urn:test:{}", unique());
+    let query = format!("Patient?identifier={system}|race");
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, query, body) = (c.clone(), query.clone(), identified(&system, "race"));
+            tokio::spawn(async move { c.write(Method::PUT, &query, &body, vec![]).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut versions = Vec::new();
+    for t in tasks {
+        let r = t.await.map_err(|e| e.to_string())??;
+        ensure!(
+            r.status == 201 || r.status == 200,
+            "HTTP {}: {}",
+            r.status,
+            r.text
+        );
+        ids.push(r.id());
+        versions.push(r.version_id().parse::<u32>().unwrap_or(0));
+    }
+    ids.sort();
+    ids.dedup();
+    versions.sort();
+    ensure!(ids.len() == 1, "several resources: {ids:?}");
+    ensure!(
+        versions == (1..=8).collect::<Vec<_>>(),
+        "versions {versions:?}"
+    );
+    ensure!(
+        count(&c, &query).await? == 1,
+        "more than one resource exists"
+    );
+    Ok(())
+}
+
+async fn conditional_delete_removes_every_match(c: Client) -> Outcome {
+    let system = format!("urn:test:{}", unique());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let r = c.create(&identified(&system, "gone")).await?;
+        r.expect(201)?;
+        ids.push(r.id());
+    }
+    let keep = c.create(&identified(&system, "kept")).await?;
+    keep.expect(201)?;
+    let r = c
+        .delete(&format!("Patient?identifier={system}|gone"))
+        .await?;
+    r.expect(200)?;
+    for id in &ids {
+        c.get(&format!("Patient/{id}")).await?.expect_outcome(410)?;
+    }
+    c.get(&format!("Patient/{}", keep.id()))
+        .await?
+        .expect(200)?;
+    // Nothing left to match: not an error.
+    c.delete(&format!("Patient?identifier={system}|gone"))
+        .await?
+        .expect(200)?;
+    // In a transaction: every match goes, together with the other entries.
+    let family = format!("Del{}", unique());
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": format!("Patient?identifier={system}|kept")}},
+        {"resource": {"resourceType": "Patient", "name": [{"family": family}]}, "request": {"method": "POST", "url": "Patient"}}
+    ]});
+    let r = post_bundle(&c, &tx).await?;
+    r.expect(200)?;
+    ensure!(
+        statuses(&r) == ["204 No Content", "201 Created"],
+        "statuses {:?}",
+        statuses(&r)
+    );
+    c.get(&format!("Patient/{}", keep.id()))
+        .await?
+        .expect_outcome(410)?;
+    let meta = c.get("metadata").await?;
+    let patient = meta.json["rest"][0]["resource"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["type"] == "Patient")
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        patient["conditionalDelete"] == "multiple",
+        "conditionalDelete {}",
+        patient["conditionalDelete"]
+    );
+    Ok(())
+}
+
+/// CuraNet deletes at most 100 resources in one conditional delete; more is 412, nothing deleted.
+async fn conditional_delete_of_too_many_deletes_nothing(c: Client) -> Outcome {
+    let system = format!("urn:test:{}", unique());
+    let entries: Vec<Value> = (0..101)
+        .map(|_| json!({"resource": identified(&system, "many"), "request": {"method": "POST", "url": "Patient"}}))
+        .collect();
+    post_bundle(
+        &c,
+        &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+    )
+    .await?
+    .expect(200)?;
+    let query = format!("Patient?identifier={system}|many");
+    let r = c.delete(&query).await?;
+    r.expect_outcome(412)?;
+    ensure!(
+        r.text.contains("more than 100"),
+        "the outcome does not say why: {}",
+        r.text
+    );
+    ensure!(
+        count(&c, &query).await? == 101,
+        "a refused conditional delete deleted something"
+    );
+    Ok(())
+}
+
+async fn transaction_patch_failure_rolls_back_everything(c: Client) -> Outcome {
+    let family = format!("PatchTx{}", unique());
+    let target = c
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "T"}], "gender": "female"}))
+        .await?;
+    target.expect(201)?;
+    let path = format!("Patient/{}", target.id());
+    let tx = |patch: Value, if_match: Option<&str>| {
+        let mut request = json!({"method": "PATCH", "url": path});
+        if let Some(tag) = if_match {
+            request["ifMatch"] = json!(tag);
+        }
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Patient", "name": [{"family": family}]}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": json_patch_binary(&patch), "request": request}
+        ]})
+    };
+    // A patch whose result does not validate: 422 naming entry 1, the create undone.
+    let bad = json!([{"op": "replace", "path": "/gender", "value": "bogus"}]);
+    let r = post_bundle(&c, &tx(bad, None)).await?;
+    r.expect_outcome(422)?;
+    ensure!(
+        r.text.contains("entry 1"),
+        "outcome does not name entry 1: {}",
+        r.text
+    );
+    // A stale ifMatch: 412 naming entry 1.
+    let fine = json!([{"op": "replace", "path": "/gender", "value": "male"}]);
+    let r = post_bundle(&c, &tx(fine.clone(), Some("W/\"5\""))).await?;
+    r.expect_outcome(412)?;
+    ensure!(
+        r.text.contains("entry 1"),
+        "outcome does not name entry 1: {}",
+        r.text
+    );
+    // A patch of a resource that does not exist: 404.
+    let mut missing = tx(fine, None);
+    missing["entry"][1]["request"]["url"] = json!(format!("Patient/none-{}", unique()));
+    post_bundle(&c, &missing).await?.expect_outcome(404)?;
+    ensure!(
+        count(&c, &format!("Patient?family={family}")).await? == 0,
+        "a failed transaction committed its create"
+    );
+    let read = c.get(&path).await?;
+    ensure!(
+        read.version_id() == "1" && read.json["gender"] == "female",
+        "a failed transaction patched the resource: {}",
+        read.text
+    );
     Ok(())
 }

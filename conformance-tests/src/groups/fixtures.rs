@@ -58,3 +58,32 @@ pub fn clinical_samples() -> Vec<Value> {
                "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type", "code": "prov"}]}]}),
     ]
 }
+
+/// A `Binary` carrying a JSON Patch document, as a PATCH entry of a batch or transaction holds it.
+pub fn json_patch_binary(ops: &Value) -> Value {
+    json!({
+        "resourceType": "Binary",
+        "contentType": "application/json-patch+json",
+        "data": base64(&serde_json::to_vec(ops).expect("json"))
+    })
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize])
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}

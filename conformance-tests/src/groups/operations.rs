@@ -1,6 +1,6 @@
 //! Operations: `Patient/[id]/$everything` (compartment, referenced resources, `_type`, `_since`,
 //! paging, errors, POST and type level) and `Observation/$lastn` (newest per code, `max`, `code`,
-//! `category` and patient restrictions, paging).
+//! `category` and patient restrictions, paging), and `$meta`, `$meta-add`, `$meta-delete`.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -20,6 +20,8 @@ cases!("operations";
     lastn_category_restriction,
     lastn_patient_restriction,
     lastn_errors_and_capabilities,
+    meta_add_and_delete_write_versions,
+    meta_lists_what_is_in_use,
 );
 
 async fn create(c: &Client, resource: Value) -> Result<String, String> {
@@ -667,6 +669,199 @@ async fn lastn_errors_and_capabilities(c: Client) -> Outcome {
         ops_of("Observation").contains("Observation-lastn"),
         "Observation operations: {}",
         ops_of("Observation")
+    );
+    Ok(())
+}
+
+/// The `return` Meta of a `$meta` operation's `Parameters`.
+fn returned_meta(r: &crate::Reply) -> Result<Value, String> {
+    r.expect(200)?;
+    ensure!(
+        r.json["resourceType"] == "Parameters" && r.json["parameter"][0]["name"] == "return",
+        "not a Parameters with a return: {}",
+        r.text
+    );
+    Ok(r.json["parameter"][0]["valueMeta"].clone())
+}
+
+fn meta_parameters(meta: Value) -> Value {
+    json!({"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": meta}]})
+}
+
+/// Whether a list of codings holds `system|code`.
+fn has_coding(list: &Value, system: &str, code: &str) -> bool {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["system"] == system && c["code"] == code)
+}
+
+async fn meta_add_and_delete_write_versions(c: Client) -> Outcome {
+    let tag_system = format!("urn:test:{}", unique());
+    let confidentiality = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+    let profile = format!("http://example.org/fhir/StructureDefinition/p-{}", unique());
+    let id = create(
+        &c,
+        json!({"resourceType": "Patient", "meta": {"tag": [{"system": tag_system, "code": "old"}]}}),
+    )
+    .await?;
+    let path = format!("Patient/{id}");
+    let meta = returned_meta(&c.get(&format!("{path}/$meta")).await?)?;
+    ensure!(
+        meta["versionId"] == "1" && has_coding(&meta["tag"], &tag_system, "old"),
+        "$meta of version 1: {meta}"
+    );
+    let add = meta_parameters(json!({
+        "tag": [{"system": tag_system, "code": "vip", "display": "VIP"}, {"system": tag_system, "code": "old"}],
+        "security": [{"system": confidentiality, "code": "R"}],
+        "profile": [profile]
+    }));
+    let r = c
+        .write(Method::POST, &format!("{path}/$meta-add"), &add, vec![])
+        .await?;
+    let meta = returned_meta(&r)?;
+    ensure!(
+        meta["versionId"] == "2"
+            && meta["tag"].as_array().map(Vec::len) == Some(2)
+            && has_coding(&meta["tag"], &tag_system, "vip")
+            && has_coding(&meta["security"], confidentiality, "R")
+            && meta["profile"] == json!([profile]),
+        "$meta-add answered {meta}"
+    );
+    let read = c.get(&path).await?;
+    ensure!(
+        read.version_id() == "2" && has_coding(&read.json["meta"]["tag"], &tag_system, "vip"),
+        "read after $meta-add: {}",
+        read.text
+    );
+    // Adding what is there already writes nothing.
+    let r = c
+        .write(Method::POST, &format!("{path}/$meta-add"), &add, vec![])
+        .await?;
+    ensure!(
+        returned_meta(&r)?["versionId"] == "2",
+        "a no-op $meta-add wrote a version: {}",
+        r.text
+    );
+    let delete = meta_parameters(
+        json!({"tag": [{"system": tag_system, "code": "vip"}], "profile": [profile]}),
+    );
+    let r = c
+        .write(
+            Method::POST,
+            &format!("{path}/$meta-delete"),
+            &delete,
+            vec![],
+        )
+        .await?;
+    let meta = returned_meta(&r)?;
+    ensure!(
+        meta["versionId"] == "3"
+            && !has_coding(&meta["tag"], &tag_system, "vip")
+            && has_coding(&meta["tag"], &tag_system, "old")
+            && has_coding(&meta["security"], confidentiality, "R")
+            && meta.get("profile").is_none(),
+        "$meta-delete answered {meta}"
+    );
+    let history = c.get(&format!("{path}/_history")).await?;
+    history.expect(200)?;
+    ensure!(
+        history.json["entry"].as_array().map(Vec::len) == Some(3),
+        "history does not show both meta changes: {}",
+        history.text
+    );
+    // Errors: not a Parameters (400), unknown resource (404), deleted (410).
+    c.write(
+        Method::POST,
+        &format!("{path}/$meta-add"),
+        &json!({"resourceType": "Patient"}),
+        vec![],
+    )
+    .await?
+    .expect_outcome(400)?;
+    c.write(
+        Method::POST,
+        &format!("Patient/none-{}/$meta-add", unique()),
+        &add,
+        vec![],
+    )
+    .await?
+    .expect_outcome(404)?;
+    c.delete(&path).await?;
+    c.get(&format!("{path}/$meta")).await?.expect_outcome(410)?;
+    Ok(())
+}
+
+async fn meta_lists_what_is_in_use(c: Client) -> Outcome {
+    let tag_system = format!("urn:test:{}", unique());
+    let profile = format!("http://example.org/fhir/StructureDefinition/o-{}", unique());
+    let mut obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "meta"},
+        "meta": {"tag": [{"system": tag_system, "code": "obs"}], "profile": [profile]}});
+    let obs_id = create(&c, obs.clone()).await?;
+    create(
+        &c,
+        json!({"resourceType": "Patient", "meta": {"tag": [{"system": tag_system, "code": "pat"}]}}),
+    )
+    .await?;
+    let type_level = returned_meta(&c.get("Observation/$meta").await?)?;
+    ensure!(
+        has_coding(&type_level["tag"], &tag_system, "obs")
+            && !has_coding(&type_level["tag"], &tag_system, "pat")
+            && type_level["profile"].to_string().contains(&profile),
+        "Observation/$meta: {type_level}"
+    );
+    for r in [
+        c.get("$meta").await?,
+        c.write(
+            Method::POST,
+            "$meta",
+            &json!({"resourceType": "Parameters"}),
+            vec![],
+        )
+        .await?,
+    ] {
+        let system_level = returned_meta(&r)?;
+        ensure!(
+            has_coding(&system_level["tag"], &tag_system, "obs")
+                && has_coding(&system_level["tag"], &tag_system, "pat"),
+            "$meta: {system_level}"
+        );
+    }
+    // What a newer version drops, or a delete removes, is no longer in use.
+    obs["id"] = json!(obs_id);
+    obs["meta"] = json!({"tag": [{"system": tag_system, "code": "obs2"}]});
+    c.update(&obs).await?.expect(200)?;
+    let type_level = returned_meta(&c.get("Observation/$meta").await?)?;
+    ensure!(
+        has_coding(&type_level["tag"], &tag_system, "obs2")
+            && !has_coding(&type_level["tag"], &tag_system, "obs")
+            && !type_level.to_string().contains(&profile),
+        "Observation/$meta after the update: {type_level}"
+    );
+    c.delete(&format!("Observation/{obs_id}")).await?;
+    let type_level = returned_meta(&c.get("Observation/$meta").await?)?;
+    ensure!(
+        !has_coding(&type_level["tag"], &tag_system, "obs2"),
+        "a deleted resource's tag is still listed: {type_level}"
+    );
+    c.get("Bogus/$meta").await?.expect_outcome(404)?;
+    let r = c.get("metadata").await?;
+    let patient_ops = r.json["rest"][0]["resource"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["type"] == "Patient")
+        .map(|e| e["operation"].to_string())
+        .unwrap_or_default();
+    ensure!(
+        [
+            "Resource-meta\"",
+            "Resource-meta-add",
+            "Resource-meta-delete"
+        ]
+        .iter()
+        .all(|d| patient_ops.contains(d)),
+        "Patient operations: {patient_ops}"
     );
     Ok(())
 }

@@ -1,9 +1,11 @@
-//! PATCH: JSON Patch (RFC 6902) and FHIRPath Patch.
+//! PATCH: JSON Patch (RFC 6902) and FHIRPath Patch, on an instance, conditionally, and inside
+//! batch and transaction Bundles.
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::fixtures::patient;
+use super::fixtures::{json_patch_binary, patient};
+use crate::client::unique;
 use crate::{Client, Outcome, Reply, cases, ensure};
 
 cases!("patch";
@@ -22,6 +24,10 @@ cases!("patch";
     patch_with_unsupported_content_type_is_415,
     patch_changing_the_id_is_400,
     metadata_declares_patch,
+    conditional_patch_changes_the_single_match,
+    conditional_patch_of_none_is_404_and_of_several_412,
+    conditional_patch_honours_if_match,
+    patch_entries_in_transaction_and_batch,
 );
 
 /// Creates `resource` and returns its id.
@@ -519,6 +525,168 @@ async fn metadata_declares_patch(c: Client) -> Outcome {
     ensure!(
         patient["interaction"].to_string().contains("\"patch\""),
         "Patient lacks interaction patch"
+    );
+    Ok(())
+}
+
+/// A Patient carrying the identifier `system|value`; returns its id.
+async fn identified(c: &Client, system: &str, value: &str) -> Result<String, String> {
+    let mut p = patient();
+    p["identifier"] = json!([{"system": system, "value": value}]);
+    created(c, &p).await
+}
+
+async fn conditional_patch_changes_the_single_match(c: Client) -> Outcome {
+    let system = format!("urn:test:{}", unique());
+    let id = identified(&c, &system, "1").await?;
+    let path = format!("Patient/{id}");
+    let query = format!("Patient?identifier={system}|1");
+    let r = json_patch(
+        &c,
+        &query,
+        json!([{"op": "replace", "path": "/gender", "value": "male"}]),
+        vec![],
+    )
+    .await?;
+    let read = expect_patched(&c, &r, &path, "2").await?;
+    ensure!(r.id() == id, "patched {} instead of {id}", r.id());
+    ensure!(read["gender"] == "male", "gender {}", read["gender"]);
+    let r = fhir_patch(
+        &c,
+        &query,
+        vec![op(
+            "add",
+            "Patient",
+            json!([{"name": "name", "valueString": "active"}, {"name": "value", "valueBoolean": true}]),
+        )],
+    )
+    .await?;
+    let read = expect_patched(&c, &r, &path, "3").await?;
+    ensure!(read["active"] == true, "active {}", read["active"]);
+    Ok(())
+}
+
+async fn conditional_patch_of_none_is_404_and_of_several_412(c: Client) -> Outcome {
+    let system = format!("urn:test:{}", unique());
+    let ops = json!([{"op": "replace", "path": "/gender", "value": "male"}]);
+    let r = json_patch(
+        &c,
+        &format!("Patient?identifier={system}|nobody"),
+        ops.clone(),
+        vec![],
+    )
+    .await?;
+    r.expect_outcome(404)?;
+    let first = identified(&c, &system, "twin").await?;
+    let second = identified(&c, &system, "twin").await?;
+    let r = json_patch(
+        &c,
+        &format!("Patient?identifier={system}|twin"),
+        ops,
+        vec![],
+    )
+    .await?;
+    r.expect_outcome(412)?;
+    for id in [first, second] {
+        expect_unchanged(&c, &format!("Patient/{id}"), "1").await?;
+    }
+    // Without criteria a conditional patch is refused, not applied to every Patient.
+    let r = c
+        .write_raw(
+            Method::PATCH,
+            "Patient",
+            b"[]".to_vec(),
+            vec![("content-type", "application/json-patch+json".into())],
+        )
+        .await?;
+    r.expect_outcome(400)?;
+    Ok(())
+}
+
+async fn conditional_patch_honours_if_match(c: Client) -> Outcome {
+    let system = format!("urn:test:{}", unique());
+    let id = identified(&c, &system, "1").await?;
+    let path = format!("Patient/{id}");
+    let query = format!("Patient?identifier={system}|1");
+    let ops = json!([{"op": "replace", "path": "/gender", "value": "other"}]);
+    let r = json_patch(
+        &c,
+        &query,
+        ops.clone(),
+        vec![("if-match", "W/\"9\"".into())],
+    )
+    .await?;
+    r.expect_outcome(412)?;
+    expect_unchanged(&c, &path, "1").await?;
+    let r = json_patch(&c, &query, ops, vec![("if-match", "W/\"1\"".into())]).await?;
+    let read = expect_patched(&c, &r, &path, "2").await?;
+    ensure!(read["gender"] == "other", "gender {}", read["gender"]);
+    Ok(())
+}
+
+/// PATCH entries: a Binary holding a JSON Patch on an instance URL, a FHIRPath Patch
+/// `Parameters` on a conditional URL; in a transaction (with `ifMatch`) and in a batch.
+async fn patch_entries_in_transaction_and_batch(c: Client) -> Outcome {
+    let system = format!("urn:test:{}", unique());
+    let id = identified(&c, &system, "1").await?;
+    let path = format!("Patient/{id}");
+    let fhirpath_add_active = json!({"resourceType": "Parameters", "parameter": [op(
+        "add",
+        "Patient",
+        json!([{"name": "name", "valueString": "active"}, {"name": "value", "valueBoolean": true}]),
+    )]});
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": json_patch_binary(&json!([{"op": "replace", "path": "/gender", "value": "male"}])),
+         "request": {"method": "PATCH", "url": path, "ifMatch": "W/\"1\""}},
+        {"resource": fhirpath_add_active,
+         "request": {"method": "PATCH", "url": format!("Patient?identifier={system}|1")}}
+    ]});
+    let r = c.write(Method::POST, "", &tx, vec![]).await?;
+    r.expect(200)?;
+    let entries = r.json["entry"].as_array().cloned().unwrap_or_default();
+    ensure!(entries.len() == 2, "{} response entries", entries.len());
+    for (e, version) in entries.iter().zip(["2", "3"]) {
+        ensure!(
+            e["response"]["status"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("200")
+                && e["response"]["etag"] == format!("W/\"{version}\""),
+            "response {}",
+            e["response"]
+        );
+    }
+    let read = c.get(&path).await?;
+    ensure!(
+        read.version_id() == "3" && read.json["gender"] == "male" && read.json["active"] == true,
+        "after the transaction: {}",
+        read.text
+    );
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": json_patch_binary(&json!([{"op": "replace", "path": "/gender", "value": "female"}])),
+         "request": {"method": "PATCH", "url": path}},
+        {"resource": json_patch_binary(&json!([{"op": "replace", "path": "/gender", "value": "female"}])),
+         "request": {"method": "PATCH", "url": format!("Patient/none-{}", unique())}}
+    ]});
+    let r = c.write(Method::POST, "", &batch, vec![]).await?;
+    r.expect(200)?;
+    let status = |i: usize| {
+        r.json["entry"][i]["response"]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    ensure!(
+        status(0).starts_with("200") && status(1).starts_with("404"),
+        "batch statuses {} and {}",
+        status(0),
+        status(1)
+    );
+    let read = c.get(&path).await?;
+    ensure!(
+        read.version_id() == "4" && read.json["gender"] == "female",
+        "after the batch: {}",
+        read.text
     );
     Ok(())
 }

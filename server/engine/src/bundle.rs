@@ -1,15 +1,16 @@
 //! Batch and transaction Bundles (`POST /fhir`), per the R4 rules: a transaction is processed in
-//! the order DELETE, POST, PUT, GET, with `urn:uuid:`/`urn:oid:` full URLs and conditional
+//! the order DELETE, POST, PUT/PATCH, GET, with `urn:uuid:`/`urn:oid:` full URLs and conditional
 //! references resolved and rewritten throughout, and commits all or nothing; a batch answers each
 //! entry on its own.
 
 use std::collections::HashMap;
 
 use curanet_fhir::{Issue, IssueType, OperationOutcome, envelope, is_valid_id, new_id, parse_json};
-use curanet_storage::{DeleteOp, Precondition, StoredVersion, WriteOp, WriteOutcome};
+use curanet_storage::{DeleteOp, Precondition, StoreError, StoredVersion, WriteOp, WriteOutcome};
 use serde_json::{Value, json};
 
 use crate::interactions::{query_pairs, store_error};
+use crate::patch::{PatchTarget, entry_patch};
 use crate::{Deleted, Engine, EngineError, Result, Written};
 
 /// Most entries a Bundle may carry.
@@ -28,12 +29,35 @@ enum Target {
     Conditional(String, String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verb {
     Delete,
     Post,
     Put,
+    Patch,
     Get,
+}
+
+impl Verb {
+    /// Where a transaction processes the verb: DELETE, POST, PUT and PATCH (in Bundle order), GET.
+    fn rank(self) -> u8 {
+        match self {
+            Verb::Delete => 0,
+            Verb::Post => 1,
+            Verb::Put | Verb::Patch => 2,
+            Verb::Get => 3,
+        }
+    }
+}
+
+/// The resource type a target names.
+fn target_type(target: &Target) -> &str {
+    match target {
+        Target::Type(rt)
+        | Target::Instance(rt, _)
+        | Target::Version(rt, _, _)
+        | Target::Conditional(rt, _) => rt,
+    }
 }
 
 #[derive(Debug)]
@@ -121,6 +145,7 @@ fn read_entries(bundle: &Value, base: &str) -> Result<Vec<Entry>> {
                 Some("DELETE") => Verb::Delete,
                 Some("POST") => Verb::Post,
                 Some("PUT") => Verb::Put,
+                Some("PATCH") => Verb::Patch,
                 Some("GET" | "HEAD") => Verb::Get,
                 Some(other) => {
                     return Err(EngineError::BadRequest(format!(
@@ -323,11 +348,34 @@ impl Engine {
                 let body = serde_json::to_vec(&resource()?).expect("JSON serialises");
                 Ok(written(self.update(rt, id, &body, entry.if_match).await?))
             }
+            (Verb::Put, Target::Conditional(rt, query)) => {
+                let body = serde_json::to_vec(&resource()?).expect("JSON serialises");
+                Ok(written(
+                    self.conditional_update(rt, query, &body, base).await?,
+                ))
+            }
             (Verb::Delete, Target::Instance(rt, id)) => {
                 let status = match self.delete(rt, id, entry.if_match).await? {
                     Deleted::Now(_) | Deleted::Already => 204,
                 };
                 Ok(json!({"response": {"status": status_line(status)}}))
+            }
+            (Verb::Delete, Target::Conditional(rt, query)) => {
+                self.conditional_delete(rt, query, base).await?;
+                Ok(json!({"response": {"status": status_line(204)}}))
+            }
+            (Verb::Patch, Target::Instance(rt, id)) => {
+                let (body, format) = entry_patch(entry.resource.as_ref())?;
+                Ok(written(
+                    self.patch(rt, id, &body, format, entry.if_match).await?,
+                ))
+            }
+            (Verb::Patch, Target::Conditional(rt, query)) => {
+                let (body, format) = entry_patch(entry.resource.as_ref())?;
+                Ok(written(
+                    self.conditional_patch(rt, query, &body, format, entry.if_match, base)
+                        .await?,
+                ))
             }
             (Verb::Get, target) => self.get_entry(target, base).await,
             _ => Err(EngineError::BadRequest(
@@ -460,9 +508,10 @@ impl Engine {
                 rewrite_references(r, &map);
             }
         }
-        // 4. The writes, in the order DELETE, POST, PUT, as one atomic write.
+        // 4. The writes, in the order DELETE, POST, PUT/PATCH, as one atomic write. Conditional
+        //    updates, deletes and patches search inside it, so they race with nothing.
         let mut order: Vec<usize> = (0..entries.len()).collect();
-        order.sort_by_key(|&i| entries[i].verb);
+        order.sort_by_key(|&i| entries[i].verb.rank());
         let mut ops = Vec::new();
         let mut op_entry = Vec::new();
         for &i in &order {
@@ -518,7 +567,8 @@ impl Engine {
                     WriteOp::Put(self.put_op(rt, id, r, precondition, false))
                 }
                 (Verb::Put, Target::Conditional(rt, q)) => {
-                    let mut r = e.resource.clone().ok_or_else(|| {
+                    self.check_type(rt).map_err(|x| entry_error(e.index, x))?;
+                    let r = e.resource.clone().ok_or_else(|| {
                         EngineError::BadRequest(format!(
                             "entry {}: PUT without a resource",
                             e.index
@@ -526,16 +576,20 @@ impl Engine {
                     })?;
                     check_type_matches(rt, &r).map_err(|x| entry_error(e.index, x))?;
                     self.validate_entry(e.index, &r)?;
-                    let id = match self
-                        .resolve_conditional(rt, q, base)
-                        .await
+                    self.update_matching_op(rt, r, q, base)
                         .map_err(|x| entry_error(e.index, x))?
-                    {
-                        Some(found) => found.id,
-                        None => envelope::id(&r).map(String::from).unwrap_or_else(new_id),
+                }
+                (Verb::Patch, target @ (Target::Instance(rt, _) | Target::Conditional(rt, _))) => {
+                    self.check_type(rt).map_err(|x| entry_error(e.index, x))?;
+                    let target = match target {
+                        Target::Instance(_, id) => PatchTarget::Instance(id.clone()),
+                        Target::Conditional(_, q) => PatchTarget::Matching(q.clone()),
+                        _ => unreachable!("matched above"),
                     };
-                    envelope::set_id(&mut r, &id);
-                    WriteOp::Put(self.put_op(rt, &id, r, Precondition::None, false))
+                    let (body, format) =
+                        entry_patch(e.resource.as_ref()).map_err(|x| entry_error(e.index, x))?;
+                    self.patch_write(rt, &target, &body, format, e.if_match, base)
+                        .map_err(|x| entry_error(e.index, x))?
                 }
                 (Verb::Delete, Target::Instance(rt, id)) => {
                     self.check_type(rt).map_err(|x| entry_error(e.index, x))?;
@@ -546,18 +600,9 @@ impl Engine {
                     })
                 }
                 (Verb::Delete, Target::Conditional(rt, q)) => {
-                    match self
-                        .resolve_conditional(rt, q, base)
-                        .await
+                    self.check_type(rt).map_err(|x| entry_error(e.index, x))?;
+                    self.delete_matching_op(rt, q, base)
                         .map_err(|x| entry_error(e.index, x))?
-                    {
-                        Some(found) => WriteOp::Delete(DeleteOp {
-                            resource_type: rt.clone(),
-                            id: found.id,
-                            precondition: Precondition::None,
-                        }),
-                        None => continue,
-                    }
                 }
                 _ => {
                     return Err(EngineError::BadRequest(format!(
@@ -569,8 +614,24 @@ impl Engine {
             ops.push(op);
             op_entry.push(i);
         }
+        let single = op_entry.len() == 1;
         let outcomes = match self.store().write(ops).await {
             Ok(o) => o,
+            // The store says which operation failed: the outcome names its entry.
+            Err(StoreError::InOperation { index, source }) => {
+                let e = &entries[op_entry[index]];
+                return Err(entry_error(
+                    e.index,
+                    store_error(*source, target_type(&e.target)),
+                ));
+            }
+            Err(err) if single => {
+                let e = &entries[op_entry[0]];
+                return Err(entry_error(
+                    e.index,
+                    store_error(err, target_type(&e.target)),
+                ));
+            }
             Err(e) => return Err(store_error(e, "Resource")),
         };
         // 5. Responses in the order of the request; GETs run after the writes.
@@ -600,7 +661,9 @@ impl Engine {
                 WriteOutcome::Existing { version } => {
                     json!({"response": written_response(base, version, 200)})
                 }
-                WriteOutcome::NothingToDelete { .. } | WriteOutcome::Maintained => {
+                WriteOutcome::NothingToDelete { .. }
+                | WriteOutcome::DeletedMatching { .. }
+                | WriteOutcome::Maintained => {
                     json!({"response": {"status": status_line(204)}})
                 }
             };
@@ -634,9 +697,15 @@ fn check_type_matches(rt: &str, resource: &Value) -> Result<()> {
     }
 }
 
+/// Most resources one conditional delete removes; more matches are refused (412) and nothing is
+/// deleted, so a too-broad criterion cannot wipe a type.
+pub const MAX_CONDITIONAL_DELETES: u32 = 100;
+
 impl Engine {
     /// Conditional update (`PUT Type?query`): no match creates (with the body's id or a new one),
-    /// one match updates it, several are 412.
+    /// one match updates it (a body id that differs is 400), several are 412. The search and the
+    /// write are one transaction, serialised with conditional writes of the same criteria, so
+    /// concurrent conditional updates create one resource.
     pub async fn conditional_update(
         &self,
         resource_type: &str,
@@ -645,41 +714,77 @@ impl Engine {
         base: &str,
     ) -> Result<Written> {
         self.check_type(resource_type)?;
-        let resource = parse_json(body)?;
-        check_type_matches(resource_type, &resource)?;
-        let id = match self.resolve_conditional(resource_type, query, base).await? {
-            Some(found) => {
-                if let Some(body_id) = envelope::id(&resource)
-                    && body_id != found.id
-                {
-                    return Err(EngineError::BadRequest(format!(
-                        "the body's id ({body_id}) differs from the matching resource ({})",
-                        found.id
-                    )));
-                }
-                found.id
-            }
-            None => envelope::id(&resource)
-                .map(String::from)
-                .unwrap_or_else(new_id),
-        };
-        let mut resource = resource;
-        envelope::set_id(&mut resource, &id);
-        let body = serde_json::to_vec(&resource).expect("JSON serialises");
-        self.update(resource_type, &id, &body, None).await
+        let resource = self.parse_body(resource_type, body)?;
+        self.validate_resource(&resource)?;
+        let op = self.update_matching_op(resource_type, resource, query, base)?;
+        let mut outcomes = self
+            .store()
+            .write(vec![op])
+            .await
+            .map_err(|e| store_error(e, resource_type))?;
+        match outcomes.pop() {
+            Some(WriteOutcome::Written { version, created }) => Ok(Written { version, created }),
+            _ => Err(EngineError::Store(StoreError::Closed)),
+        }
     }
 
-    /// Conditional delete (`DELETE Type?query`): deletes the single match (several are 412).
+    /// The write operation of a conditional update of a validated resource.
+    fn update_matching_op(
+        &self,
+        resource_type: &str,
+        resource: Value,
+        query: &str,
+        base: &str,
+    ) -> Result<WriteOp> {
+        let (condition, lock_key) =
+            self.condition(resource_type, query, base, "conditional update")?;
+        // The body's id is kept as the client's (the store compares it with a match); a create
+        // without one gets a fresh id.
+        let (id, fresh) = match envelope::id(&resource) {
+            Some(id) => {
+                Self::check_id(id)?;
+                (id.to_string(), false)
+            }
+            None => (new_id(), true),
+        };
+        Ok(WriteOp::UpdateMatching {
+            put: self.put_op(resource_type, &id, resource, Precondition::None, fresh),
+            condition,
+            lock_key,
+        })
+    }
+
+    /// Conditional delete (`DELETE Type?query`): deletes every match, up to
+    /// [`MAX_CONDITIONAL_DELETES`] (more is 412 and deletes nothing), in one transaction with the
+    /// search. Returns the tombstones written (none when nothing matched).
     pub async fn conditional_delete(
         &self,
         resource_type: &str,
         query: &str,
         base: &str,
-    ) -> Result<Deleted> {
+    ) -> Result<Vec<StoredVersion>> {
         self.check_type(resource_type)?;
-        match self.resolve_conditional(resource_type, query, base).await? {
-            Some(found) => self.delete(resource_type, &found.id, None).await,
-            None => Ok(Deleted::Already),
+        let op = self.delete_matching_op(resource_type, query, base)?;
+        let mut outcomes = self
+            .store()
+            .write(vec![op])
+            .await
+            .map_err(|e| store_error(e, resource_type))?;
+        match outcomes.pop() {
+            Some(WriteOutcome::DeletedMatching { tombstones }) => Ok(tombstones),
+            _ => Err(EngineError::Store(StoreError::Closed)),
         }
+    }
+
+    /// The write operation of a conditional delete.
+    fn delete_matching_op(&self, resource_type: &str, query: &str, base: &str) -> Result<WriteOp> {
+        let (condition, lock_key) =
+            self.condition(resource_type, query, base, "conditional delete")?;
+        Ok(WriteOp::DeleteMatching {
+            resource_type: resource_type.to_string(),
+            condition,
+            lock_key,
+            max: MAX_CONDITIONAL_DELETES,
+        })
     }
 }

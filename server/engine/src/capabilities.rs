@@ -44,7 +44,7 @@ pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
                 "conditionalCreate": true,
                 "conditionalRead": "full-support",
                 "conditionalUpdate": true,
-                "conditionalDelete": "single",
+                "conditionalDelete": "multiple",
                 "searchInclude": includes(defs, t),
                 "searchRevInclude": ["*"],
                 "searchParam": params,
@@ -76,6 +76,10 @@ pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
                 {"name": "_security", "definition": "http://hl7.org/fhir/SearchParameter/Resource-security", "type": "token"},
                 {"name": "_source", "definition": "http://hl7.org/fhir/SearchParameter/Resource-source", "type": "uri"}
             ],
+            "operation": [{
+                "name": "meta",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-meta"
+            }],
         }]
     })
 }
@@ -108,12 +112,18 @@ fn includes(defs: &Definitions, resource_type: &str) -> Vec<String> {
         .collect()
 }
 
-/// The operations of a type: `$validate` everywhere, `$everything` on Patient, `$lastn` on Observation.
+/// The operations of a type: `$validate` and the `$meta` family everywhere, `$everything` on
+/// Patient, `$lastn` on Observation.
 fn operations(resource_type: &str) -> Vec<Value> {
-    let mut ops = vec![json!({
-        "name": "validate",
-        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
-    })];
+    let mut ops: Vec<Value> = ["validate", "meta", "meta-add", "meta-delete"]
+        .iter()
+        .map(|name| {
+            json!({
+                "name": name,
+                "definition": format!("http://hl7.org/fhir/OperationDefinition/Resource-{name}")
+            })
+        })
+        .collect();
     match resource_type {
         "Patient" => ops.push(json!({
             "name": "everything",

@@ -7,8 +7,8 @@ use curanet_fhir::{
     parse_json,
 };
 use curanet_storage::{
-    DeleteOp, Precondition, PutOp, Store, StoreError, StoredVersion, UniqueIdentity, WriteOp,
-    WriteOutcome,
+    DeleteOp, Precondition, PutOp, SearchSpec, Store, StoreError, StoredVersion, UniqueIdentity,
+    WriteOp, WriteOutcome,
 };
 use serde_json::Value;
 
@@ -92,6 +92,11 @@ impl Engine {
         &self.indexer
     }
 
+    /// The validator every write goes through.
+    pub(crate) fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
     /// The definitions enforced.
     pub fn definitions(&self) -> &Arc<Definitions> {
         self.validator.definitions()
@@ -106,7 +111,8 @@ impl Engine {
         }
     }
 
-    fn check_id(id: &str) -> Result<()> {
+    /// Refuses ids that are not valid FHIR logical ids (400).
+    pub(crate) fn check_id(id: &str) -> Result<()> {
         if is_valid_id(id) {
             Ok(())
         } else {
@@ -117,7 +123,7 @@ impl Engine {
     }
 
     /// Parses a body and checks that it is a resource of the type the URL names.
-    fn parse_body(&self, resource_type: &str, body: &[u8]) -> Result<Value> {
+    pub(crate) fn parse_body(&self, resource_type: &str, body: &[u8]) -> Result<Value> {
         let value = parse_json(body)?;
         match envelope::resource_type(&value) {
             Some(rt) if rt == resource_type => Ok(value),
@@ -205,16 +211,7 @@ impl Engine {
         query: &str,
         base: &str,
     ) -> Result<WriteOp> {
-        let pairs = query_pairs(query);
-        let parsed = curanet_search::query::parse(self.definitions(), resource_type, &pairs, base)
-            .map_err(|e| EngineError::BadRequest(format!("If-None-Exist: {e}")))?;
-        if let Some((name, reason)) = parsed.ignored.first() {
-            return Err(EngineError::BadRequest(format!(
-                "If-None-Exist: parameter {name} cannot be applied: {reason}"
-            )));
-        }
-        let mut sorted = pairs.clone();
-        sorted.sort();
+        let (condition, lock_key) = self.condition(resource_type, query, base, "If-None-Exist")?;
         Ok(WriteOp::CreateUnlessExists {
             put: self.put_op(
                 resource_type,
@@ -223,9 +220,38 @@ impl Engine {
                 Precondition::MustNotExist,
                 true,
             ),
-            condition: parsed.spec,
-            lock_key: format!("{resource_type}?{sorted:?}"),
+            condition,
+            lock_key,
         })
+    }
+
+    /// The search that conditional criteria (`a=1&b=2`) describe, run inside the write
+    /// transaction, and the lock key that serialises conditional writes with the same criteria
+    /// (`what` names the interaction in errors). Criteria must be non-empty and fully applicable.
+    pub(crate) fn condition(
+        &self,
+        resource_type: &str,
+        query: &str,
+        base: &str,
+        what: &str,
+    ) -> Result<(SearchSpec, String)> {
+        let pairs = query_pairs(query);
+        if pairs.is_empty() {
+            // Empty criteria would match every resource of the type.
+            return Err(EngineError::BadRequest(format!(
+                "{what}: the search criteria are empty"
+            )));
+        }
+        let parsed = curanet_search::query::parse(self.definitions(), resource_type, &pairs, base)
+            .map_err(|e| EngineError::BadRequest(format!("{what}: {e}")))?;
+        if let Some((name, reason)) = parsed.ignored.first() {
+            return Err(EngineError::BadRequest(format!(
+                "{what}: parameter {name} cannot be applied: {reason}"
+            )));
+        }
+        let mut sorted = pairs;
+        sorted.sort();
+        Ok((parsed.spec, format!("{resource_type}?{sorted:?}")))
     }
 
     /// The write operation that stores one resource version, with the Health ID rule for people
@@ -243,14 +269,15 @@ impl Engine {
             id: id.to_string(),
             resource,
             precondition,
-            identity: health_ids::applies_to(resource_type).then(|| {
-                Arc::new(health_ids::HealthIdRule {
-                    resource_type: resource_type.to_string(),
-                }) as Arc<dyn UniqueIdentity>
-            }),
+            identity: identity_rule(resource_type),
             indexing: Some(self.indexer.clone()),
             new_id,
         }
+    }
+
+    /// The search index extractor, as the store takes it.
+    pub(crate) fn indexing(&self) -> Arc<dyn curanet_storage::Indexing> {
+        self.indexer.clone()
     }
 
     /// `update` (and update-as-create with a client-chosen id); `if_match` is the `If-Match` version.
@@ -454,6 +481,15 @@ impl Engine {
     }
 }
 
+/// The unique-identifier rule of a resource type: the Health ID for people, none otherwise.
+pub(crate) fn identity_rule(resource_type: &str) -> Option<Arc<dyn UniqueIdentity>> {
+    health_ids::applies_to(resource_type).then(|| {
+        Arc::new(health_ids::HealthIdRule {
+            resource_type: resource_type.to_string(),
+        }) as Arc<dyn UniqueIdentity>
+    })
+}
+
 /// Maps a storage error of a write to the interaction's error.
 pub(crate) fn store_error(e: StoreError, resource_type: &str) -> EngineError {
     match e {
@@ -470,8 +506,21 @@ pub(crate) fn store_error(e: StoreError, resource_type: &str) -> EngineError {
         ),
         StoreError::Refused(issues) => EngineError::Invalid(issues),
         StoreError::MultipleMatches { count } => EngineError::PreconditionFailed(format!(
-            "the conditional criteria match {count} resources; they must match at most one"
+            "the conditional criteria match {count} or more resources; they must match at most one"
         )),
+        StoreError::TooManyMatches { max } => EngineError::PreconditionFailed(format!(
+            "the conditional criteria match more than {max} resources; a conditional delete \
+             removes at most {max} at once, so nothing was deleted (narrow the criteria)"
+        )),
+        StoreError::IdMismatch { given, found } => EngineError::BadRequest(format!(
+            "the resource's id ({given}) differs from the resource the criteria match ({found})"
+        )),
+        // A transform's refusal is the engine's own error, passed through the store.
+        StoreError::Transform(e) => match e.downcast::<EngineError>() {
+            Ok(e) => *e,
+            Err(e) => EngineError::Store(StoreError::Transform(e)),
+        },
+        StoreError::InOperation { source, .. } => store_error(*source, resource_type),
         other => other.into(),
     }
 }

@@ -1,5 +1,6 @@
 //! The FHIR interactions as plain functions over a [`Store`]: create, read, vread, update, delete,
-//! history, search, `$validate` and the CapabilityStatement. No HTTP here: the `http` crate extracts
+//! patch, history, search, batch/transaction, the operations (`$validate`, `$everything`, `$lastn`,
+//! `$meta`) and the CapabilityStatement. No HTTP here: the `http` crate extracts
 //! requests, calls these, and maps [`EngineError`] to status codes and OperationOutcomes.
 
 mod bundle;
@@ -10,11 +11,12 @@ mod health_ids;
 mod history;
 mod interactions;
 mod lastn;
+mod meta;
 mod patch;
 mod reindex;
 mod search;
 
-pub use bundle::{MAX_ENTRIES, error_outcome, error_status};
+pub use bundle::{MAX_CONDITIONAL_DELETES, MAX_ENTRIES, error_outcome, error_status};
 pub use capabilities::capability_statement;
 pub use error::EngineError;
 pub use everything::{EntryMode, EverythingPage, EverythingParams, parameters_to_pairs};

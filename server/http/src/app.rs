@@ -28,11 +28,16 @@ pub fn router(state: AppState) -> Router {
         .route("/metadata", get(metadata::capabilities))
         .route("/_history", get(history::system))
         .route(
+            "/$meta",
+            get(operations::meta_system).post(operations::meta_system),
+        )
+        .route(
             "/{rtype}",
             post(resources::create)
                 .get(search::get)
                 .put(resources::conditional_update)
-                .delete(resources::conditional_delete),
+                .delete(resources::conditional_delete)
+                .patch(patch::conditional_patch),
         )
         .route("/{rtype}/_search", post(search::post))
         .route("/{rtype}/_history", get(history::type_level))
@@ -42,6 +47,10 @@ pub fn router(state: AppState) -> Router {
             get(operations::everything_type).post(operations::everything_type),
         )
         .route("/{rtype}/$lastn", get(operations::lastn))
+        .route(
+            "/{rtype}/$meta",
+            get(operations::meta_type).post(operations::meta_type),
+        )
         .route(
             "/{rtype}/{id}",
             get(resources::read)
@@ -57,6 +66,12 @@ pub fn router(state: AppState) -> Router {
             "/{rtype}/{id}/$everything",
             get(operations::everything_instance).post(operations::everything_instance),
         )
+        .route(
+            "/{rtype}/{id}/$meta",
+            get(operations::meta_instance).post(operations::meta_instance),
+        )
+        .route("/{rtype}/{id}/$meta-add", post(operations::meta_add))
+        .route("/{rtype}/{id}/$meta-delete", post(operations::meta_delete))
         .route("/{rtype}/{id}/_history", get(history::instance))
         .route("/{rtype}/{id}/_history/{vid}", get(resources::vread))
         .method_not_allowed_fallback(fallback::method_not_allowed);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{Database, Process, patient, post};
 use curanet_http::testing::TestBackend;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Runs `body` once per engine (PostgreSQL skipped with a message when absent and not required).
 macro_rules! on_both_backends {
@@ -29,6 +29,10 @@ macro_rules! on_both_backends {
 on_both_backends!(acknowledged_writes_survive_a_crash, crash_durability);
 on_both_backends!(concurrent_updates_lose_nothing, concurrent_updates);
 on_both_backends!(concurrent_duplicate_health_ids_admit_one, health_id_race);
+on_both_backends!(
+    concurrent_conditional_writes_search_and_write_atomically,
+    conditional_write_race
+);
 on_both_backends!(sigterm_finishes_in_flight_requests, graceful_shutdown);
 on_both_backends!(limits_probes_and_request_ids, limits_and_probes);
 
@@ -193,6 +197,141 @@ async fn health_id_race(backend: TestBackend) {
             .0,
         409
     );
+    drop(server);
+    db.remove().await;
+}
+
+/// Sends a write and returns (status, body).
+async fn send(request: reqwest::RequestBuilder, content_type: &str, body: String) -> (u16, Value) {
+    let r = request
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn conditional_write_race(backend: TestBackend) {
+    let Some(db) = Database::create(backend, "condrace").await else {
+        return;
+    };
+    let server = Process::start(&db.url, &[]).await;
+    let client = reqwest::Client::new();
+    let criteria = "identifier=urn:test:race|1";
+    // 20 conditional updates with the same criteria at once: the first creates, the others
+    // update that one resource, each in its own version.
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let (client, base) = (client.clone(), server.base.clone());
+            let body = json!({"resourceType": "Patient", "name": [{"family": format!("Racer{n}"), "given": ["R"]}],
+                              "identifier": [{"system": "urn:test:race", "value": "1"}]});
+            tokio::spawn(async move {
+                let request = client.put(format!("{base}/Patient?{criteria}"));
+                send(request, "application/fhir+json", body.to_string()).await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut ids = Vec::new();
+    let mut versions = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert!(status == 200 || status == 201, "{status}: {body}");
+        created += usize::from(status == 201);
+        ids.push(body["id"].as_str().unwrap().to_string());
+        versions.push(
+            body["meta"]["versionId"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap(),
+        );
+    }
+    ids.sort();
+    ids.dedup();
+    versions.sort();
+    assert_eq!(created, 1, "exactly one conditional update creates");
+    assert_eq!(ids.len(), 1, "every update hit the same resource: {ids:?}");
+    assert_eq!(versions, (1..=20).collect::<Vec<_>>());
+    let bundle: Value = client
+        .get(format!("{}/Patient?{criteria}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bundle["total"], 1, "one resource matches: {bundle}");
+    let id = ids[0].clone();
+    // 10 conditional patches without If-Match at once: each applies to the version current
+    // inside its own write, so none is lost.
+    let tasks: Vec<_> = (0..10)
+        .map(|n| {
+            let (client, base) = (client.clone(), server.base.clone());
+            let ops = json!([{"op": "add", "path": "/name/0/given/-", "value": format!("G{n}")}]);
+            tokio::spawn(async move {
+                let request = client.patch(format!("{base}/Patient?{criteria}"));
+                send(request, "application/json-patch+json", ops.to_string()).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let patient: Value = client
+        .get(format!("{}/Patient/{id}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patient["meta"]["versionId"], "30");
+    let given = patient["name"][0]["given"].as_array().unwrap();
+    assert_eq!(given.len(), 11, "a patch was lost: {given:?}");
+    // 5 conditional deletes and 5 conditional creates of one criteria at once never leave two
+    // live resources matching it.
+    let other = "identifier=urn:test:race|2";
+    let tasks: Vec<_> = (0..10)
+        .map(|n| {
+            let (client, base) = (client.clone(), server.base.clone());
+            tokio::spawn(async move {
+                if n % 2 == 0 {
+                    let body = json!({"resourceType": "Patient",
+                                      "identifier": [{"system": "urn:test:race", "value": "2"}]});
+                    let request = client
+                        .post(format!("{base}/Patient"))
+                        .header("if-none-exist", other);
+                    send(request, "application/fhir+json", body.to_string())
+                        .await
+                        .0
+                } else {
+                    let r = client
+                        .delete(format!("{base}/Patient?{other}"))
+                        .send()
+                        .await
+                        .unwrap();
+                    r.status().as_u16()
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(matches!(status, 200 | 201), "{status}");
+    }
+    let bundle: Value = client
+        .get(format!("{}/Patient?{other}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(bundle["total"].as_u64().unwrap() <= 1, "{bundle}");
     drop(server);
     db.remove().await;
 }

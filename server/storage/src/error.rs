@@ -21,6 +21,21 @@ pub enum StoreError {
     /// A conditional write's criteria matched more than one resource.
     #[error("the condition matches {count} resources")]
     MultipleMatches { count: usize },
+    /// A conditional delete's criteria matched more resources than it may delete at once.
+    #[error("the condition matches more than {max} resources")]
+    TooManyMatches { max: u32 },
+    /// A conditional update's resource carries another id than the resource its criteria match.
+    #[error("the resource's id ({given}) differs from the matching resource's ({found})")]
+    IdMismatch { given: String, found: String },
+    /// A transform (PATCH, `$meta-add`) refused to change the resource; the error is the caller's.
+    #[error("the change was refused: {0}")]
+    Transform(Box<dyn std::error::Error + Send + Sync>),
+    /// Operation `index` of a write of several operations failed; none was applied.
+    #[error("operation {index}: {source}")]
+    InOperation {
+        index: usize,
+        source: Box<StoreError>,
+    },
     /// The resource's unique-identifier rule refused the write.
     #[error("the write was refused by the identifier rule")]
     Refused(Vec<curanet_fhir::Issue>),
@@ -38,6 +53,9 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the database is unreachable or shutting down (as opposed to a failed statement).
     pub fn is_unavailable(&self) -> bool {
+        if let StoreError::InOperation { source, .. } = self {
+            return source.is_unavailable();
+        }
         matches!(
             self,
             StoreError::Closed
@@ -50,6 +68,7 @@ impl StoreError {
     /// Whether retrying the whole write may succeed (a lost race between concurrent writers).
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
+            StoreError::InOperation { source, .. } => source.is_retryable(),
             StoreError::Database(sqlx::Error::Database(e)) => {
                 matches!(e.code().as_deref(), Some("40001" | "40P01" | "23505"))
                     && e.constraint() != Some("unique_identifiers_pkey")

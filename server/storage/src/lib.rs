@@ -7,6 +7,7 @@
 
 mod error;
 mod index;
+mod meta;
 mod model;
 mod postgres;
 mod read_cache;
@@ -23,8 +24,8 @@ pub use index::{
     StringEntry, TokenEntry, UriEntry,
 };
 pub use model::{
-    Backend, DeleteOp, HistoryQuery, HistoryScope, Method, Precondition, PutOp, StoredVersion,
-    UniqueIdentity, UniqueKey, WriteOp, WriteOutcome,
+    Backend, DeleteOp, HistoryQuery, HistoryScope, MetaSummary, Method, PatchOp, Precondition,
+    PutOp, StoredVersion, Transform, UniqueIdentity, UniqueKey, WriteOp, WriteOutcome,
 };
 pub use postgres::PostgresStore;
 pub use search::{
@@ -71,6 +72,9 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&(String, String)>,
         limit: u32,
     ) -> Result<Vec<StoredVersion>>;
+
+    /// The distinct tags, security labels and profiles on live resources of these types (`$meta`).
+    async fn meta_summary(&self, resource_types: &[&str]) -> Result<MetaSummary>;
 
     /// A maintenance job's progress marker.
     async fn marker(&self, name: &str) -> Result<Option<String>>;

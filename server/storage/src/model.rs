@@ -100,6 +100,29 @@ pub struct PutOp {
     pub new_id: bool,
 }
 
+/// Computes, inside the write transaction, a resource's next content from its current version
+/// (PATCH, `$meta-add`), so that no other write can land between the read and the write.
+pub trait Transform: Send + Sync + std::fmt::Debug {
+    /// The resource to store (same type and id) given the current version: `None` when there is
+    /// none (or a condition matched nothing), a tombstone when it was deleted. An error refuses
+    /// the write and comes back as [`crate::StoreError::Transform`].
+    fn apply(
+        &self,
+        current: Option<&StoredVersion>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// Rewrite the current version of a resource through a [`Transform`].
+#[derive(Debug, Clone)]
+pub struct PatchOp {
+    pub resource_type: String,
+    pub transform: Arc<dyn Transform>,
+    /// The unique-identifier rule for this resource type, if any.
+    pub identity: Option<Arc<dyn UniqueIdentity>>,
+    /// The search index extractor; `None` writes no index rows.
+    pub indexing: Option<Arc<dyn crate::Indexing>>,
+}
+
 /// Delete a resource (write a tombstone version).
 #[derive(Debug, Clone)]
 pub struct DeleteOp {
@@ -118,6 +141,34 @@ pub enum WriteOp {
     /// the same `lock_key` are serialised, so two of them never both create.
     CreateUnlessExists {
         put: PutOp,
+        condition: crate::SearchSpec,
+        lock_key: String,
+    },
+    /// Conditional update (`PUT Type?query`): no match creates `put` (under `put.id`), one match
+    /// is updated with `put.resource` (whose id, if any, must be the match's), several are an
+    /// error. Serialised with other conditional writes of the same `lock_key`.
+    UpdateMatching {
+        put: PutOp,
+        condition: crate::SearchSpec,
+        lock_key: String,
+    },
+    /// Conditional delete (`DELETE Type?query`): deletes every match, unless there are more than
+    /// `max` (an error: nothing is deleted).
+    DeleteMatching {
+        resource_type: String,
+        condition: crate::SearchSpec,
+        lock_key: String,
+        max: u32,
+    },
+    /// Rewrites resource `id` through the patch's transform.
+    Patch {
+        id: String,
+        patch: PatchOp,
+    },
+    /// Rewrites the single resource matching `condition` through the patch's transform (no match:
+    /// the transform sees `None`; several are an error).
+    PatchMatching {
+        patch: PatchOp,
         condition: crate::SearchSpec,
         lock_key: String,
     },
@@ -148,8 +199,22 @@ pub enum WriteOutcome {
     NothingToDelete { existed: bool },
     /// A conditional create found this resource: nothing written.
     Existing { version: StoredVersion },
+    /// A conditional delete wrote these tombstones (none when nothing matched).
+    DeletedMatching { tombstones: Vec<StoredVersion> },
     /// Index rows or a marker were written.
     Maintained,
+}
+
+/// The tags, security labels and profiles in use on live resources (`$meta`), each distinct and
+/// sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaSummary {
+    /// `(system, code)` of `meta.tag` codings (`system` empty when absent).
+    pub tags: Vec<(String, String)>,
+    /// `(system, code)` of `meta.security` codings.
+    pub security: Vec<(String, String)>,
+    /// `meta.profile` canonical URLs.
+    pub profiles: Vec<String>,
 }
 
 /// Which versions a history interaction covers.

@@ -231,6 +231,10 @@ impl Store for PostgresStore {
         sql::fetch_versions(&self.pool, text, args).await
     }
 
+    async fn meta_summary(&self, resource_types: &[&str]) -> Result<crate::MetaSummary> {
+        crate::meta::summary(&self.pool, Dialect::Postgres, resource_types).await
+    }
+
     async fn marker(&self, name: &str) -> Result<Option<String>> {
         let query = format!(
             "SELECT value FROM maintenance_markers WHERE name = {}",

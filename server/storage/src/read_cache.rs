@@ -154,8 +154,12 @@ impl ReadCache {
     /// Records every version a successful write committed.
     pub(crate) fn committed_all(&self, outcomes: &[crate::WriteOutcome]) {
         for outcome in outcomes {
-            if let crate::WriteOutcome::Written { version, .. } = outcome {
-                self.committed(version);
+            match outcome {
+                crate::WriteOutcome::Written { version, .. } => self.committed(version),
+                crate::WriteOutcome::DeletedMatching { tombstones } => {
+                    tombstones.iter().for_each(|v| self.committed(v));
+                }
+                _ => {}
             }
         }
     }

@@ -198,6 +198,10 @@ impl Store for SqliteStore {
         sql::fetch_versions(&self.readers, text, args).await
     }
 
+    async fn meta_summary(&self, resource_types: &[&str]) -> Result<crate::MetaSummary> {
+        crate::meta::summary(&self.readers, Dialect::Sqlite, resource_types).await
+    }
+
     async fn marker(&self, name: &str) -> Result<Option<String>> {
         let query = format!(
             "SELECT value FROM maintenance_markers WHERE name = {}",

@@ -45,6 +45,17 @@ where
             .transpose()
     }
 
+    async fn version(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<StoredVersion>> {
+        let (query, args) = sql::version_query(self.dialect, resource_type, id, version);
+        let rows = sql::fetch(&mut *self.conn, query, args).await?;
+        rows.first().map(sql::row_to_version).transpose()
+    }
+
     async fn owned(&mut self, resource_type: &str, id: &str) -> Result<Vec<UniqueKey>> {
         let query = self.dialect.select_owned();
         let rows = sql::fetch(&mut *self.conn, query, vec![text(resource_type), text(id)]).await?;

@@ -4,7 +4,7 @@
 use curanet_fhir::{Instant, envelope};
 
 use crate::model::{
-    DeleteOp, Method, Precondition, PutOp, StoredVersion, UniqueKey, WriteOp, WriteOutcome,
+    DeleteOp, Method, PatchOp, Precondition, PutOp, StoredVersion, UniqueKey, WriteOp, WriteOutcome,
 };
 use crate::{IndexRows, Result, StoreError};
 
@@ -20,6 +20,13 @@ pub(crate) struct Current {
 pub(crate) trait WriteTx: Send {
     /// The current version, locked against concurrent writers where the engine needs it.
     async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<Current>>;
+    /// One version of a resource (after [`WriteTx::current`] locked it).
+    async fn version(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<StoredVersion>>;
     /// The unique keys a resource owns already.
     async fn owned(&mut self, resource_type: &str, id: &str) -> Result<Vec<UniqueKey>>;
     /// Claims a unique key for a resource; returns the owner when another resource already has it.
@@ -54,45 +61,175 @@ pub(crate) trait WriteTx: Send {
     async fn set_marker(&mut self, name: &str, value: Option<&str>) -> Result<()>;
 }
 
-/// Applies `ops` in order inside the open transaction `tx`.
+/// Applies `ops` in order inside the open transaction `tx`. When one of several operations
+/// fails, the error says which ([`StoreError::InOperation`]): a transaction names the entry.
 pub(crate) async fn apply(tx: &mut dyn WriteTx, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>> {
     let mut outcomes = Vec::with_capacity(ops.len());
-    for op in ops {
-        outcomes.push(match op {
-            WriteOp::Put(put) => put_one(tx, put).await?,
-            WriteOp::Delete(del) => delete_one(tx, del).await?,
-            WriteOp::Reindex {
-                resource_type,
-                id,
-                rows,
-                param,
-            } => {
-                tx.replace_index(resource_type, id, rows, true, param.as_deref())
-                    .await?;
-                WriteOutcome::Maintained
+    for (index, op) in ops.iter().enumerate() {
+        match apply_one(tx, op).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) if ops.len() > 1 => {
+                return Err(StoreError::InOperation {
+                    index,
+                    source: Box::new(e),
+                });
             }
-            WriteOp::SetMarker { name, value } => {
-                tx.set_marker(name, value.as_deref()).await?;
-                WriteOutcome::Maintained
-            }
-            WriteOp::CreateUnlessExists {
-                put,
-                condition,
-                lock_key,
-            } => {
-                tx.lock(lock_key).await?;
-                let mut found = tx.matching(condition, 2).await?;
-                match found.len() {
-                    0 => put_one(tx, put).await?,
-                    1 => WriteOutcome::Existing {
-                        version: found.remove(0),
-                    },
-                    count => return Err(StoreError::MultipleMatches { count }),
-                }
-            }
-        });
+            Err(e) => return Err(e),
+        }
     }
     Ok(outcomes)
+}
+
+async fn apply_one(tx: &mut dyn WriteTx, op: &WriteOp) -> Result<WriteOutcome> {
+    Ok(match op {
+        WriteOp::Put(put) => put_one(tx, put).await?,
+        WriteOp::Delete(del) => delete_one(tx, del).await?,
+        WriteOp::Reindex {
+            resource_type,
+            id,
+            rows,
+            param,
+        } => {
+            tx.replace_index(resource_type, id, rows, true, param.as_deref())
+                .await?;
+            WriteOutcome::Maintained
+        }
+        WriteOp::SetMarker { name, value } => {
+            tx.set_marker(name, value.as_deref()).await?;
+            WriteOutcome::Maintained
+        }
+        WriteOp::CreateUnlessExists {
+            put,
+            condition,
+            lock_key,
+        } => {
+            tx.lock(lock_key).await?;
+            let mut found = tx.matching(condition, 2).await?;
+            match found.len() {
+                0 => put_one(tx, put).await?,
+                1 => WriteOutcome::Existing {
+                    version: found.remove(0),
+                },
+                count => return Err(StoreError::MultipleMatches { count }),
+            }
+        }
+        WriteOp::UpdateMatching {
+            put,
+            condition,
+            lock_key,
+        } => {
+            // The lock and the search run in this transaction: a concurrent conditional write
+            // with the same criteria waits, then sees what this one wrote.
+            tx.lock(lock_key).await?;
+            let found = tx.matching(condition, 2).await?;
+            let mut put = put.clone();
+            match found.as_slice() {
+                [] => {}
+                [one] => {
+                    if let Some(given) = envelope::id(&put.resource)
+                        && given != one.id
+                    {
+                        return Err(StoreError::IdMismatch {
+                            given: given.to_string(),
+                            found: one.id.clone(),
+                        });
+                    }
+                    put.id.clone_from(&one.id);
+                    put.new_id = false;
+                }
+                _ => {
+                    return Err(StoreError::MultipleMatches { count: found.len() });
+                }
+            }
+            envelope::set_id(&mut put.resource, &put.id);
+            put_one(tx, &put).await?
+        }
+        WriteOp::DeleteMatching {
+            resource_type,
+            condition,
+            lock_key,
+            max,
+        } => {
+            tx.lock(lock_key).await?;
+            let found = tx.matching(condition, max.saturating_add(1)).await?;
+            if found.len() > *max as usize {
+                return Err(if *max <= 1 {
+                    StoreError::MultipleMatches { count: found.len() }
+                } else {
+                    StoreError::TooManyMatches { max: *max }
+                });
+            }
+            let mut tombstones = Vec::with_capacity(found.len());
+            for f in found {
+                let del = DeleteOp {
+                    resource_type: resource_type.clone(),
+                    id: f.id,
+                    precondition: Precondition::None,
+                };
+                if let WriteOutcome::Written { version, .. } = delete_one(tx, &del).await? {
+                    tombstones.push(version);
+                }
+            }
+            WriteOutcome::DeletedMatching { tombstones }
+        }
+        WriteOp::Patch { id, patch } => patch_one(tx, patch, Some(id)).await?,
+        WriteOp::PatchMatching {
+            patch,
+            condition,
+            lock_key,
+        } => {
+            tx.lock(lock_key).await?;
+            let found = tx.matching(condition, 2).await?;
+            match found.as_slice() {
+                [] => patch_one(tx, patch, None).await?,
+                [one] => patch_one(tx, patch, Some(&one.id)).await?,
+                _ => return Err(StoreError::MultipleMatches { count: found.len() }),
+            }
+        }
+    })
+}
+
+/// Rewrites resource `id` (`None`: a condition matched nothing) through the patch's transform,
+/// which sees the current version as locked by this transaction.
+async fn patch_one(
+    tx: &mut dyn WriteTx,
+    patch: &PatchOp,
+    id: Option<&str>,
+) -> Result<WriteOutcome> {
+    let rt = &patch.resource_type;
+    let current = match id {
+        Some(id) => tx.current(rt, id).await?,
+        None => None,
+    };
+    let stored = match (id, &current) {
+        (Some(id), Some(c)) => tx.version(rt, id, c.version).await?,
+        _ => None,
+    };
+    let resource = patch
+        .transform
+        .apply(stored.as_ref())
+        .map_err(StoreError::Transform)?;
+    // The transform must refuse a missing target; should it not, nothing is written.
+    let (Some(id), Some(current)) = (id, current.filter(|c| !c.deleted)) else {
+        return Err(StoreError::Transform(
+            "there is no resource to change".into(),
+        ));
+    };
+    if envelope::id(&resource) != Some(id) {
+        return Err(StoreError::Transform(
+            "a change must keep the resource's id".into(),
+        ));
+    }
+    let put = PutOp {
+        resource_type: rt.clone(),
+        id: id.to_string(),
+        resource,
+        precondition: Precondition::IfMatch(current.version),
+        identity: patch.identity.clone(),
+        indexing: patch.indexing.clone(),
+        new_id: false,
+    };
+    put_one(tx, &put).await
 }
 
 fn check(precondition: Precondition, rt: &str, id: &str, current: Option<&Current>) -> Result<()> {

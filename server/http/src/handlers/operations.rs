@@ -1,5 +1,6 @@
-//! Operations that answer with a `searchset` Bundle: `Patient/[id]/$everything`,
-//! `Patient/$everything` and `Observation/$lastn`.
+//! Operations: those that answer with a `searchset` Bundle (`Patient/[id]/$everything`,
+//! `Patient/$everything`, `Observation/$lastn`) and the `$meta` family, which answer with
+//! `Parameters`.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -170,4 +171,59 @@ pub async fn lastn(
         ctx.format,
         super::search::searchset(&ctx.base, &format!("{rtype}/$lastn"), result),
     ))
+}
+
+/// `GET|POST /fhir/$meta`: the tags, security labels and profiles in use on the server.
+pub async fn meta_system(
+    State(state): State<AppState>,
+    ctx: FhirContext,
+) -> Result<Response, ApiError> {
+    let parameters = state.engine.meta_in_use(None).await?;
+    Ok(json_response(StatusCode::OK, ctx.format, &parameters))
+}
+
+/// `GET|POST /fhir/{type}/$meta`: those in use on one type.
+pub async fn meta_type(
+    State(state): State<AppState>,
+    FhirPath(rtype): FhirPath<String>,
+    ctx: FhirContext,
+) -> Result<Response, ApiError> {
+    let parameters = state.engine.meta_in_use(Some(&rtype)).await?;
+    Ok(json_response(StatusCode::OK, ctx.format, &parameters))
+}
+
+/// `GET|POST /fhir/{type}/{id}/$meta`: the resource's meta.
+pub async fn meta_instance(
+    State(state): State<AppState>,
+    FhirPath((rtype, id)): FhirPath<(String, String)>,
+    ctx: FhirContext,
+) -> Result<Response, ApiError> {
+    let parameters = state.engine.meta_of(&rtype, &id).await?;
+    Ok(json_response(StatusCode::OK, ctx.format, &parameters))
+}
+
+/// `POST /fhir/{type}/{id}/$meta-add` with a `Parameters` `meta`: writes a new version.
+pub async fn meta_add(
+    State(state): State<AppState>,
+    FhirPath((rtype, id)): FhirPath<(String, String)>,
+    ctx: FhirContext,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_body_type(&ctx.headers, &[])?;
+    let body = read_body(&state, body).await?;
+    let parameters = state.engine.meta_add(&rtype, &id, &body).await?;
+    Ok(json_response(StatusCode::OK, ctx.format, &parameters))
+}
+
+/// `POST /fhir/{type}/{id}/$meta-delete` with a `Parameters` `meta`: writes a new version.
+pub async fn meta_delete(
+    State(state): State<AppState>,
+    FhirPath((rtype, id)): FhirPath<(String, String)>,
+    ctx: FhirContext,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_body_type(&ctx.headers, &[])?;
+    let body = read_body(&state, body).await?;
+    let parameters = state.engine.meta_delete(&rtype, &id, &body).await?;
+    Ok(json_response(StatusCode::OK, ctx.format, &parameters))
 }

@@ -1,4 +1,5 @@
-//! `PATCH /fhir/{type}/{id}`: JSON Patch or FHIRPath Patch.
+//! `PATCH /fhir/{type}/{id}` and conditional `PATCH /fhir/{type}?query`: JSON Patch or FHIRPath
+//! Patch.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -7,7 +8,7 @@ use axum::response::Response;
 use curanet_engine::PatchFormat;
 
 use super::path::FhirPath;
-use super::resources::write_response;
+use super::resources::{conditional_query, write_response};
 use super::{FhirContext, read_body};
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -27,18 +28,42 @@ pub async fn patch(
     let media = media_type(&ctx.headers)?;
     let version = if_match(&ctx.headers)?;
     let body = read_body(&state, body).await?;
-    let format = match media.as_str() {
-        "application/json-patch+json" => PatchFormat::JsonPatch,
-        "application/fhir+json" => PatchFormat::FhirPathPatch,
-        // Plain JSON: a Parameters resource is a FHIRPath Patch; an array can only be a JSON Patch.
-        _ if starts_with_array(&body) => PatchFormat::JsonPatch,
-        _ => PatchFormat::FhirPathPatch,
-    };
+    let format = patch_format(&media, &body);
     let written = state
         .engine
         .patch(&rtype, &id, &body, format, version)
         .await?;
     Ok(write_response(&ctx, written, "patched"))
+}
+
+/// `PATCH /fhir/{type}?query`: patches the single match (none: 404; several: 412).
+pub async fn conditional_patch(
+    State(state): State<AppState>,
+    FhirPath(rtype): FhirPath<String>,
+    ctx: FhirContext,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let media = media_type(&ctx.headers)?;
+    let version = if_match(&ctx.headers)?;
+    let query = conditional_query(&ctx)?;
+    let body = read_body(&state, body).await?;
+    let format = patch_format(&media, &body);
+    let written = state
+        .engine
+        .conditional_patch(&rtype, &query, &body, format, version, &ctx.base)
+        .await?;
+    Ok(write_response(&ctx, written, "patched"))
+}
+
+/// The kind of patch a body of an accepted media type is.
+fn patch_format(media: &str, body: &[u8]) -> PatchFormat {
+    match media {
+        "application/json-patch+json" => PatchFormat::JsonPatch,
+        "application/fhir+json" => PatchFormat::FhirPathPatch,
+        // Plain JSON: a Parameters resource is a FHIRPath Patch; an array can only be a JSON Patch.
+        _ if starts_with_array(body) => PatchFormat::JsonPatch,
+        _ => PatchFormat::FhirPathPatch,
+    }
 }
 
 /// The request's media type, lower-cased and without parameters (415 unless a patch type).

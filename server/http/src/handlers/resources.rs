@@ -180,30 +180,43 @@ pub async fn conditional_update(
     Ok(write_response(&ctx, written, "updated"))
 }
 
-/// `DELETE /fhir/{type}?query`: conditional delete of the single match.
+/// `DELETE /fhir/{type}?query`: conditional delete of every match (at most
+/// [`curanet_engine::MAX_CONDITIONAL_DELETES`]; more is 412); 200 with an OperationOutcome naming
+/// what was deleted, or 204 with `Prefer: return=minimal`.
 pub async fn conditional_delete(
     State(state): State<AppState>,
     FhirPath(rtype): FhirPath<String>,
     ctx: FhirContext,
 ) -> Result<Response, ApiError> {
     let query = conditional_query(&ctx)?;
-    let message = match state
+    let tombstones = state
         .engine
         .conditional_delete(&rtype, &query, &ctx.base)
-        .await?
-    {
-        Deleted::Now(v) => format!("{rtype}/{} deleted (version {})", v.id, v.version),
-        Deleted::Already => format!("no {rtype} matched; nothing deleted"),
+        .await?;
+    let message = match tombstones.as_slice() {
+        [] => format!("no {rtype} matched; nothing deleted"),
+        [v] => format!("{rtype}/{} deleted (version {})", v.id, v.version),
+        many => format!(
+            "{} resources deleted: {}",
+            many.len(),
+            many.iter()
+                .map(|v| format!("{rtype}/{}", v.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
-    Ok(json_response(
-        StatusCode::OK,
-        ctx.format,
-        &OperationOutcome::single(Issue::information(message)).to_json(),
-    ))
+    Ok(match prefer_return(&ctx.headers) {
+        Return::Minimal => StatusCode::NO_CONTENT.into_response(),
+        _ => json_response(
+            StatusCode::OK,
+            ctx.format,
+            &OperationOutcome::single(Issue::information(message)).to_json(),
+        ),
+    })
 }
 
 /// The search criteria of a conditional interaction (400 without any).
-fn conditional_query(ctx: &FhirContext) -> Result<String, ApiError> {
+pub(super) fn conditional_query(ctx: &FhirContext) -> Result<String, ApiError> {
     let pairs: Vec<(String, String)> = ctx
         .query
         .iter()
@@ -212,7 +225,7 @@ fn conditional_query(ctx: &FhirContext) -> Result<String, ApiError> {
         .collect();
     if pairs.is_empty() {
         return Err(ApiError::bad_request(
-            "a conditional update or delete needs search criteria in the URL".into(),
+            "a conditional update, delete or patch needs search criteria in the URL".into(),
         ));
     }
     Ok(form_urlencoded::Serializer::new(String::new())
