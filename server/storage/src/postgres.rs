@@ -28,7 +28,8 @@ const CHANNEL: &str = "curanet_resources";
 pub struct PostgresStore {
     pool: PgPool,
     cache: Arc<ReadCache>,
-    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The change listener and the statistics keeper, stopped by `close`.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// Invalidates cached versions that other instances change; clears everything when the
@@ -50,12 +51,78 @@ async fn listen(mut listener: PgListener, cache: Arc<ReadCache>) {
     }
 }
 
+/// How often the statistics keeper looks for tables whose planner statistics are stale.
+const STATISTICS_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Keeps the planner statistics of CuraNet's tables fresh when autovacuum is off (a server
+/// configured that way never analyzes them, and without statistics PostgreSQL plans searches
+/// badly after a bulk load). With autovacuum on, this does nothing.
+async fn keep_statistics(pool: PgPool) {
+    loop {
+        tokio::time::sleep(STATISTICS_INTERVAL).await;
+        if let Err(e) = analyze_stale_tables(&pool, false).await {
+            tracing::debug!(error = %e, "planner statistics check failed");
+        }
+    }
+}
+
+/// Runs ANALYZE on CuraNet's tables that changed by more than autovacuum's default threshold
+/// (50 rows + 10 %) since they were last analyzed, unless autovacuum does it (`always`: even
+/// then); one instance at a time. Returns the tables analyzed.
+async fn analyze_stale_tables(pool: &PgPool, always: bool) -> Result<Vec<String>> {
+    let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(pool)
+        .await?;
+    if autovacuum == "on" && !always {
+        return Ok(Vec::new());
+    }
+    let mut conn = pool.acquire().await?;
+    // Several instances share the database: one of them analyzes.
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('curanet_analyze'))")
+            .fetch_one(&mut *conn)
+            .await?;
+    if !locked {
+        return Ok(Vec::new());
+    }
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_stat_user_tables WHERE schemaname = current_schema() \
+         AND (relname LIKE 'idx\\_%' OR relname IN ('resources', 'resource_versions', 'unique_identifiers')) \
+         AND n_mod_since_analyze > 50 + 0.1 * n_live_tup",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for table in &stale {
+        tracing::info!(table, "analyzing (autovacuum is off)");
+        // The name comes from the catalogue and matches a fixed pattern.
+        sqlx::query(AssertSqlSafe(format!("ANALYZE \"{table}\"")))
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('curanet_analyze'))")
+        .execute(&mut *conn)
+        .await?;
+    Ok(stale)
+}
+
 impl PostgresStore {
     /// Connects and applies migrations (serialised across instances by sqlx's advisory lock).
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(20)
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Statements are prepared and cached per connection. A cached search would
+                    // fall back to a generic plan that ignores its values after five runs, and a
+                    // generic plan cannot tell a patient's 100 Observations from a common code's
+                    // 50,000: plan every execution with its values (planning costs ~0.1-1 ms).
+                    sqlx::query("SET plan_cache_mode = force_custom_plan")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         sqlx::migrate!("../../migrations/postgres")
@@ -64,11 +131,14 @@ impl PostgresStore {
         let cache = Arc::new(ReadCache::new(options.read_cache_bytes));
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(CHANNEL).await?;
-        let task = tokio::spawn(listen(listener, cache.clone()));
+        let tasks = vec![
+            tokio::spawn(listen(listener, cache.clone())),
+            tokio::spawn(keep_statistics(pool.clone())),
+        ];
         Ok(Self {
             pool,
             cache,
-            listener: std::sync::Mutex::new(Some(task)),
+            tasks: std::sync::Mutex::new(tasks),
         })
     }
 
@@ -253,9 +323,62 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
-        if let Some(task) = self.listener.lock().expect("listener lock").take() {
+        for task in self.tasks.lock().expect("tasks lock").drain(..) {
             task.abort();
         }
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::ThrowawayPostgres;
+
+    #[tokio::test]
+    async fn stale_statistics_are_refreshed() {
+        let Some(db) = ThrowawayPostgres::create("analyze").await else {
+            return;
+        };
+        let store = PostgresStore::open(&db.url, &StoreOptions::default())
+            .await
+            .expect("open");
+        sqlx::query(
+            "INSERT INTO idx_token (resource_type, id, param, system, code) \
+             SELECT 'Observation', 'o' || n, 'code', 'http://loinc.org', 'c' || (n % 7) \
+             FROM generate_series(1, 2000) AS n",
+        )
+        .execute(&store.pool)
+        .await
+        .expect("insert");
+        // The statistics collector reports changes asynchronously.
+        let mut analyzed = Vec::new();
+        for _ in 0..50 {
+            analyzed = analyze_stale_tables(&store.pool, true)
+                .await
+                .expect("analyze");
+            if !analyzed.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(analyzed.iter().any(|t| t == "idx_token"), "{analyzed:?}");
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM last_analyze)::bigint FROM pg_stat_user_tables WHERE relname = 'idx_token'",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .expect("stats");
+        assert!(last.is_some(), "idx_token was not analyzed");
+        // Nothing changed since: nothing to do.
+        assert!(
+            analyze_stale_tables(&store.pool, true)
+                .await
+                .expect("again")
+                .iter()
+                .all(|t| t != "idx_token")
+        );
+        store.close().await;
+        db.drop_database().await;
     }
 }

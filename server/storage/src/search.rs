@@ -480,21 +480,27 @@ impl Builder {
             ),
             Predicate::Chain { param, targets } => {
                 // The reference points at a resource of one of the target types that matches.
+                // One set of (type, id) pairs, so the planner can start from the (usually few)
+                // matching targets and look their references up, whatever the number of types.
                 let mut alternatives = Vec::new();
                 for (target_type, clause) in targets {
                     self.depth += 1;
                     let c = format!("c{}", self.depth);
                     let tt = self.text(target_type);
+                    let tt2 = self.text(target_type);
                     let inner = self.nested_clause(&c, target_type, clause);
                     alternatives.push(format!(
-                        "(t.target_type = {tt} AND t.target_id IN (SELECT {c}.id FROM resources {c} \
-                         WHERE {c}.resource_type = {tt} AND {c}.deleted = FALSE AND {inner}))"
+                        "SELECT {tt}, {c}.id FROM resources {c} \
+                         WHERE {c}.resource_type = {tt2} AND {c}.deleted = FALSE AND {inner}"
                     ));
                 }
                 (
                     Some("idx_reference"),
                     Some(param.clone()),
-                    format!("({})", alternatives.join(" OR ")),
+                    format!(
+                        "(t.target_type, t.target_id) IN ({})",
+                        alternatives.join(" UNION ALL ")
+                    ),
                 )
             }
             Predicate::Has {
