@@ -303,7 +303,7 @@ pub struct RawIngestReport {
     pub bundles: u64,
     /// Resources inserted (one version row and one current row each).
     pub resources: u64,
-    /// Search index rows inserted, all seven tables together.
+    /// Search index rows inserted, all eight tables together.
     pub index_rows: u64,
     /// Wall time from the first file read to the last commit.
     pub seconds: f64,
