@@ -1,0 +1,6 @@
+//! Authentication and authorization without HTTP or SQL: the SMART scope grammar and what a set
+//! of scopes permits, password hashing, TOTP, PKCE, signing keys, access and ID tokens, and the
+//! verification of client assertions. The `http` crate drives the flows; the storage keeps the
+//! state (accounts, clients, codes, refresh tokens, keys).
+
+pub mod scope;
