@@ -39,6 +39,9 @@ pub enum StoreError {
     /// The resource's unique-identifier rule refused the write.
     #[error("the write was refused by the identifier rule")]
     Refused(Vec<curanet_fhir::Issue>),
+    /// A unique value (an account's email or phone, a client_id, a key id, ...) is taken.
+    #[error("{what} is already taken")]
+    Duplicate { what: &'static str },
     /// The database failed or is unreachable.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -5,6 +5,7 @@
 //! once [`Store::write`] returns: SQLite runs in WAL mode with `synchronous=FULL` and commits
 //! concurrent writes together (group commit); PostgreSQL groups WAL flushes of concurrent commits.
 
+mod auth;
 mod error;
 mod index;
 mod meta;
@@ -18,6 +19,12 @@ pub mod testing;
 mod tx;
 mod write;
 
+pub use auth::{
+    Account, AccountStatus, AuthStore, AuthorizationCode, Channel, ClientKind, CodePurpose,
+    CodeTake, FailureScope, Grant, LaunchContext, LoginFailure, NewAccount, NewGrant,
+    NewSecurityEvent, NewSession, NewVerificationCode, OAuthClient, RefreshToken, Role, Rotation,
+    SecurityEvent, Session, SigningKeyRecord,
+};
 pub use error::StoreError;
 pub use index::{
     CompositeEntry, DateEntry, IndexRows, Indexing, NumberEntry, QuantityEntry, ReferenceEntry,
@@ -104,14 +111,23 @@ impl Default for StoreOptions {
 /// Opens the store a database URL names: `postgres://...` for PostgreSQL, `sqlite:PATH` or a plain
 /// file path for SQLite. Migrations are applied first.
 pub async fn open(database_url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
+    Ok(open_with_auth(database_url, options).await?.0)
+}
+
+/// Opens the store as [`open`] does, and hands it out also as the [`AuthStore`] (one database,
+/// one SQLite writer).
+pub async fn open_with_auth(
+    database_url: &str,
+    options: &StoreOptions,
+) -> Result<(Arc<dyn Store>, Arc<dyn AuthStore>)> {
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(database_url, options).await?))
+        let store = Arc::new(PostgresStore::open(database_url, options).await?);
+        Ok((store.clone(), store))
     } else {
         let path = database_url.strip_prefix("sqlite:").unwrap_or(database_url);
         let path = path.strip_prefix("//").unwrap_or(path);
-        Ok(Arc::new(
-            SqliteStore::open(std::path::Path::new(path), options).await?,
-        ))
+        let store = Arc::new(SqliteStore::open(std::path::Path::new(path), options).await?);
+        Ok((store.clone(), store))
     }
 }
 

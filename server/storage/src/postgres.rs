@@ -8,6 +8,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 
+use crate::auth::engine::{BoxFut, Conn, Engine};
 use crate::index::TABLES;
 use crate::model::{
     Backend, HistoryQuery, Precondition, PutOp, StoredVersion, UniqueKey, WriteOp, WriteOutcome,
@@ -327,6 +328,38 @@ impl Store for PostgresStore {
             task.abort();
         }
         self.pool.close().await;
+    }
+}
+
+/// Account and OAuth statements ([`crate::AuthStore`]): reads on a pooled connection, writes in
+/// a transaction of their own.
+#[async_trait::async_trait]
+impl Engine for PostgresStore {
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut dyn Conn) -> BoxFut<'c, Result<T>> + Send + 'static,
+    {
+        let mut conn = self.pool.acquire().await?;
+        f(&mut *conn).await
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut dyn Conn) -> BoxFut<'c, Result<T>> + Send + 'static,
+    {
+        let mut tx = self.pool.begin().await?;
+        match f(&mut *tx).await {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
     }
 }
 

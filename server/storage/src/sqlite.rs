@@ -1,6 +1,7 @@
 //! SQLite, the embedded default: one file, WAL, `synchronous=FULL`, and one writer task that
 //! commits concurrent write requests together (group commit) while readers use a pool.
 
+use std::any::Any;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{Acquire, Connection, SqlitePool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::auth::engine::{BoxFut, Conn, Engine};
 use crate::model::{Backend, HistoryQuery, StoredVersion, WriteOp, WriteOutcome};
 use crate::read_cache::ReadCache;
 use crate::sql::{self, Dialect};
@@ -24,8 +26,61 @@ const MAX_GROUP: usize = 256;
 
 type Reply = oneshot::Sender<Result<Vec<WriteOutcome>>>;
 
-/// A write request queued for the writer task.
-type Job = (Vec<WriteOp>, Reply);
+/// An account or OAuth write ([`crate::AuthStore`]) run on the writer's connection. Its value is
+/// type-erased so that one queue, and one commit, carries every write: auth writes are then
+/// ordered with resource writes and never contend with the writer for SQLite's write lock.
+type AuthRun = Box<
+    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFut<'c, Result<Box<dyn Any + Send>>> + Send,
+>;
+
+type AuthReply = oneshot::Sender<Result<Box<dyn Any + Send>>>;
+
+/// A write request queued for the writer task, with what it produced once run (kept until the
+/// group's commit decides whether it stands).
+enum Job {
+    /// Resource operations ([`Store::write`]).
+    Resources(Vec<WriteOp>, Reply, Option<Result<Vec<WriteOutcome>>>),
+    /// An account or OAuth write; taken when run.
+    Auth(
+        Option<AuthRun>,
+        AuthReply,
+        Option<Result<Box<dyn Any + Send>>>,
+    ),
+}
+
+impl Job {
+    /// Answers the caller: with what the job produced, unless the group failed to commit.
+    fn answer(self, failure: Option<&str>) {
+        match self {
+            Job::Resources(_, reply, result) => {
+                let _ = reply.send(settle(failure, result));
+            }
+            Job::Auth(_, reply, result) => {
+                let _ = reply.send(settle(failure, result));
+            }
+        }
+    }
+}
+
+/// A job's answer: its own result when the group committed, else the group's error.
+fn settle<T>(failure: Option<&str>, result: Option<Result<T>>) -> Result<T> {
+    match (failure, result) {
+        (None, Some(result)) => result,
+        (failure, _) => Err(StoreError::Database(sqlx::Error::Protocol(
+            failure.unwrap_or("the write did not run").to_string(),
+        ))),
+    }
+}
+
+/// Wraps an auth write (a helper, so that the closure's lifetime is inferred higher-ranked).
+fn auth_run<F>(f: F) -> AuthRun
+where
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFut<'c, Result<Box<dyn Any + Send>>>
+        + Send
+        + 'static,
+{
+    Box::new(f)
+}
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -86,57 +141,106 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, cache: 
             }
         }
         cache.begin_write();
-        let results = commit_group(&mut conn, &group).await;
-        if let Ok(results) = &results {
-            for outcomes in results.iter().flatten() {
-                cache.committed_all(outcomes);
+        let committed = commit_group(&mut conn, &mut group).await;
+        if committed.is_ok() {
+            for job in &group {
+                if let Job::Resources(_, _, Some(Ok(outcomes))) = job {
+                    cache.committed_all(outcomes);
+                }
             }
         }
         cache.end_write();
-        match results {
-            Ok(results) => {
-                for ((_, reply), result) in group.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "sqlite group commit failed");
-                let msg = e.to_string();
-                for (_, reply) in group {
-                    let _ = reply.send(Err(StoreError::Database(sqlx::Error::Protocol(
-                        msg.clone(),
-                    ))));
-                }
-            }
+        let failure = committed.err().map(|e| {
+            tracing::error!(error = %e, "sqlite group commit failed");
+            e.to_string()
+        });
+        for job in group {
+            job.answer(failure.as_deref());
         }
     }
 }
 
-async fn commit_group(
-    conn: &mut SqliteConnection,
-    group: &[Job],
-) -> Result<Vec<Result<Vec<WriteOutcome>>>> {
+async fn commit_group(conn: &mut SqliteConnection, group: &mut [Job]) -> Result<()> {
     let mut tx = Connection::begin(conn).await?;
-    let mut results = Vec::with_capacity(group.len());
-    for (ops, _) in group {
+    for job in group {
         let mut savepoint = tx.begin().await?;
-        let result = write::apply(
-            &mut SqlTx::<sqlx::Sqlite> {
-                conn: savepoint.acquire().await?,
-                dialect: Dialect::Sqlite,
-            },
-            ops,
-        )
-        .await;
-        if result.is_ok() {
+        let conn = savepoint.acquire().await?;
+        let ok = match job {
+            Job::Resources(ops, _, result) => {
+                let outcome = write::apply(
+                    &mut SqlTx::<sqlx::Sqlite> {
+                        conn,
+                        dialect: Dialect::Sqlite,
+                    },
+                    ops,
+                )
+                .await;
+                result.insert(outcome).is_ok()
+            }
+            Job::Auth(run, _, result) => {
+                let outcome = match run.take() {
+                    Some(run) => run(conn).await,
+                    None => Err(StoreError::Closed),
+                };
+                result.insert(outcome).is_ok()
+            }
+        };
+        if ok {
             savepoint.commit().await?;
         } else {
             savepoint.rollback().await?;
         }
-        results.push(result);
     }
     tx.commit().await?;
-    Ok(results)
+    Ok(())
+}
+
+impl SqliteStore {
+    /// The writer task's queue.
+    fn sender(&self) -> Result<mpsc::Sender<Job>> {
+        self.writer
+            .lock()
+            .expect("writer lock")
+            .clone()
+            .ok_or(StoreError::Closed)
+    }
+}
+
+/// Account and OAuth statements ([`crate::AuthStore`]): reads on the reader pool, writes on the
+/// writer task, each in its own savepoint of a group commit.
+#[async_trait::async_trait]
+impl Engine for SqliteStore {
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut dyn Conn) -> BoxFut<'c, Result<T>> + Send + 'static,
+    {
+        let mut conn = self.readers.acquire().await?;
+        f(&mut *conn).await
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut dyn Conn) -> BoxFut<'c, Result<T>> + Send + 'static,
+    {
+        let run = auth_run(move |conn| {
+            Box::pin(async move {
+                f(conn)
+                    .await
+                    .map(|value| Box::new(value) as Box<dyn Any + Send>)
+            })
+        });
+        let (reply, answer) = oneshot::channel();
+        self.sender()?
+            .send(Job::Auth(Some(run), reply, None))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let value = answer.await.map_err(|_| StoreError::Closed)??;
+        Ok(*value
+            .downcast::<T>()
+            .expect("an auth write answers with the value its closure produced"))
+    }
 }
 
 #[async_trait::async_trait]
@@ -165,15 +269,9 @@ impl Store for SqliteStore {
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
-        let sender = self
-            .writer
-            .lock()
-            .expect("writer lock")
-            .clone()
-            .ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
-        sender
-            .send((ops, reply))
+        self.sender()?
+            .send(Job::Resources(ops, reply, None))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
