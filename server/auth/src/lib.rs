@@ -3,4 +3,13 @@
 //! verification of client assertions. The `http` crate drives the flows; the storage keeps the
 //! state (accounts, clients, codes, refresh tokens, keys).
 
+pub mod client_assertion;
+pub mod error;
+pub mod keys;
+pub mod password;
+pub mod pkce;
 pub mod scope;
+pub mod token;
+pub mod totp;
+
+pub use error::AuthError;
