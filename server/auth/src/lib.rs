@@ -4,6 +4,7 @@
 //! state (accounts, clients, codes, refresh tokens, keys).
 
 pub mod client_assertion;
+pub mod discovery;
 pub mod error;
 pub mod keys;
 pub mod password;
