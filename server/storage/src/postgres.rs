@@ -119,7 +119,13 @@ impl PostgresStore {
                     // generic plan cannot tell a patient's 100 Observations from a common code's
                     // 50,000: plan every execution with its values (planning costs ~0.1-1 ms).
                     sqlx::query("SET plan_cache_mode = force_custom_plan")
-                        .execute(conn)
+                        .execute(&mut *conn)
+                        .await?;
+                    // The index tables are read by key, and their pages are cached or on SSD:
+                    // with the default 4.0 the planner prefers a sequential scan of a type's
+                    // resources to 200 primary-key lookups (3.7 ms instead of 1.3 ms).
+                    sqlx::query("SET random_page_cost = 1.1")
+                        .execute(&mut *conn)
                         .await?;
                     Ok(())
                 })

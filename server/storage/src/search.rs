@@ -480,8 +480,10 @@ impl Builder {
             ),
             Predicate::Chain { param, targets } => {
                 // The reference points at a resource of one of the target types that matches.
-                // One set of (type, id) pairs, so the planner can start from the (usually few)
-                // matching targets and look their references up, whatever the number of types.
+                // PostgreSQL: one set of (type, id) pairs, so the planner starts from the
+                // (usually few) matching targets whatever the number of types (an OR of one IN
+                // per type made it scan every reference). SQLite plans the OR form well and the
+                // row-value form worse.
                 let mut alternatives = Vec::new();
                 for (target_type, clause) in targets {
                     self.depth += 1;
@@ -489,19 +491,24 @@ impl Builder {
                     let tt = self.text(target_type);
                     let tt2 = self.text(target_type);
                     let inner = self.nested_clause(&c, target_type, clause);
-                    alternatives.push(format!(
-                        "SELECT {tt}, {c}.id FROM resources {c} \
-                         WHERE {c}.resource_type = {tt2} AND {c}.deleted = FALSE AND {inner}"
-                    ));
+                    let targets = format!(
+                        "FROM resources {c} WHERE {c}.resource_type = {tt2} AND {c}.deleted = FALSE AND {inner}"
+                    );
+                    alternatives.push(match self.dialect {
+                        Dialect::Postgres => format!("SELECT {tt}, {c}.id {targets}"),
+                        Dialect::Sqlite => format!(
+                            "(t.target_type = {tt} AND t.target_id IN (SELECT {c}.id {targets}))"
+                        ),
+                    });
                 }
-                (
-                    Some("idx_reference"),
-                    Some(param.clone()),
-                    format!(
+                let cond = match self.dialect {
+                    Dialect::Postgres => format!(
                         "(t.target_type, t.target_id) IN ({})",
                         alternatives.join(" UNION ALL ")
                     ),
-                )
+                    Dialect::Sqlite => format!("({})", alternatives.join(" OR ")),
+                };
+                (Some("idx_reference"), Some(param.clone()), cond)
             }
             Predicate::Has {
                 source_type,
