@@ -57,4 +57,7 @@ pub enum AuthError {
     /// A client assertion was rejected (the caller answers `invalid_client`; the reason is for logs).
     #[error("invalid client assertion: {0}")]
     InvalidClient(AssertionRejection),
+    /// The auth store failed (database down, corrupt row); a server error.
+    #[error("auth storage: {0}")]
+    Store(#[from] curanet_storage::StoreError),
 }

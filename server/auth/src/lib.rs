@@ -3,6 +3,7 @@
 //! verification of client assertions. The `http` crate drives the flows; the storage keeps the
 //! state (accounts, clients, codes, refresh tokens, keys).
 
+pub mod authority;
 pub mod client_assertion;
 pub mod discovery;
 pub mod error;
@@ -13,4 +14,5 @@ pub mod scope;
 pub mod token;
 pub mod totp;
 
+pub use authority::{Authority, OAuthError, TokenRequest};
 pub use error::AuthError;

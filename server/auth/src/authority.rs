@@ -1,0 +1,664 @@
+//! The authorization server's state and decisions: the signing key ring (loaded from storage,
+//! generated on first start, rotated by age), the JWKS, the `client_credentials` grant of SMART
+//! Backend Services, and token introspection (RFC 7662).
+//!
+//! Times passed in are Unix seconds; [`AuthStore`] keeps microseconds, converted here.
+
+use std::sync::{Arc, RwLock};
+
+use curanet_storage::{AuthStore, ClientKind, OAuthClient, SigningKeyRecord};
+use serde_json::{Map, Value, json};
+
+use crate::client_assertion::{
+    AssertionExpectations, check_assertion_type, peek_client_assertion, verify_client_assertion,
+};
+use crate::discovery::Endpoints;
+use crate::error::AuthError;
+use crate::keys::{DEFAULT_ROTATION_AGE_SECONDS, KeyEncryptionKey, KeyRing, SealedKey, SigningKey};
+use crate::scope::{Level, Scope, Scopes};
+use crate::token::{
+    AccessGrant, MAX_BACKEND_ACCESS_TOKEN_SECONDS, TokenKind, mint_access_token,
+    verify_access_token,
+};
+
+/// Microseconds per second: storage keeps microseconds, this crate seconds.
+const MICROS: i64 = 1_000_000;
+/// The only algorithm of the server's signing keys.
+const SIGNING_ALGORITHM: &str = "RS256";
+/// `grant_type` of SMART Backend Services.
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// An OAuth 2 error answer (RFC 6749 §5.2). The description is shown to the client and never
+/// holds a secret; `reason` keeps the underlying cause for the server log.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// A parameter is missing, repeated or malformed.
+    #[error("invalid_request: {description}")]
+    InvalidRequest {
+        /// What the client is told.
+        description: String,
+    },
+    /// Client authentication failed (unknown client, bad assertion, replay).
+    #[error("invalid_client: {description}")]
+    InvalidClient {
+        /// What the client is told.
+        description: String,
+        /// Why, for the log.
+        reason: Option<AuthError>,
+    },
+    /// The grant (code, refresh token) is invalid, expired or revoked.
+    #[error("invalid_grant: {description}")]
+    InvalidGrant {
+        /// What the client is told.
+        description: String,
+    },
+    /// The client may not use this grant type.
+    #[error("unauthorized_client: {description}")]
+    UnauthorizedClient {
+        /// What the client is told.
+        description: String,
+    },
+    /// The grant type is not supported.
+    #[error("unsupported_grant_type: {description}")]
+    UnsupportedGrantType {
+        /// What the client is told.
+        description: String,
+    },
+    /// The requested scope is malformed or nothing of it may be granted.
+    #[error("invalid_scope: {description}")]
+    InvalidScope {
+        /// What the client is told.
+        description: String,
+    },
+    /// The server failed (storage, signing); the client learns nothing more.
+    #[error("server_error: {0}")]
+    Server(AuthError),
+}
+
+impl OAuthError {
+    /// The RFC 6749 `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest { .. } => "invalid_request",
+            OAuthError::InvalidClient { .. } => "invalid_client",
+            OAuthError::InvalidGrant { .. } => "invalid_grant",
+            OAuthError::UnauthorizedClient { .. } => "unauthorized_client",
+            OAuthError::UnsupportedGrantType { .. } => "unsupported_grant_type",
+            OAuthError::InvalidScope { .. } => "invalid_scope",
+            OAuthError::Server(_) => "server_error",
+        }
+    }
+
+    /// The `error_description` shown to the client.
+    pub fn description(&self) -> &str {
+        match self {
+            OAuthError::InvalidRequest { description }
+            | OAuthError::InvalidClient { description, .. }
+            | OAuthError::InvalidGrant { description }
+            | OAuthError::UnauthorizedClient { description }
+            | OAuthError::UnsupportedGrantType { description }
+            | OAuthError::InvalidScope { description } => description,
+            OAuthError::Server(_) => "the server could not complete the request",
+        }
+    }
+
+    /// The underlying cause, for the log (never sent to the client).
+    pub fn reason(&self) -> Option<&AuthError> {
+        match self {
+            OAuthError::InvalidClient { reason, .. } => reason.as_ref(),
+            OAuthError::Server(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn invalid_request(description: impl Into<String>) -> Self {
+        OAuthError::InvalidRequest {
+            description: description.into(),
+        }
+    }
+
+    fn invalid_client(description: impl Into<String>, reason: Option<AuthError>) -> Self {
+        OAuthError::InvalidClient {
+            description: description.into(),
+            reason,
+        }
+    }
+
+    fn invalid_scope(description: impl Into<String>) -> Self {
+        OAuthError::InvalidScope {
+            description: description.into(),
+        }
+    }
+}
+
+impl From<curanet_storage::StoreError> for OAuthError {
+    fn from(e: curanet_storage::StoreError) -> Self {
+        OAuthError::Server(AuthError::Store(e))
+    }
+}
+
+/// The parameters of a token request (form-encoded), each at most once.
+#[derive(Debug, Default, Clone)]
+pub struct TokenRequest {
+    /// `grant_type`.
+    pub grant_type: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `client_assertion_type`.
+    pub client_assertion_type: Option<String>,
+    /// `client_assertion` (a bearer credential: never logged).
+    pub client_assertion: Option<String>,
+}
+
+impl TokenRequest {
+    /// Reads the form pairs; a parameter sent twice is `invalid_request` (RFC 6749 §3.2).
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<Self, OAuthError> {
+        let mut request = TokenRequest::default();
+        for (name, value) in pairs {
+            let slot = match name.as_str() {
+                "grant_type" => &mut request.grant_type,
+                "scope" => &mut request.scope,
+                "client_assertion_type" => &mut request.client_assertion_type,
+                "client_assertion" => &mut request.client_assertion,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(OAuthError::invalid_request(format!(
+                    "the parameter '{name}' is repeated"
+                )));
+            }
+            *slot = Some(value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// The granted scopes.
+    pub scope: String,
+}
+
+impl TokenResponse {
+    /// The JSON body.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "access_token": self.access_token,
+            "token_type": "bearer",
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        })
+    }
+}
+
+/// The authorization server: storage, public endpoints, the key-encryption key and the current
+/// key ring. The ring is replaced as a whole on rotation, so readers never wait on a rebuild.
+pub struct Authority {
+    store: Arc<dyn AuthStore>,
+    endpoints: Endpoints,
+    kek: KeyEncryptionKey,
+    ring: RwLock<Arc<KeyRing>>,
+    rotation_age: i64,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("endpoints", &self.endpoints)
+            .field("rotation_age", &self.rotation_age)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    /// Loads the signing keys sealed in storage (skipping, with a warning, any that do not open
+    /// with `kek`), generates and stores a first key when none can be current, and rotates a
+    /// current key older than the default rotation age.
+    pub async fn start(
+        store: Arc<dyn AuthStore>,
+        endpoints: Endpoints,
+        kek: KeyEncryptionKey,
+        now: i64,
+    ) -> Result<Authority, AuthError> {
+        Authority::start_with_rotation(store, endpoints, kek, DEFAULT_ROTATION_AGE_SECONDS, now)
+            .await
+    }
+
+    /// [`Authority::start`] with another rotation age (seconds).
+    pub async fn start_with_rotation(
+        store: Arc<dyn AuthStore>,
+        endpoints: Endpoints,
+        kek: KeyEncryptionKey,
+        rotation_age: i64,
+        now: i64,
+    ) -> Result<Authority, AuthError> {
+        let mut keys = Vec::new();
+        for record in store.list_signing_keys().await? {
+            if record.algorithm != SIGNING_ALGORITHM {
+                tracing::warn!(kid = %record.kid, algorithm = %record.algorithm, "skipping a signing key of an unknown algorithm");
+                continue;
+            }
+            let sealed = SealedKey {
+                kid: record.kid.clone(),
+                created_at: record.created_at.div_euclid(MICROS),
+                retire_at: record.retire_at.map(|r| r.div_euclid(MICROS)),
+                ciphertext: record.private_key,
+            };
+            match SigningKey::open(&sealed, &kek) {
+                Ok(key) => keys.push(key),
+                Err(e) => tracing::warn!(
+                    kid = %record.kid,
+                    error = %e,
+                    "skipping a stored signing key that does not open with the key-encryption key"
+                ),
+            }
+        }
+        let ring = match KeyRing::from_keys(keys, now) {
+            Some(ring) => ring,
+            None => {
+                let key = generate_key(now).await?;
+                store.insert_signing_key(record_of(&key, &kek)?).await?;
+                tracing::info!(kid = %key.kid(), "generated the first signing key");
+                KeyRing::new(key)
+            }
+        };
+        let authority = Authority {
+            store,
+            endpoints,
+            kek,
+            ring: RwLock::new(Arc::new(ring)),
+            rotation_age,
+        };
+        authority.maintain_keys(now).await?;
+        Ok(authority)
+    }
+
+    /// Rotates the current key when it is older than the rotation age and drops replaced keys
+    /// whose time has come, in the ring and in storage. Returns whether a new key was made.
+    pub async fn maintain_keys(&self, now: i64) -> Result<bool, AuthError> {
+        let mut ring = KeyRing::clone(&self.ring());
+        let rotate = ring.needs_rotation(now, self.rotation_age);
+        if rotate {
+            let key = generate_key(now).await?;
+            // Stored before it signs anything, so a token never names a key storage lacks.
+            self.store
+                .insert_signing_key(record_of(&key, &self.kek)?)
+                .await?;
+            let kid = key.kid().to_owned();
+            for retired in ring.rotate(key, now) {
+                self.store
+                    .retire_signing_key(&retired.kid, Some(retired.retire_at * MICROS))
+                    .await?;
+            }
+            tracing::info!(%kid, "rotated the signing key");
+        }
+        let removed = ring.prune(now);
+        for kid in &removed {
+            self.store.delete_signing_key(kid).await?;
+        }
+        if rotate || !removed.is_empty() {
+            *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+        }
+        Ok(rotate)
+    }
+
+    /// The current key ring.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The public endpoints (issuer, FHIR base, token URL, ...).
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// The public JWK Set of the ring.
+    pub fn jwks(&self) -> Value {
+        self.ring().jwks()
+    }
+
+    /// Answers a token request at `now`.
+    pub async fn token(
+        &self,
+        request: &TokenRequest,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        match request.grant_type.as_deref() {
+            None => Err(OAuthError::invalid_request("grant_type is required")),
+            Some(CLIENT_CREDENTIALS) => self.client_credentials(request, now).await,
+            Some(other) => Err(OAuthError::UnsupportedGrantType {
+                description: format!("the grant type '{}' is not supported", printable(other)),
+            }),
+        }
+    }
+
+    /// The `client_credentials` grant of SMART Backend Services, authenticated by a
+    /// `private_key_jwt` client assertion; grants the requested `system/` scopes narrowed to the
+    /// client's registered ones, as a short-lived access token without refresh token.
+    pub async fn client_credentials(
+        &self,
+        request: &TokenRequest,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let client = self.authenticate(request, now).await?;
+        if client.kind != ClientKind::Backend {
+            return Err(OAuthError::UnauthorizedClient {
+                description: "only backend clients may use client_credentials".into(),
+            });
+        }
+        let requested = request
+            .scope
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| OAuthError::invalid_request("scope is required"))?;
+        let scope = grantable_scopes(requested, &client.scope)?;
+        let grant = AccessGrant {
+            issuer: self.endpoints.issuer.clone(),
+            audience: self.endpoints.fhir_base.clone(),
+            subject: client.client_id.clone(),
+            client_id: client.client_id.clone(),
+            scope,
+            ..AccessGrant::default()
+        };
+        let minted = mint_access_token(
+            &self.ring(),
+            &grant,
+            TokenKind::Backend,
+            MAX_BACKEND_ACCESS_TOKEN_SECONDS,
+            now,
+        )
+        .map_err(OAuthError::Server)?;
+        Ok(TokenResponse {
+            access_token: minted.token,
+            expires_in: minted.claims.exp - minted.claims.iat,
+            scope: minted.claims.scope,
+        })
+    }
+
+    /// Authenticates the client by its assertion: type, registered client, registered JWKS,
+    /// signature and claims, and a `jti` not seen before.
+    async fn authenticate(
+        &self,
+        request: &TokenRequest,
+        now: i64,
+    ) -> Result<OAuthClient, OAuthError> {
+        let failed =
+            |e: AuthError| OAuthError::invalid_client("client authentication failed", Some(e));
+        check_assertion_type(request.client_assertion_type.as_deref()).map_err(|e| {
+            OAuthError::invalid_client(
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                Some(e),
+            )
+        })?;
+        let assertion = request
+            .client_assertion
+            .as_deref()
+            .ok_or_else(|| OAuthError::invalid_client("client_assertion is required", None))?;
+        let peeked = peek_client_assertion(assertion).map_err(failed)?;
+        let client_id = peeked
+            .issuer
+            .ok_or_else(|| OAuthError::invalid_client("the client assertion has no iss", None))?;
+        let client = self
+            .store
+            .get_client(&client_id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_client("unknown client", None))?;
+        let Some(jwks) = client.jwks.as_ref() else {
+            let description = if client.jwks_url.is_some() {
+                "JWKS registered by URL are not supported yet; register the JWKS by value"
+            } else {
+                "the client has no registered JWKS"
+            };
+            return Err(OAuthError::invalid_client(description, None));
+        };
+        let allowed_jku: Vec<String> = client.jwks_url.iter().cloned().collect();
+        let token_endpoint = self.endpoints.token();
+        let verified = verify_client_assertion(
+            assertion,
+            &AssertionExpectations {
+                client_id: &client.client_id,
+                token_endpoint: &token_endpoint,
+                jwks,
+                allowed_jku: &allowed_jku,
+            },
+            now,
+        )
+        .map_err(failed)?;
+        let first_use = self
+            .store
+            .record_client_assertion_jti(
+                &client.client_id,
+                &verified.jti,
+                verified.remember_until() * MICROS,
+                now * MICROS,
+            )
+            .await?;
+        if !first_use {
+            return Err(OAuthError::invalid_client(
+                "the client assertion was already used (jti replay)",
+                None,
+            ));
+        }
+        Ok(client)
+    }
+
+    /// RFC 7662 introspection of an access token at `now`: its claims when it verifies, else
+    /// exactly `{"active": false}`.
+    pub fn introspect(&self, token: &str, now: i64) -> Value {
+        let claims = match verify_access_token(
+            &self.ring(),
+            token,
+            &self.endpoints.issuer,
+            &self.endpoints.fhir_base,
+            now,
+        ) {
+            Ok(claims) => claims,
+            Err(_) => return json!({ "active": false }),
+        };
+        let mut out = Map::new();
+        out.insert("active".into(), Value::Bool(true));
+        out.insert("scope".into(), claims.scope.into());
+        out.insert("client_id".into(), claims.client_id.into());
+        out.insert("token_type".into(), "bearer".into());
+        out.insert("exp".into(), claims.exp.into());
+        out.insert("iat".into(), claims.iat.into());
+        out.insert("sub".into(), claims.sub.into());
+        out.insert("aud".into(), claims.aud.into());
+        out.insert("iss".into(), claims.iss.into());
+        out.insert("jti".into(), claims.jti.into());
+        if let Some(patient) = claims.patient {
+            out.insert("patient".into(), patient.into());
+        }
+        if let Some(fhir_user) = claims.fhir_user {
+            out.insert("fhirUser".into(), fhir_user.into());
+        }
+        Value::Object(out)
+    }
+}
+
+/// The scopes a backend client gets: the requested `system/` scopes narrowed to its registered
+/// ones. Other levels and non-clinical scopes are dropped; nothing left is `invalid_scope`.
+pub fn grantable_scopes(requested: &str, registered: &str) -> Result<String, OAuthError> {
+    let requested = Scopes::parse(requested)
+        .map_err(|e| OAuthError::invalid_scope(format!("malformed scope: {e}")))?;
+    // A registration that no longer parses grants nothing rather than failing the server.
+    let registered = Scopes::parse(registered).unwrap_or_default();
+    let system_only = |s: &Scopes| -> Scopes {
+        s.iter()
+            .filter(|s| s.as_clinical().is_some_and(|c| c.level() == Level::System))
+            .cloned()
+            .collect()
+    };
+    let granted: Scopes = system_only(&requested.intersect(&system_only(&registered)));
+    if granted.is_empty() {
+        return Err(OAuthError::invalid_scope(
+            "none of the requested scopes is allowed for this client (backend clients get system/ scopes they were registered for)",
+        ));
+    }
+    Ok(granted.to_string())
+}
+
+/// Whether every scope is a `system/` clinical scope (what a backend client may register).
+pub fn only_system_scopes(scopes: &Scopes) -> bool {
+    scopes
+        .iter()
+        .all(|s: &Scope| s.as_clinical().is_some_and(|c| c.level() == Level::System))
+}
+
+/// The request's text cut short and without control characters, for an error description.
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+/// Generates a key off the async threads (RSA prime search takes a noticeable moment).
+async fn generate_key(now: i64) -> Result<SigningKey, AuthError> {
+    tokio::task::spawn_blocking(move || SigningKey::generate(now))
+        .await
+        .map_err(|e| AuthError::Key(format!("key generation task failed: {e}")))?
+}
+
+/// The stored form of a key: sealed private key, public JWK, times in microseconds.
+fn record_of(key: &SigningKey, kek: &KeyEncryptionKey) -> Result<SigningKeyRecord, AuthError> {
+    let sealed = key.seal(kek)?;
+    Ok(SigningKeyRecord {
+        kid: sealed.kid,
+        algorithm: SIGNING_ALGORITHM.into(),
+        public_jwk: key.public_jwk(),
+        private_key: sealed.ciphertext,
+        created_at: sealed.created_at * MICROS,
+        retire_at: sealed.retire_at.map(|r| r * MICROS),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn requested_scopes_are_narrowed_to_the_registered_system_scopes() {
+        let cases = [
+            (
+                "system/Patient.rs",
+                "system/Patient.rs",
+                Some("system/Patient.rs"),
+            ),
+            (
+                "system/*.cruds",
+                "system/Patient.rs",
+                Some("system/Patient.rs"),
+            ),
+            (
+                "system/Patient.rs system/Observation.rs",
+                "system/*.rs",
+                Some("system/Patient.rs system/Observation.rs"),
+            ),
+            (
+                "system/Patient.read",
+                "system/*.rs",
+                Some("system/Patient.read"),
+            ),
+            // Other levels and non-clinical scopes are never granted to a backend client.
+            ("patient/Patient.rs openid", "patient/*.rs openid", None),
+            (
+                "system/Patient.rs launch",
+                "system/Patient.rs launch",
+                Some("system/Patient.rs"),
+            ),
+            ("system/Observation.rs", "system/Patient.rs", None),
+            ("system/Patient.c", "system/Patient.rs", None),
+        ];
+        for (requested, registered, expected) in cases {
+            let got = grantable_scopes(requested, registered);
+            match expected {
+                Some(scope) => assert_eq!(got.unwrap(), scope, "{requested} against {registered}"),
+                None => assert_eq!(
+                    got.unwrap_err().code(),
+                    "invalid_scope",
+                    "{requested} against {registered}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_scope_is_invalid_scope() {
+        let err = grantable_scopes("system/Patient.xyz", "system/*.rs").unwrap_err();
+        assert_eq!(err.code(), "invalid_scope");
+    }
+
+    #[test]
+    fn repeated_token_parameters_are_invalid_requests() {
+        let request = TokenRequest::from_pairs(&pairs(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Patient.rs"),
+            ("other", "ignored"),
+        ]))
+        .unwrap();
+        assert_eq!(request.grant_type.as_deref(), Some("client_credentials"));
+        assert_eq!(request.scope.as_deref(), Some("system/Patient.rs"));
+        let err = TokenRequest::from_pairs(&pairs(&[("scope", "a"), ("scope", "b")])).unwrap_err();
+        assert_eq!(err.code(), "invalid_request");
+        assert!(err.description().contains("scope"));
+    }
+
+    #[test]
+    fn error_codes_follow_rfc_6749() {
+        let codes = [
+            (OAuthError::invalid_request("x"), "invalid_request"),
+            (OAuthError::invalid_client("x", None), "invalid_client"),
+            (
+                OAuthError::InvalidGrant {
+                    description: "x".into(),
+                },
+                "invalid_grant",
+            ),
+            (
+                OAuthError::UnauthorizedClient {
+                    description: "x".into(),
+                },
+                "unauthorized_client",
+            ),
+            (
+                OAuthError::UnsupportedGrantType {
+                    description: "x".into(),
+                },
+                "unsupported_grant_type",
+            ),
+            (OAuthError::invalid_scope("x"), "invalid_scope"),
+        ];
+        for (err, code) in codes {
+            assert_eq!(err.code(), code);
+        }
+        // A server failure tells the client nothing about its cause.
+        let err = OAuthError::Server(AuthError::Signing("secret detail".into()));
+        assert!(!err.description().contains("secret"));
+    }
+
+    #[test]
+    fn only_system_scopes_for_backend_registration() {
+        assert!(only_system_scopes(
+            &Scopes::parse("system/*.rs system/Patient.c").unwrap()
+        ));
+        assert!(!only_system_scopes(
+            &Scopes::parse("system/*.rs openid").unwrap()
+        ));
+        assert!(!only_system_scopes(&Scopes::parse("user/*.rs").unwrap()));
+    }
+
+    #[test]
+    fn printable_strips_control_characters_and_cuts() {
+        assert_eq!(printable("a\nb\u{7}c"), "abc");
+        assert_eq!(printable(&"x".repeat(100)).len(), 64);
+    }
+}
