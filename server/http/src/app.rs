@@ -3,11 +3,14 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::middleware::map_response;
 use axum::routing::{get, post};
+use curanet_auth::Authority;
 use curanet_engine::Engine;
 
 use crate::handlers::{
-    fallback, health, history, metadata, operations, patch, resources, search, validate,
+    discovery, fallback, health, history, metadata, oauth, operations, patch, resources, search,
+    validate,
 };
 
 /// What handlers share: the engine and the server's settings.
@@ -18,14 +21,23 @@ pub struct AppState {
     pub base_url: Option<Arc<str>>,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// The authorization server (keys, tokens, introspection).
+    pub authority: Arc<Authority>,
 }
 
-/// The whole HTTP API: `/fhir/...`, `/healthz`, `/readyz`.
+/// The whole HTTP API: `/fhir/...`, the discovery documents, `/oauth/...`, `/healthz`, `/readyz`.
 pub fn router(state: AppState) -> Router {
     let fhir = Router::new()
         .route("/", post(resources::bundle).get(search::system_get))
         .route("/_search", post(search::system_post))
-        .route("/metadata", get(metadata::capabilities))
+        .route(
+            "/metadata",
+            get(metadata::capabilities).layer(map_response(discovery::any_origin)),
+        )
+        .route(
+            "/.well-known/smart-configuration",
+            get(discovery::smart_configuration),
+        )
         .route("/_history", get(history::system))
         .route(
             "/$meta",
@@ -79,6 +91,13 @@ pub fn router(state: AppState) -> Router {
         .nest("/fhir", fhir)
         // Some clients post Bundles to the base with a trailing slash.
         .route("/fhir/", post(resources::bundle).get(search::system_get))
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
+        .route("/oauth/jwks", get(discovery::jwks))
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/introspect", post(oauth::introspect))
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .fallback(fallback::not_found)

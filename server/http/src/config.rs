@@ -70,9 +70,33 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "CURANET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+
+    /// Key that seals the token-signing keys at rest: 32 bytes, standard base64 (generate one
+    /// with `openssl rand -base64 32`). Unset: an ephemeral key, so signing keys (and every token
+    /// they signed) do not survive a restart. Prefer the environment: a flag shows in `ps`.
+    #[arg(
+        long = "key-encryption-key",
+        env = "CURANET_KEY_ENCRYPTION_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub key_encryption_key: Option<String>,
 }
 
 impl Config {
+    /// The public root URL (the OAuth issuer) and the FHIR base: from the configured base URL
+    /// (`{root}/fhir`), else from the address the server listens on. Tokens name both, so
+    /// unlike FHIR links they cannot follow each request's Host header.
+    pub fn endpoints(&self, bound: SocketAddr) -> curanet_auth::discovery::Endpoints {
+        match self.base_url.as_deref().map(|b| b.trim_end_matches('/')) {
+            Some(base) => curanet_auth::discovery::Endpoints {
+                issuer: base.strip_suffix("/fhir").unwrap_or(base).to_string(),
+                fhir_base: base.to_string(),
+            },
+            None => curanet_auth::discovery::Endpoints::new(&format!("http://{bound}")),
+        }
+    }
+
     /// A configuration for tests and embedding: loopback, port 0, the given database.
     pub fn for_database(database_url: String) -> Self {
         Config {
@@ -85,6 +109,7 @@ impl Config {
             base_url: None,
             max_body_bytes: 64 * 1024 * 1024,
             log_format: LogFormat::Pretty,
+            key_encryption_key: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use curanet_auth::OAuthError;
 use curanet_engine::EngineError;
 use curanet_fhir::{Issue, IssueType, OperationOutcome, json::to_bytes};
 use curanet_storage::StoreError;
@@ -98,5 +99,41 @@ impl IntoResponse for ApiError {
             to_bytes(&self.outcome.to_json(), false),
         )
             .into_response()
+    }
+}
+
+/// An OAuth error answer (RFC 6749 §5.2): `{error, error_description}`, 401 for
+/// `invalid_client`, 500 for a server failure, 400 otherwise; never cached.
+#[derive(Debug)]
+pub struct OAuthFailure(pub OAuthError);
+
+impl From<OAuthError> for OAuthFailure {
+    fn from(e: OAuthError) -> Self {
+        OAuthFailure(e)
+    }
+}
+
+impl IntoResponse for OAuthFailure {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = match &e {
+            OAuthError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+            OAuthError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        // The reason (why an assertion failed, a storage error) goes to the log only.
+        match (&e, e.reason()) {
+            (OAuthError::Server(_), reason) => {
+                tracing::error!(error = e.code(), reason = ?reason.map(ToString::to_string), "OAuth request failed")
+            }
+            (_, reason) => {
+                tracing::info!(error = e.code(), description = e.description(), reason = ?reason.map(ToString::to_string), "OAuth request refused")
+            }
+        }
+        let body = serde_json::json!({
+            "error": e.code(),
+            "error_description": e.description(),
+        });
+        crate::handlers::oauth::no_store_json(status, &body)
     }
 }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderName, Request, Response};
+use curanet_auth::Authority;
+use curanet_auth::keys::KeyEncryptionKey;
 use curanet_engine::Engine;
 use curanet_fhir::Definitions;
 use tokio::sync::oneshot;
@@ -80,11 +82,19 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
         types = defs.resource_types().len(),
         "FHIR definitions loaded"
     );
+    let kek = key_encryption_key(&config)?;
     let url = config.storage.resolved_database_url();
-    let store = curanet_storage::open(&url, &config.storage.store_options()).await?;
+    let (store, auth_store) =
+        curanet_storage::open_with_auth(&url, &config.storage.store_options()).await?;
     tracing::info!(database = %crate::cli::redact(&url), backend = ?store.backend(), "store open");
     let engine = Engine::new(store.clone(), defs);
     engine.install_conformance_resources().await?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let endpoints = config.endpoints(addr);
+    tracing::info!(issuer = %endpoints.issuer, "authorization server");
+    let authority = Arc::new(Authority::start(auth_store, endpoints, kek, unix_now()).await?);
+    let maintenance = tokio::spawn(maintain_keys(authority.clone()));
     let state = AppState {
         engine,
         base_url: config
@@ -92,9 +102,8 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
             .as_deref()
             .map(|b| Arc::from(b.trim_end_matches('/'))),
         max_body_bytes: config.max_body_bytes,
+        authority,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "listening; FHIR base at http://{addr}/fhir");
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -103,6 +112,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
                 let _ = rx.await;
             })
             .await?;
+        maintenance.abort();
         store.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -112,6 +122,45 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
         shutdown: Some(tx),
         task,
     })
+}
+
+/// How often the signing keys are checked for rotation and expiry.
+const KEY_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The key-encryption key from the configuration, or an ephemeral one (with a loud warning).
+fn key_encryption_key(config: &Config) -> Result<KeyEncryptionKey, BoxError> {
+    match config.key_encryption_key.as_deref() {
+        Some(text) => KeyEncryptionKey::from_base64(text)
+            .map_err(|e| format!("CURANET_KEY_ENCRYPTION_KEY: {e}").into()),
+        None => {
+            tracing::warn!(
+                "CURANET_KEY_ENCRYPTION_KEY is not set: using an ephemeral key-encryption key. \
+                 Token-signing keys will NOT survive a restart (every issued token becomes \
+                 invalid, keys stored by earlier runs are skipped). Set it to 32 random bytes \
+                 in base64, e.g. `openssl rand -base64 32`."
+            );
+            Ok(KeyEncryptionKey::from_base64(
+                &KeyEncryptionKey::generate_base64(),
+            )?)
+        }
+    }
+}
+
+/// Rotates and prunes signing keys periodically; a failure is logged and retried next time.
+async fn maintain_keys(authority: Arc<Authority>) {
+    let mut interval = tokio::time::interval(KEY_MAINTENANCE_INTERVAL);
+    interval.tick().await; // the first tick is immediate; start-up already did the check
+    loop {
+        interval.tick().await;
+        if let Err(e) = authority.maintain_keys(unix_now()).await {
+            tracing::error!(error = %e, "signing key maintenance failed");
+        }
+    }
+}
+
+/// The current time in Unix seconds.
+pub(crate) fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 /// Runs the server until SIGINT or SIGTERM.

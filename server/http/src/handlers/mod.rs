@@ -1,9 +1,11 @@
 //! Request handlers: each extracts, calls the engine, and maps the result.
 
+pub mod discovery;
 pub mod fallback;
 pub mod health;
 pub mod history;
 pub mod metadata;
+pub mod oauth;
 pub mod operations;
 pub mod patch;
 mod path;
