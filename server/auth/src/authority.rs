@@ -661,4 +661,91 @@ mod tests {
         assert_eq!(printable("a\nb\u{7}c"), "abc");
         assert_eq!(printable(&"x".repeat(100)).len(), 64);
     }
+
+    /// A fresh SQLite store in a temporary directory (removed by the caller).
+    async fn sqlite_store() -> (
+        std::path::PathBuf,
+        Arc<dyn curanet_storage::Store>,
+        Arc<dyn AuthStore>,
+    ) {
+        let dir = std::env::temp_dir().join(format!(
+            "curanet-authority-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}", dir.join("auth.db").display());
+        let (store, auth) = curanet_storage::open_with_auth(&url, &Default::default())
+            .await
+            .unwrap();
+        (dir, store, auth)
+    }
+
+    fn kek(byte: u8) -> KeyEncryptionKey {
+        use base64::Engine;
+        KeyEncryptionKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([byte; 32]))
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_are_stored_reopened_rotated_and_skipped_with_another_kek() {
+        const DAY: i64 = 24 * 3600;
+        let t0 = 1_750_000_000;
+        let (dir, store, auth) = sqlite_store().await;
+        let endpoints = Endpoints::new("https://curanet.example");
+
+        // First start: one key, generated and stored sealed.
+        let a = Authority::start(auth.clone(), endpoints.clone(), kek(1), t0)
+            .await
+            .unwrap();
+        let first = a.ring().current().kid().to_owned();
+        let stored = auth.list_signing_keys().await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].kid, first);
+        assert_eq!(stored[0].created_at, t0 * MICROS);
+        assert!(!String::from_utf8_lossy(&stored[0].private_key).contains("PRIVATE KEY"));
+
+        // Same kek: the same key comes back; nothing is rotated before its age.
+        let b = Authority::start_with_rotation(
+            auth.clone(),
+            endpoints.clone(),
+            kek(1),
+            30 * DAY,
+            t0 + DAY,
+        )
+        .await
+        .unwrap();
+        assert_eq!(b.ring().current().kid(), first);
+        assert!(!b.maintain_keys(t0 + 2 * DAY).await.unwrap());
+
+        // Past the rotation age: a new current key, the old one kept (and published) until
+        // its tokens have expired, then dropped from the ring and from storage.
+        let now = t0 + 30 * DAY;
+        assert!(b.maintain_keys(now).await.unwrap());
+        let ring = b.ring();
+        assert_ne!(ring.current().kid(), first);
+        assert!(ring.get(&first).is_some());
+        assert_eq!(b.jwks()["keys"].as_array().unwrap().len(), 2);
+        let old = auth
+            .list_signing_keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|k| k.kid == first)
+            .unwrap();
+        let retire_at = old.retire_at.expect("the replaced key has a retire time");
+        assert!(retire_at > now * MICROS);
+        assert!(!b.maintain_keys(retire_at / MICROS + 1).await.unwrap());
+        assert!(b.ring().get(&first).is_none());
+        assert_eq!(auth.list_signing_keys().await.unwrap().len(), 1);
+
+        // Another kek: the stored key is skipped and a new one made, the server still starts.
+        let c = Authority::start(auth.clone(), endpoints, kek(2), now + 1)
+            .await
+            .unwrap();
+        assert!(c.ring().get(b.ring().current().kid()).is_none());
+        assert_eq!(auth.list_signing_keys().await.unwrap().len(), 2);
+
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
