@@ -4,6 +4,7 @@
 //!
 //! Times passed in are Unix seconds; [`AuthStore`] keeps microseconds, converted here.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use curanet_storage::{AuthStore, ClientKind, OAuthClient, SigningKeyRecord};
@@ -17,14 +18,16 @@ use crate::error::AuthError;
 use crate::keys::{DEFAULT_ROTATION_AGE_SECONDS, KeyEncryptionKey, KeyRing, SealedKey, SigningKey};
 use crate::scope::{Level, Scope, Scopes};
 use crate::token::{
-    AccessGrant, MAX_BACKEND_ACCESS_TOKEN_SECONDS, TokenKind, mint_access_token,
-    verify_access_token,
+    AccessClaims, AccessGrant, MAX_BACKEND_ACCESS_TOKEN_SECONDS, TokenKind, TokenRejection,
+    mint_access_token, verify_access_token,
 };
 
 /// Microseconds per second: storage keeps microseconds, this crate seconds.
 const MICROS: i64 = 1_000_000;
 /// The only algorithm of the server's signing keys.
 const SIGNING_ALGORITHM: &str = "RS256";
+/// Least time between two reloads of the key ring for an unknown `kid`.
+pub const RELOAD_INTERVAL_SECONDS: i64 = 10;
 /// `grant_type` of SMART Backend Services.
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 
@@ -204,6 +207,8 @@ pub struct Authority {
     kek: KeyEncryptionKey,
     ring: RwLock<Arc<KeyRing>>,
     rotation_age: i64,
+    /// When the ring was last reloaded from storage for an unknown `kid` (Unix seconds).
+    last_reload: AtomicI64,
 }
 
 impl std::fmt::Debug for Authority {
@@ -237,27 +242,7 @@ impl Authority {
         rotation_age: i64,
         now: i64,
     ) -> Result<Authority, AuthError> {
-        let mut keys = Vec::new();
-        for record in store.list_signing_keys().await? {
-            if record.algorithm != SIGNING_ALGORITHM {
-                tracing::warn!(kid = %record.kid, algorithm = %record.algorithm, "skipping a signing key of an unknown algorithm");
-                continue;
-            }
-            let sealed = SealedKey {
-                kid: record.kid.clone(),
-                created_at: record.created_at.div_euclid(MICROS),
-                retire_at: record.retire_at.map(|r| r.div_euclid(MICROS)),
-                ciphertext: record.private_key,
-            };
-            match SigningKey::open(&sealed, &kek) {
-                Ok(key) => keys.push(key),
-                Err(e) => tracing::warn!(
-                    kid = %record.kid,
-                    error = %e,
-                    "skipping a stored signing key that does not open with the key-encryption key"
-                ),
-            }
-        }
+        let keys = load_keys(store.as_ref(), &kek).await?;
         let ring = match KeyRing::from_keys(keys, now) {
             Some(ring) => ring,
             None => {
@@ -273,6 +258,7 @@ impl Authority {
             kek,
             ring: RwLock::new(Arc::new(ring)),
             rotation_age,
+            last_reload: AtomicI64::new(i64::MIN),
         };
         authority.maintain_keys(now).await?;
         Ok(authority)
@@ -281,6 +267,8 @@ impl Authority {
     /// Rotates the current key when it is older than the rotation age and drops replaced keys
     /// whose time has come, in the ring and in storage. Returns whether a new key was made.
     pub async fn maintain_keys(&self, now: i64) -> Result<bool, AuthError> {
+        // Another instance on the same database may have rotated meanwhile: start from storage.
+        self.reload_keys(now).await?;
         let mut ring = KeyRing::clone(&self.ring());
         let rotate = ring.needs_rotation(now, self.rotation_age);
         if rotate {
@@ -298,13 +286,66 @@ impl Authority {
             tracing::info!(%kid, "rotated the signing key");
         }
         let removed = ring.prune(now);
-        for kid in &removed {
-            self.store.delete_signing_key(kid).await?;
+        // Keys whose time has come leave storage too (the reload already left them out of
+        // the ring, so the ring alone does not name them all).
+        for record in self.store.list_signing_keys().await? {
+            if record.retire_at.is_some_and(|r| r <= now * MICROS) {
+                self.store.delete_signing_key(&record.kid).await?;
+            }
         }
         if rotate || !removed.is_empty() {
             *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
         }
         Ok(rotate)
+    }
+
+    /// Rebuilds the ring from storage, so keys made by other instances on the same database
+    /// (first start, rotation) sign and verify here too.
+    pub async fn reload_keys(&self, now: i64) -> Result<(), AuthError> {
+        let keys = load_keys(self.store.as_ref(), &self.kek).await?;
+        if let Some(ring) = KeyRing::from_keys(keys, now) {
+            *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+        }
+        Ok(())
+    }
+
+    /// Verifies an access token of this server at `now`. A `kid` the ring does not know makes
+    /// the ring reload from storage (at most every [`RELOAD_INTERVAL_SECONDS`]), for tokens
+    /// signed by another instance's newer key.
+    pub async fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, AuthError> {
+        let verify = |ring: &KeyRing| {
+            verify_access_token(
+                ring,
+                token,
+                &self.endpoints.issuer,
+                &self.endpoints.fhir_base,
+                now,
+            )
+        };
+        let result = verify(&self.ring());
+        if matches!(
+            result,
+            Err(AuthError::InvalidToken(TokenRejection::UnknownKey))
+        ) && self.may_reload(now)
+        {
+            if let Err(e) = self.reload_keys(now).await {
+                tracing::warn!(error = %e, "could not reload the signing keys");
+                return result;
+            }
+            return verify(&self.ring());
+        }
+        result
+    }
+
+    /// Whether a reload for an unknown `kid` may run now; forged `kid`s cannot make every
+    /// request read the database.
+    fn may_reload(&self, now: i64) -> bool {
+        let last = self.last_reload.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= RELOAD_INTERVAL_SECONDS
+            && self
+                .last_reload
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// The current key ring.
@@ -449,14 +490,8 @@ impl Authority {
 
     /// RFC 7662 introspection of an access token at `now`: its claims when it verifies, else
     /// exactly `{"active": false}`.
-    pub fn introspect(&self, token: &str, now: i64) -> Value {
-        let claims = match verify_access_token(
-            &self.ring(),
-            token,
-            &self.endpoints.issuer,
-            &self.endpoints.fhir_base,
-            now,
-        ) {
+    pub async fn introspect(&self, token: &str, now: i64) -> Value {
+        let claims = match self.verify(token, now).await {
             Ok(claims) => claims,
             Err(_) => return json!({ "active": false }),
         };
@@ -479,6 +514,36 @@ impl Authority {
         }
         Value::Object(out)
     }
+}
+
+/// The stored signing keys that open with `kek`; the others are skipped with a warning (a key
+/// sealed under an earlier key-encryption key, or of an unknown algorithm).
+async fn load_keys(
+    store: &dyn AuthStore,
+    kek: &KeyEncryptionKey,
+) -> Result<Vec<SigningKey>, AuthError> {
+    let mut keys = Vec::new();
+    for record in store.list_signing_keys().await? {
+        if record.algorithm != SIGNING_ALGORITHM {
+            tracing::warn!(kid = %record.kid, algorithm = %record.algorithm, "skipping a signing key of an unknown algorithm");
+            continue;
+        }
+        let sealed = SealedKey {
+            kid: record.kid.clone(),
+            created_at: record.created_at.div_euclid(MICROS),
+            retire_at: record.retire_at.map(|r| r.div_euclid(MICROS)),
+            ciphertext: record.private_key,
+        };
+        match SigningKey::open(&sealed, kek) {
+            Ok(key) => keys.push(key),
+            Err(e) => tracing::warn!(
+                kid = %record.kid,
+                error = %e,
+                "skipping a stored signing key that does not open with the key-encryption key"
+            ),
+        }
+    }
+    Ok(keys)
 }
 
 /// The scopes a backend client gets: the requested `system/` scopes narrowed to its registered
@@ -744,6 +809,48 @@ mod tests {
             .unwrap();
         assert!(c.ring().get(b.ring().current().kid()).is_none());
         assert_eq!(auth.list_signing_keys().await.unwrap().len(), 2);
+
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tokens_signed_by_another_instances_newer_key_verify_after_a_reload() {
+        const DAY: i64 = 24 * 3600;
+        let t0 = 1_750_000_000;
+        let (dir, store, auth) = sqlite_store().await;
+        let endpoints = Endpoints::new("https://curanet.example");
+        // Two instances on one database; the second rotates, the first does not know yet.
+        let a = Authority::start(auth.clone(), endpoints.clone(), kek(1), t0)
+            .await
+            .unwrap();
+        let b = Authority::start_with_rotation(auth.clone(), endpoints.clone(), kek(1), DAY, t0)
+            .await
+            .unwrap();
+        assert_eq!(a.ring().current().kid(), b.ring().current().kid());
+        let now = t0 + DAY;
+        assert!(b.maintain_keys(now).await.unwrap());
+        assert!(a.ring().get(b.ring().current().kid()).is_none());
+
+        let grant = AccessGrant {
+            issuer: endpoints.issuer.clone(),
+            audience: endpoints.fhir_base.clone(),
+            subject: "svc".into(),
+            client_id: "svc".into(),
+            scope: "system/Patient.rs".into(),
+            ..AccessGrant::default()
+        };
+        let token = mint_access_token(&b.ring(), &grant, TokenKind::Backend, 300, now)
+            .unwrap()
+            .token;
+        let info = a.introspect(&token, now + 1).await;
+        assert_eq!(info["active"], true, "{info}");
+        assert_eq!(info["client_id"], "svc");
+        assert_eq!(a.ring().current().kid(), b.ring().current().kid());
+
+        // Unknown kids reload at most every RELOAD_INTERVAL_SECONDS.
+        assert!(!a.may_reload(now + 2));
+        assert!(a.may_reload(now + 1 + RELOAD_INTERVAL_SECONDS));
 
         store.close().await;
         let _ = std::fs::remove_dir_all(dir);

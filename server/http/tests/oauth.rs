@@ -641,3 +641,29 @@ async fn restart(backend: TestBackend) {
     drop(server);
     db.remove().await;
 }
+
+/// Two instances on one PostgreSQL database sign with the same stored key: a token issued by
+/// one introspects as active at the other, and a replayed assertion is refused across them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_postgres_share_keys_and_jtis() {
+    let Some(db) = Database::create(TestBackend::Postgres, "oauthtwo").await else {
+        return;
+    };
+    register_client(&db.url);
+    let a = start(&db.url, KEK).await;
+    let b = start(&db.url, KEK).await;
+    let client = reqwest::Client::new();
+    let assertion = rs384(&claims());
+    let (status, _, body) = backend_token(&client, &a, "system/Patient.rs", &assertion).await;
+    assert_eq!(status, 200, "{body}");
+    let info = introspect(&client, &b, body["access_token"].as_str().unwrap()).await;
+    assert_eq!(info["active"], true, "{info}");
+    assert_oauth_error(
+        &backend_token(&client, &b, "system/Patient.rs", &assertion).await,
+        401,
+        "invalid_client",
+        "jti replayed at another instance",
+    );
+    drop((a, b));
+    db.remove().await;
+}

@@ -44,7 +44,7 @@ pub async fn introspect(
             .into());
         }
     };
-    let answer = state.authority.introspect(token, unix_now());
+    let answer = state.authority.introspect(token, unix_now()).await;
     Ok(no_store_json(StatusCode::OK, &answer))
 }
 
