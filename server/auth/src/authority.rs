@@ -141,7 +141,7 @@ impl From<curanet_storage::StoreError> for OAuthError {
 }
 
 /// The parameters of a token request (form-encoded), each at most once.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct TokenRequest {
     /// `grant_type`.
     pub grant_type: Option<String>,
@@ -151,6 +151,18 @@ pub struct TokenRequest {
     pub client_assertion_type: Option<String>,
     /// `client_assertion` (a bearer credential: never logged).
     pub client_assertion: Option<String>,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    // The assertion is a bearer credential until it expires: only whether there is one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("grant_type", &self.grant_type)
+            .field("scope", &self.scope)
+            .field("client_assertion_type", &self.client_assertion_type)
+            .field("has_client_assertion", &self.client_assertion.is_some())
+            .finish()
+    }
 }
 
 impl TokenRequest {
@@ -672,6 +684,11 @@ mod tests {
         .unwrap();
         assert_eq!(request.grant_type.as_deref(), Some("client_credentials"));
         assert_eq!(request.scope.as_deref(), Some("system/Patient.rs"));
+        let with_assertion = TokenRequest {
+            client_assertion: Some("eyJhbGciOiJSUzM4NCJ9.secret.sig".into()),
+            ..request
+        };
+        assert!(!format!("{with_assertion:?}").contains("secret"));
         let err = TokenRequest::from_pairs(&pairs(&[("scope", "a"), ("scope", "b")])).unwrap_err();
         assert_eq!(err.code(), "invalid_request");
         assert!(err.description().contains("scope"));

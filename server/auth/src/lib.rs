@@ -1,7 +1,8 @@
 //! Authentication and authorization without HTTP or SQL: the SMART scope grammar and what a set
 //! of scopes permits, password hashing, TOTP, PKCE, signing keys, access and ID tokens, and the
-//! verification of client assertions. The `http` crate drives the flows; the storage keeps the
-//! state (accounts, clients, codes, refresh tokens, keys).
+//! verification of client assertions. [`Authority`] ties them to the state the storage keeps
+//! (clients, keys, assertion `jti`s; accounts, codes and refresh tokens later) through the
+//! `AuthStore` trait; the `http` crate serves it.
 
 pub mod authority;
 pub mod client_assertion;
