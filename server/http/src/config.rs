@@ -113,3 +113,29 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issuer_is_the_base_url_without_fhir_or_the_listen_address() {
+        let bound = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let mut config = Config::for_database("sqlite:x.db".into());
+        let derived = config.endpoints(bound);
+        assert_eq!(derived.issuer, "http://127.0.0.1:8080");
+        assert_eq!(derived.fhir_base, "http://127.0.0.1:8080/fhir");
+
+        config.base_url = Some("https://fhir.example.in/fhir/".into());
+        let configured = config.endpoints(bound);
+        assert_eq!(configured.issuer, "https://fhir.example.in");
+        assert_eq!(configured.fhir_base, "https://fhir.example.in/fhir");
+        assert_eq!(configured.token(), "https://fhir.example.in/oauth/token");
+
+        // A base without /fhir is both the issuer and the FHIR base.
+        config.base_url = Some("https://api.example.in/r4".into());
+        let other = config.endpoints(bound);
+        assert_eq!(other.issuer, "https://api.example.in/r4");
+        assert_eq!(other.fhir_base, "https://api.example.in/r4");
+    }
+}
