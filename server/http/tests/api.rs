@@ -1,6 +1,7 @@
 //! Behaviour of the real server that a black-box FHIR suite cannot see: durability across a
 //! crash, concurrency, graceful shutdown, limits, request ids, probes and the CLI — on both engines.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -8,23 +9,6 @@ use std::time::Duration;
 use common::{Database, Process, patient, post};
 use curanet_http::testing::TestBackend;
 use serde_json::{Value, json};
-
-/// Runs `body` once per engine (PostgreSQL skipped with a message when absent and not required).
-macro_rules! on_both_backends {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                $body(TestBackend::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                $body(TestBackend::Postgres).await;
-            }
-        }
-    };
-}
 
 on_both_backends!(acknowledged_writes_survive_a_crash, crash_durability);
 on_both_backends!(concurrent_updates_lose_nothing, concurrent_updates);

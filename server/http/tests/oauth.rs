@@ -5,6 +5,7 @@
 
 // The shared fixtures serve several test files; this one does not use all of them.
 #[allow(dead_code)]
+#[macro_use]
 mod common;
 
 use std::process::Command;
@@ -30,22 +31,6 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 /// A key-encryption key for the restart test (32 bytes of base64).
 const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const OTHER_KEK: &str = "HxwdHhsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
-
-macro_rules! on_both_backends {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                $body(TestBackend::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                $body(TestBackend::Postgres).await;
-            }
-        }
-    };
-}
 
 on_both_backends!(discovery_documents_and_jwks, discovery);
 on_both_backends!(backend_services_tokens_and_introspection, backend_services);

@@ -1,6 +1,23 @@
 //! Fixtures shared by the HTTP integration tests: the real `curanet` binary as a child process,
 //! on a database of either engine, and a plain HTTP client.
 
+/// Runs `body` once per engine (PostgreSQL skipped with a message when absent and not required).
+macro_rules! on_both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $body(TestBackend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $body(TestBackend::Postgres).await;
+            }
+        }
+    };
+}
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
