@@ -4,6 +4,7 @@
 //! (clients, keys, assertion `jti`s; accounts, codes and refresh tokens later) through the
 //! `AuthStore` trait; the `http` crate serves it.
 
+pub mod access;
 pub mod authority;
 pub mod client_assertion;
 pub mod discovery;

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::middleware::map_response;
+use axum::middleware::{from_fn_with_state, map_response};
 use axum::routing::{get, post};
 use curanet_auth::Authority;
 use curanet_engine::Engine;
 
+use crate::access;
 use crate::handlers::{
     discovery, fallback, health, history, metadata, oauth, operations, patch, resources, search,
     validate,
@@ -23,6 +24,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The authorization server (keys, tokens, introspection).
     pub authority: Arc<Authority>,
+    /// Whether `/fhir` needs an access token (`--require-auth`).
+    pub require_auth: bool,
 }
 
 /// The whole HTTP API: `/fhir/...`, the discovery documents, `/oauth/...`, `/healthz`, `/readyz`.
@@ -101,5 +104,6 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .fallback(fallback::not_found)
+        .layer(from_fn_with_state(state.clone(), access::require_token))
         .with_state(state)
 }

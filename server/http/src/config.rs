@@ -71,6 +71,12 @@ pub struct Config {
     #[arg(long, env = "CURANET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
+    /// Require an access token on the FHIR API (except the CapabilityStatement and discovery)
+    /// and enforce its `system/` scopes. Off by default until the authorization-code flow and
+    /// consents land.
+    #[arg(long, env = "CURANET_REQUIRE_AUTH", default_value_t = false)]
+    pub require_auth: bool,
+
     /// Key that seals the token-signing keys at rest: 32 bytes, standard base64 (generate one
     /// with `openssl rand -base64 32`). Unset: an ephemeral key, so signing keys (and every token
     /// they signed) do not survive a restart. Prefer the environment: a flag shows in `ps`.
@@ -110,6 +116,7 @@ impl Config {
             max_body_bytes: 64 * 1024 * 1024,
             log_format: LogFormat::Pretty,
             key_encryption_key: None,
+            require_auth: false,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! CuraNet's HTTP server: the FHIR REST API on axum, content negotiation, the mapping of errors to
 //! OperationOutcomes, the CLI, configuration, start-up and graceful shutdown.
 
+pub mod access;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -103,6 +103,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
             .map(|b| Arc::from(b.trim_end_matches('/'))),
         max_body_bytes: config.max_body_bytes,
         authority,
+        require_auth: config.require_auth,
     };
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "listening; FHIR base at http://{addr}/fhir");
     let (tx, rx) = oneshot::channel::<()>();

@@ -1,6 +1,8 @@
 //! Behaviour of the real server that a black-box FHIR suite cannot see: durability across a
 //! crash, concurrency, graceful shutdown, limits, request ids, probes and the CLI — on both engines.
 
+// The shared fixtures serve several test files; this one does not use all of them.
+#[allow(dead_code)]
 #[macro_use]
 mod common;
 

@@ -8,18 +8,12 @@
 #[macro_use]
 mod common;
 
-use std::process::Command;
-use std::sync::OnceLock;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::smart::{client_add, keys, now, rs384, sign};
 use common::{Database, Process, patient, post};
 use curanet_http::testing::TestBackend;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use p384::ecdsa::SigningKey as EcKey;
-use p384::elliptic_curve::Generate;
-use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-use rsa::traits::PublicKeyParts;
+use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
 /// The public URL the servers are configured with (`--base-url`), so tokens survive a restart
@@ -36,54 +30,6 @@ on_both_backends!(discovery_documents_and_jwks, discovery);
 on_both_backends!(backend_services_tokens_and_introspection, backend_services);
 on_both_backends!(signing_keys_survive_a_restart_with_the_same_kek, restart);
 
-/// The client's keys: a registered RSA key (RS384), a registered P-384 key (ES384), and an RSA
-/// key that is not registered. Generated once per test binary.
-struct Keys {
-    rsa: EncodingKey,
-    ec: EncodingKey,
-    unregistered: EncodingKey,
-    jwks: Value,
-}
-
-fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let generate = || rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).unwrap();
-        let other = std::thread::spawn(generate);
-        let registered = generate();
-        let unregistered = other.join().unwrap();
-        let pem = |k: &rsa::PrivateKey| k.to_pkcs8_pem(LineEnding::LF).unwrap();
-        let ec = EcKey::try_generate_from_rng(&mut getrandom::SysRng).unwrap();
-        let point = ec.verifying_key().to_sec1_point(false);
-        let public = registered.as_public_key();
-        Keys {
-            rsa: EncodingKey::from_rsa_pem(pem(&registered).as_bytes()).unwrap(),
-            unregistered: EncodingKey::from_rsa_pem(pem(&unregistered).as_bytes()).unwrap(),
-            ec: EncodingKey::from_ec_pem(ec.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes())
-                .unwrap(),
-            jwks: json!({ "keys": [
-                {
-                    "kty": "RSA", "kid": "rsa-1", "alg": "RS384", "use": "sig",
-                    "n": URL_SAFE_NO_PAD.encode(public.n_bytes()),
-                    "e": URL_SAFE_NO_PAD.encode(public.e_bytes()),
-                },
-                {
-                    "kty": "EC", "kid": "ec-1", "crv": "P-384",
-                    "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
-                    "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
-                },
-            ]}),
-        }
-    })
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// Valid assertion claims with a fresh `jti`.
 fn claims() -> Value {
     json!({
@@ -95,34 +41,13 @@ fn claims() -> Value {
     })
 }
 
-fn sign(alg: Algorithm, kid: &str, key: &EncodingKey, claims: &Value) -> String {
-    let mut header = Header::new(alg);
-    header.kid = Some(kid.to_string());
-    header.typ = Some("JWT".into());
-    jsonwebtoken::encode(&header, claims, key).unwrap()
-}
-
-fn rs384(claims: &Value) -> String {
-    sign(Algorithm::RS384, "rsa-1", &keys().rsa, claims)
-}
-
 /// Registers the backend client with `curanet client add` (the CLI under test).
 fn register_client(database_url: &str) {
     let dir = std::env::temp_dir().join(format!("curanet-jwks-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let jwks_file = dir.join("jwks.json");
     std::fs::write(&jwks_file, keys().jwks.to_string()).unwrap();
-    let run = |scope: &str, jwks: &std::path::Path| {
-        Command::new(env!("CARGO_BIN_EXE_curanet"))
-            .args(["client", "add", "--database-url", database_url])
-            .args(["--client-id", CLIENT, "--name", "Bulk exporter"])
-            .arg("--jwks-file")
-            .arg(jwks)
-            .args(["--scope", scope])
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run curanet client add")
-    };
+    let run = |scope: &str, jwks: &std::path::Path| client_add(database_url, CLIENT, scope, jwks);
     // Refused: user-level scopes for a backend client, and a JWKS holding a private key.
     let refused = run("user/*.rs", &jwks_file);
     assert!(!refused.status.success());

@@ -18,6 +18,8 @@ macro_rules! on_both_backends {
     };
 }
 
+pub mod smart;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
