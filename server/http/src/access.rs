@@ -233,6 +233,37 @@ fn drop_unreadable_includes(scopes: &Scopes, pairs: &mut Vec<(String, String)>) 
     dropped
 }
 
+/// Chains (`subject:Patient.name=`) and `_has` (`_has:Observation:patient:code=`) filter by
+/// other types' data, so those types must be searchable without restriction too; a chain link
+/// without a `:Type` may reach any type and needs `system/*.s`.
+fn check_other_types(scopes: &Scopes, pairs: &[(String, String)]) -> Result<(), ApiError> {
+    let searchable = |ty: &str| -> Result<(), ApiError> {
+        if authorize_request(scopes, Interaction::SearchType, ty).is_unrestricted() {
+            Ok(())
+        } else if ty == "*" {
+            Err(forbidden(
+                "a chain without a :Type modifier may reach any type: name the type (e.g. subject:Patient.name) or use a token with system/*.s",
+            ))
+        } else {
+            Err(missing(Interaction::SearchType, ty))
+        }
+    };
+    for (name, _) in pairs {
+        let mut rest = name.as_str();
+        while let Some(tail) = rest.strip_prefix("_has:") {
+            let mut parts = tail.splitn(3, ':');
+            searchable(parts.next().unwrap_or("*"))?;
+            parts.next();
+            rest = parts.next().unwrap_or("");
+        }
+        let links: Vec<&str> = rest.split('.').collect();
+        for link in &links[..links.len().saturating_sub(1)] {
+            searchable(link.split_once(':').map_or("*", |(_, ty)| ty))?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether a path below the server root is served without a token.
 fn is_public(path: &str) -> bool {
     !(path == "/fhir" || path.starts_with("/fhir/"))
@@ -391,6 +422,7 @@ async fn authorize(
         body
     };
     pairs.extend(narrowing.pairs);
+    check_other_types(scopes, &pairs)?;
     let dropped = drop_unreadable_includes(scopes, &mut pairs);
     let query = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&pairs)
@@ -490,6 +522,7 @@ async fn decide_entry(
         let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
+        check_other_types(scopes, &pairs)?;
         let dropped = drop_unreadable_includes(scopes, &mut pairs);
         if !dropped.is_empty() {
             return Err(forbidden(format!(
@@ -769,6 +802,25 @@ mod tests {
         assert!(decide(&lab, &history).is_err());
         let read = Target::Interaction(Interaction::Read, "Observation".into(), Some("1".into()));
         assert!(decide(&lab, &read).unwrap().instance.is_some());
+    }
+
+    #[test]
+    fn chains_and_has_need_the_other_types() {
+        let pair = |n: &str| vec![(n.to_string(), "x".to_string())];
+        let obs = scopes("system/Observation.rs");
+        assert!(check_other_types(&obs, &pair("code")).is_ok());
+        assert!(check_other_types(&obs, &pair("subject.name")).is_err());
+        assert!(check_other_types(&obs, &pair("subject:Patient.name")).is_err());
+        assert!(check_other_types(&obs, &pair("_has:Observation:patient:code")).is_ok());
+        let both = scopes("system/Observation.rs system/Patient.rs");
+        assert!(check_other_types(&both, &pair("subject:Patient.name")).is_ok());
+        assert!(check_other_types(&both, &pair("subject.name")).is_err());
+        assert!(
+            check_other_types(&both, &pair("_has:Observation:patient:_has:Encounter:x:y")).is_err()
+        );
+        let lab = scopes("system/Patient.rs system/Observation.rs?category=laboratory");
+        assert!(check_other_types(&lab, &pair("_has:Observation:patient:code")).is_err());
+        assert!(check_other_types(&scopes("system/*.rs"), &pair("subject.name")).is_ok());
     }
 
     #[test]

@@ -214,6 +214,7 @@ async fn enforcement(backend: TestBackend) {
         format!("{base}/Observation"),
         format!("{base}?_type=Patient"),
         format!("{base}/_history"),
+        format!("{base}/Patient?_has:Observation:subject:code=x"),
     ] {
         let (status, _, body) = call(&client, Method::GET, &url, Some(&patients), None).await;
         assert_eq!(status, 403, "{url}: {body}");
