@@ -233,6 +233,17 @@ fn drop_unreadable_includes(scopes: &Scopes, pairs: &mut Vec<(String, String)>) 
     dropped
 }
 
+/// A conditional create also searches (and answers the match it finds), so it needs an
+/// unrestricted search and read of the type as well.
+fn conditional_create_search(scopes: &Scopes, resource_type: &str) -> Result<(), ApiError> {
+    for i in [Interaction::SearchType, Interaction::Read] {
+        if !authorize_request(scopes, i, resource_type).is_unrestricted() {
+            return Err(missing(i, resource_type));
+        }
+    }
+    Ok(())
+}
+
 /// Chains (`subject:Patient.name=`) and `_has` (`_has:Observation:patient:code=`) filter by
 /// other types' data, so those types must be searchable without restriction too; a chain link
 /// without a `:Type` may reach any type and needs `system/*.s`.
@@ -397,6 +408,19 @@ async fn authorize(
         return authorize_bundle(state, request, scopes).await;
     }
     let narrowing = decide(scopes, &target)?;
+    if let Target::Interaction(Interaction::Create, ty, _) = &target
+        && request.headers().contains_key("if-none-exist")
+    {
+        conditional_create_search(scopes, ty)?;
+    }
+    if let Target::Conditional(..) = &target {
+        let pairs: Vec<(String, String)> = request
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        check_other_types(scopes, &pairs)?;
+    }
     if let Some(check) = &narrowing.instance {
         check_instance(state, check).await?;
     }
@@ -486,17 +510,7 @@ async fn decide_entry(
     }
     let narrowing = decide(scopes, &target)?;
     if conditional_create && let Target::Interaction(_, ty, _) = &target {
-        decide(
-            scopes,
-            &Target::Interaction(Interaction::SearchType, ty.clone(), None),
-        )
-        .and_then(|n| {
-            if n.pairs.is_empty() {
-                Ok(())
-            } else {
-                Err(missing(Interaction::SearchType, ty))
-            }
-        })?;
+        conditional_create_search(scopes, ty)?;
     }
     if let Some(check) = &narrowing.instance {
         check_instance(state, check).await?;
@@ -517,6 +531,7 @@ async fn decide_entry(
         && matches!(
             target,
             Target::Interaction(Interaction::SearchType | Interaction::SearchSystem, ..)
+                | Target::Conditional(..)
         )
     {
         let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())

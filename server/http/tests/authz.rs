@@ -324,6 +324,29 @@ async fn enforcement(backend: TestBackend) {
     assert!(statuses[2].starts_with("201"), "{body}");
     assert_eq!(count(all.clone()).await, before + 1);
 
+    // A create-only token may create, but not conditionally (that would search and read).
+    let create_only = token("all", "system/Patient.c").await;
+    let url = format!("{base}/Patient");
+    let (status, _, body) = call(
+        &client,
+        Method::POST,
+        &url,
+        Some(&create_only),
+        Some(&common::patient(5)),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let r = client
+        .post(&url)
+        .bearer_auth(&create_only)
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", format!("_id={pid}"))
+        .body(common::patient(6).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
     // In a batch, a granular search is narrowed and a read outside the scope refused, also
     // when the entry's URL is absolute.
     let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
