@@ -61,9 +61,17 @@ pub fn loopback_url(raw: &str) -> Result<String, String> {
 
 /// The one client shared by all tasks of a run: HTTP/1.1 only, an idle pool as large as the
 /// task count (so every task keeps its connection), no proxy, no redirects (a redirect could
-/// lead off loopback).
+/// lead off loopback). With `CURANET_BENCH_TOKEN` set, every request carries it as a bearer
+/// token (for a server started with `--require-auth`).
 pub fn client(connections: usize) -> Result<Client, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(token) = std::env::var("CURANET_BENCH_TOKEN") {
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| format!("CURANET_BENCH_TOKEN is not a header value: {e}"))?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     Client::builder()
+        .default_headers(headers)
         .http1_only()
         .pool_max_idle_per_host(connections)
         .no_proxy()
