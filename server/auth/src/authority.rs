@@ -18,8 +18,8 @@ use crate::error::AuthError;
 use crate::keys::{DEFAULT_ROTATION_AGE_SECONDS, KeyEncryptionKey, KeyRing, SealedKey, SigningKey};
 use crate::scope::{Level, Scope, Scopes};
 use crate::token::{
-    AccessClaims, AccessGrant, MAX_BACKEND_ACCESS_TOKEN_SECONDS, TokenKind, TokenRejection,
-    mint_access_token, verify_access_token,
+    AccessClaims, AccessGrant, CLOCK_LEEWAY_SECONDS, MAX_BACKEND_ACCESS_TOKEN_SECONDS, TokenKind,
+    TokenRejection, mint_access_token, verify_access_token,
 };
 
 /// Microseconds per second: storage keeps microseconds, this crate seconds.
@@ -221,7 +221,14 @@ pub struct Authority {
     rotation_age: i64,
     /// When the ring was last reloaded from storage for an unknown `kid` (Unix seconds).
     last_reload: AtomicI64,
+    /// Tokens whose signature, issuer and audience were verified, with their claims. A signature
+    /// check costs far more than serving a cached read; what a token may do is still decided on
+    /// every request, and expiry is checked on every hit.
+    verified: moka::sync::Cache<String, AccessClaims>,
 }
+
+/// How many verified tokens are remembered.
+const VERIFIED_TOKENS: u64 = 10_000;
 
 impl std::fmt::Debug for Authority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -271,6 +278,11 @@ impl Authority {
             ring: RwLock::new(Arc::new(ring)),
             rotation_age,
             last_reload: AtomicI64::new(i64::MIN),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_TOKENS)
+                // No token lives longer than an hour; forget it then.
+                .time_to_live(std::time::Duration::from_secs(3600))
+                .build(),
         };
         authority.maintain_keys(now).await?;
         Ok(authority)
@@ -325,6 +337,22 @@ impl Authority {
     /// the ring reload from storage (at most every [`RELOAD_INTERVAL_SECONDS`]), for tokens
     /// signed by another instance's newer key.
     pub async fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, AuthError> {
+        if let Some(claims) = self.verified.get(token) {
+            if now > claims.exp + CLOCK_LEEWAY_SECONDS {
+                self.verified.invalidate(token);
+                return Err(TokenRejection::Expired.into());
+            }
+            return Ok(claims);
+        }
+        let result = self.verify_signed(token, now).await;
+        if let Ok(claims) = &result {
+            self.verified.insert(token.to_string(), claims.clone());
+        }
+        result
+    }
+
+    /// Verifies a token's signature, expiry, issuer and audience against the key ring.
+    async fn verify_signed(&self, token: &str, now: i64) -> Result<AccessClaims, AuthError> {
         let verify = |ring: &KeyRing| {
             verify_access_token(
                 ring,
@@ -868,6 +896,18 @@ mod tests {
         // Unknown kids reload at most every RELOAD_INTERVAL_SECONDS.
         assert!(!a.may_reload(now + 2));
         assert!(a.may_reload(now + 1 + RELOAD_INTERVAL_SECONDS));
+
+        // A verified token is remembered, but never past its expiry; a tampered one is not.
+        assert!(a.verify(&token, now + 10).await.is_ok());
+        assert!(a.verified.get(&token).is_some());
+        assert!(
+            a.verify(&token, now + 300 + CLOCK_LEEWAY_SECONDS + 1)
+                .await
+                .is_err()
+        );
+        assert!(a.verified.get(&token).is_none());
+        let tampered = format!("{}x", &token[..token.len() - 1]);
+        assert!(a.verify(&tampered, now + 10).await.is_err());
 
         store.close().await;
         let _ = std::fs::remove_dir_all(dir);
