@@ -56,20 +56,8 @@ impl Engine {
     /// `_summary` / `_elements` on a read or vread: cuts the version's resource down to what the
     /// URL asks for (`_summary=count` and `false` change nothing).
     pub fn subset_read(&self, v: &mut StoredVersion, pairs: &[(String, String)]) -> Result<()> {
-        let mut subset = None;
-        for (name, value) in pairs {
-            match name.as_str() {
-                "_summary" if !matches!(value.as_str(), "false" | "count") => {
-                    subset = Some(Subset::parse_summary(value).ok_or_else(|| {
-                        EngineError::BadRequest(
-                            "_summary: use true, text, data, count or false".into(),
-                        )
-                    })?);
-                }
-                "_elements" if subset.is_none() => subset = Some(Subset::elements(value)),
-                _ => {}
-            }
-        }
+        let subset = Subset::requested(pairs)
+            .map_err(|reason| EngineError::BadRequest(format!("_summary: {reason}")))?;
         if let (Some(subset), Some(mut resource)) = (subset, v.resource()) {
             subset.apply(self.definitions(), &mut resource);
             v.content = Some(resource.to_string());

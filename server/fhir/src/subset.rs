@@ -43,6 +43,26 @@ impl Subset {
         )
     }
 
+    /// The subset a URL's `_summary` and `_elements` ask for: `_summary=true|text|data` wins over
+    /// `_elements` (R4 leaves the combination undefined); `count` and `false` ask for none. The
+    /// error says which `_summary` values are allowed.
+    pub fn requested(pairs: &[(String, String)]) -> Result<Option<Subset>, String> {
+        let mut subset = None;
+        for (name, value) in pairs {
+            match name.as_str() {
+                "_summary" if !matches!(value.as_str(), "false" | "count") => {
+                    subset = Some(
+                        Subset::parse_summary(value)
+                            .ok_or_else(|| "use true, text, data, count or false".to_string())?,
+                    );
+                }
+                "_elements" if subset.is_none() => subset = Some(Subset::elements(value)),
+                _ => {}
+            }
+        }
+        Ok(subset)
+    }
+
     /// Cuts `resource` down to this subset and tags it `SUBSETTED`.
     pub fn apply(&self, defs: &Definitions, resource: &mut Value) {
         let Some(rt) = resource

@@ -48,20 +48,27 @@ fn bad(param: &str, reason: impl Into<String>) -> QueryError {
 
 /// Splits on commas that are not escaped, and unescapes `\,` `\|` `\$` `\\`.
 fn split_or(value: &str) -> Vec<String> {
+    split_escaped(value, ',', &[',', '|', '$', '\\'])
+}
+
+/// Splits `value` at each `separator` not preceded by `\`. A backslash is dropped when the
+/// character after it is in `unescape` and kept (with that character) otherwise.
+fn split_escaped(value: &str, separator: char, unescape: &[char]) -> Vec<String> {
     let mut parts = vec![String::new()];
     let mut chars = value.chars();
     while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    if !matches!(n, ',' | '|' | '$' | '\\') {
-                        parts.last_mut().expect("one part").push('\\');
-                    }
-                    parts.last_mut().expect("one part").push(n);
+        let last = parts.last_mut().expect("one part");
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                if !unescape.contains(&n) {
+                    last.push('\\');
                 }
+                last.push(n);
             }
-            ',' => parts.push(String::new()),
-            c => parts.last_mut().expect("one part").push(c),
+        } else if c == separator {
+            parts.push(String::new());
+        } else {
+            last.push(c);
         }
     }
     parts
@@ -175,7 +182,10 @@ pub fn parse(
     let mut applied = Vec::new();
     let mut ignored = Vec::new();
     let mut count_only = false;
-    let mut subset = None;
+    let subset = Subset::requested(pairs).map_err(|reason| QueryError {
+        param: "_summary".into(),
+        reason,
+    })?;
     let mut cursor: Option<String> = None;
     for (name, value) in pairs {
         let (code, modifier) = match name.split_once(':') {
@@ -196,22 +206,9 @@ pub fn parse(
                     "estimate" | "accurate" => spec.total = true,
                     _ => return Err(bad(code, "use none, estimate or accurate")),
                 },
-                "_summary" => match value.as_str() {
-                    "count" => count_only = true,
-                    "false" => {}
-                    other => {
-                        subset =
-                            Some(Subset::parse_summary(other).ok_or_else(|| {
-                                bad(code, "use true, text, data, count or false")
-                            })?);
-                    }
-                },
-                "_elements" => {
-                    // _summary wins when both are given (R4 leaves the combination undefined).
-                    if subset.is_none() {
-                        subset = Some(Subset::elements(value));
-                    }
-                }
+                // Which part of each resource: read once for all pairs, below.
+                "_summary" => count_only |= value == "count",
+                "_elements" => {}
                 "_sort" => {
                     let mut keys = Vec::new();
                     let mut problem = None;
@@ -709,23 +706,7 @@ fn clause(
 
 /// Splits a composite value at unescaped `$`.
 fn split_dollar(value: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    if n != '$' {
-                        parts.last_mut().expect("one part").push('\\');
-                    }
-                    parts.last_mut().expect("one part").push(n);
-                }
-            }
-            '$' => parts.push(String::new()),
-            c => parts.last_mut().expect("one part").push(c),
-        }
-    }
-    parts
+    split_escaped(value, '$', &['$'])
 }
 
 /// A composite parameter (`code-value-quantity=http://loinc.org|8480-6$gt100`): each `$`-part
@@ -795,21 +776,7 @@ fn composite(
 
 /// Splits on unescaped commas, keeping every escape as written (for a second split).
 fn split_unescaped_commas(value: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        let last = parts.last_mut().expect("one part");
-        match c {
-            '\\' => {
-                last.push('\\');
-                if let Some(n) = chars.next() {
-                    last.push(n);
-                }
-            }
-            ',' => parts.push(String::new()),
-            c => last.push(c),
-        }
-    }
+    let mut parts = split_escaped(value, ',', &[]);
     parts.retain(|p| !p.is_empty());
     parts
 }
