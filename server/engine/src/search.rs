@@ -58,23 +58,26 @@ impl Engine {
     pub fn subset_read(&self, v: &mut StoredVersion, pairs: &[(String, String)]) -> Result<()> {
         let subset = Subset::requested(pairs)
             .map_err(|reason| EngineError::BadRequest(format!("_summary: {reason}")))?;
-        if let (Some(subset), Some(mut resource)) = (subset, v.resource()) {
-            subset.apply(self.definitions(), &mut resource);
-            v.content = Some(resource.to_string());
+        if let Some(subset) = subset {
+            self.cut(v, &subset);
         }
         Ok(())
     }
 
     /// `_summary` / `_elements`: cuts every resource of the page down to what was asked for.
     fn apply_subset(&self, page: &mut SearchPage, parsed: &ParsedSearch) {
-        let Some(subset) = &parsed.subset else {
-            return;
-        };
-        for v in page.resources.iter_mut().chain(page.included.iter_mut()) {
-            if let Some(mut resource) = v.resource() {
-                subset.apply(self.definitions(), &mut resource);
-                v.content = Some(resource.to_string());
+        if let Some(subset) = &parsed.subset {
+            for v in page.resources.iter_mut().chain(page.included.iter_mut()) {
+                self.cut(v, subset);
             }
+        }
+    }
+
+    /// Replaces a version's stored JSON by its subset (tombstones have none).
+    fn cut(&self, v: &mut StoredVersion, subset: &Subset) {
+        if let Some(mut resource) = v.resource() {
+            subset.apply(self.definitions(), &mut resource);
+            v.content = Some(resource.to_string());
         }
     }
 
