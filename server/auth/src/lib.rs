@@ -12,6 +12,7 @@ pub mod error;
 pub mod keys;
 pub mod password;
 pub mod pkce;
+pub mod roles;
 pub mod scope;
 pub mod token;
 pub mod totp;
