@@ -5,13 +5,16 @@
 //! `AuthStore` trait; the `http` crate serves it.
 
 pub mod access;
+pub mod accounts;
 pub mod authority;
 pub mod client_assertion;
+pub mod compartment;
 pub mod discovery;
 pub mod error;
 pub mod keys;
 pub mod password;
 pub mod pkce;
+pub mod registration;
 pub mod roles;
 pub mod scope;
 pub mod token;

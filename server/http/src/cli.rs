@@ -30,7 +30,7 @@ enum Command {
 /// `curanet client ...`.
 #[derive(Debug, Subcommand)]
 enum ClientCommand {
-    /// Register a SMART Backend Services client (client_credentials with private_key_jwt).
+    /// Register an OAuth client: a SMART app (public or confidential) or a backend service.
     Add(ClientAddArgs),
 }
 
@@ -39,18 +39,41 @@ enum ClientCommand {
 struct ClientAddArgs {
     #[command(flatten)]
     storage: StorageConfig,
-    /// The client id (the `iss` and `sub` of its assertions).
+    /// The client id (for asymmetric clients, the `iss` and `sub` of their assertions).
     #[arg(long)]
     client_id: String,
-    /// A human-readable name.
+    /// A human-readable name (shown on the consent page).
     #[arg(long)]
     name: String,
+    /// How the client authenticates: `backend` (client_credentials with private_key_jwt),
+    /// `public` (PKCE only), `confidential-symmetric` (a secret, printed once),
+    /// `confidential-asymmetric` (private_key_jwt).
+    #[arg(long, value_enum, default_value_t = ClientKindArg::Backend)]
+    kind: ClientKindArg,
     /// A file with the client's public JSON Web Key Set (`{"keys": [...]}`, RS384 or ES384 keys).
     #[arg(long)]
-    jwks_file: std::path::PathBuf,
-    /// The `system/` scopes the client may be granted, space-separated.
+    jwks_file: Option<std::path::PathBuf>,
+    /// The URL the client's JWKS is fetched from (instead of --jwks-file).
+    #[arg(long)]
+    jwks_url: Option<String>,
+    /// A redirect URI (repeat for several); required for apps acting for a user.
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// A browser origin allowed by CORS (repeat for several; default: the redirect URIs' origins).
+    #[arg(long = "origin")]
+    origins: Vec<String>,
+    /// The scopes the client may be granted, space-separated (`system/` for backend clients).
     #[arg(long)]
     scope: String,
+}
+
+/// `--kind` of `curanet client add`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ClientKindArg {
+    Backend,
+    Public,
+    ConfidentialSymmetric,
+    ConfidentialAsymmetric,
 }
 
 /// What `curanet reindex` rebuilds.
@@ -142,60 +165,55 @@ async fn reindex(args: ReindexArgs) -> Result<(), crate::server::BoxError> {
 }
 
 async fn add_client(args: ClientAddArgs) -> Result<(), crate::server::BoxError> {
-    let client = backend_client(&args, crate::server::unix_now())?;
+    let registered = client_registration(&args, crate::server::unix_now())?;
     let url = args.storage.resolved_database_url();
     let (store, auth) =
         curanet_storage::open_with_auth(&url, &args.storage.store_options()).await?;
-    let result = auth.register_client(client).await;
+    let result = auth.register_client(registered.client).await;
     store.close().await;
     result?;
     println!("{}", args.client_id);
+    if let Some(secret) = registered.secret {
+        // Shown once: only its hash is stored.
+        println!("client_secret: {secret}");
+    }
     Ok(())
 }
 
-/// The client record `curanet client add` stores, after checking the JWKS and the scopes.
-fn backend_client(
+/// The client `curanet client add` registers, checked by the same rules as dynamic registration.
+fn client_registration(
     args: &ClientAddArgs,
     now: i64,
-) -> Result<curanet_storage::OAuthClient, crate::server::BoxError> {
-    if args.client_id.trim().is_empty() || args.client_id.chars().any(char::is_whitespace) {
-        return Err("--client-id must be non-empty and without spaces".into());
-    }
-    let text = std::fs::read_to_string(&args.jwks_file)
-        .map_err(|e| format!("cannot read {}: {e}", args.jwks_file.display()))?;
-    let jwks: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not JSON: {e}", args.jwks_file.display()))?;
-    let keys = jwks.get("keys").and_then(serde_json::Value::as_array);
-    if keys.is_none_or(|k| k.is_empty()) {
-        return Err(format!("{} has no keys", args.jwks_file.display()).into());
-    }
-    if keys
-        .into_iter()
-        .flatten()
-        .any(|k| k.get("d").is_some() || k.get("kid").and_then(|v| v.as_str()).is_none())
-    {
-        return Err(
-            "every key needs a kid, and the JWKS must hold public keys only (no 'd')".into(),
-        );
-    }
-    let scopes =
-        curanet_auth::scope::Scopes::parse(&args.scope).map_err(|e| format!("--scope: {e}"))?;
-    if scopes.is_empty() || !curanet_auth::authority::only_system_scopes(&scopes) {
-        return Err("--scope must list system/ scopes only (a backend client has no user)".into());
-    }
-    Ok(curanet_storage::OAuthClient {
-        client_id: args.client_id.clone(),
+) -> Result<curanet_auth::registration::RegisteredClient, crate::server::BoxError> {
+    use curanet_storage::ClientKind;
+    let jwks = match &args.jwks_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| format!("{} is not JSON: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let kind = match args.kind {
+        ClientKindArg::Backend => ClientKind::Backend,
+        ClientKindArg::Public => ClientKind::Public,
+        ClientKindArg::ConfidentialSymmetric => ClientKind::ConfidentialSymmetric,
+        ClientKindArg::ConfidentialAsymmetric => ClientKind::ConfidentialAsymmetric,
+    };
+    let request = curanet_auth::registration::ClientRegistration {
+        client_id: Some(args.client_id.clone()),
         name: args.name.clone(),
-        kind: curanet_storage::ClientKind::Backend,
-        secret_hash: None,
-        redirect_uris: Vec::new(),
-        jwks: Some(jwks),
-        jwks_url: None,
-        scope: scopes.to_string(),
-        allowed_origins: Vec::new(),
-        created_by: None,
-        created_at: now * 1_000_000,
-    })
+        kind: Some(kind),
+        redirect_uris: args.redirect_uris.clone(),
+        jwks,
+        jwks_url: args.jwks_url.clone(),
+        scope: args.scope.clone(),
+        allowed_origins: args.origins.clone(),
+    };
+    Ok(curanet_auth::registration::register(request, None, now)?)
 }
 
 fn init_logging(format: LogFormat) {
