@@ -30,6 +30,10 @@ const SIGNING_ALGORITHM: &str = "RS256";
 pub const RELOAD_INTERVAL_SECONDS: i64 = 10;
 /// `grant_type` of SMART Backend Services.
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+/// `grant_type` of the SMART App Launch code exchange.
+pub const AUTHORIZATION_CODE: &str = "authorization_code";
+/// `grant_type` of a refresh.
+pub const REFRESH_TOKEN: &str = "refresh_token";
 
 /// An OAuth 2 error answer (RFC 6749 §5.2). The description is shown to the client and never
 /// holds a secret; `reason` keeps the underlying cause for the server log.
@@ -114,23 +118,32 @@ impl OAuthError {
         }
     }
 
-    fn invalid_request(description: impl Into<String>) -> Self {
+    pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
         OAuthError::InvalidRequest {
             description: description.into(),
         }
     }
 
-    fn invalid_client(description: impl Into<String>, reason: Option<AuthError>) -> Self {
+    pub(crate) fn invalid_client(
+        description: impl Into<String>,
+        reason: Option<AuthError>,
+    ) -> Self {
         OAuthError::InvalidClient {
             description: description.into(),
             reason,
         }
     }
 
-    fn invalid_scope(description: impl Into<String>) -> Self {
+    pub(crate) fn invalid_scope(description: impl Into<String>) -> Self {
         OAuthError::InvalidScope {
             description: description.into(),
         }
+    }
+}
+
+impl From<AuthError> for OAuthError {
+    fn from(e: AuthError) -> Self {
+        OAuthError::Server(e)
     }
 }
 
@@ -151,6 +164,20 @@ pub struct TokenRequest {
     pub client_assertion_type: Option<String>,
     /// `client_assertion` (a bearer credential: never logged).
     pub client_assertion: Option<String>,
+    /// `client_id` (public clients; confidential ones may send it too).
+    pub client_id: Option<String>,
+    /// `client_secret` (`client_secret_post`; never logged).
+    pub client_secret: Option<String>,
+    /// HTTP Basic `client_id:client_secret` (`client_secret_basic`; the secret never logged).
+    pub basic: Option<(String, String)>,
+    /// `code` (authorization_code; never logged).
+    pub code: Option<String>,
+    /// `redirect_uri` (authorization_code).
+    pub redirect_uri: Option<String>,
+    /// `code_verifier` (authorization_code, PKCE; never logged).
+    pub code_verifier: Option<String>,
+    /// `refresh_token` (never logged).
+    pub refresh_token: Option<String>,
 }
 
 impl std::fmt::Debug for TokenRequest {
@@ -161,6 +188,13 @@ impl std::fmt::Debug for TokenRequest {
             .field("scope", &self.scope)
             .field("client_assertion_type", &self.client_assertion_type)
             .field("has_client_assertion", &self.client_assertion.is_some())
+            .field("client_id", &self.client_id)
+            .field("has_client_secret", &self.client_secret.is_some())
+            .field("basic_client", &self.basic.as_ref().map(|(id, _)| id))
+            .field("has_code", &self.code.is_some())
+            .field("redirect_uri", &self.redirect_uri)
+            .field("has_code_verifier", &self.code_verifier.is_some())
+            .field("has_refresh_token", &self.refresh_token.is_some())
             .finish()
     }
 }
@@ -175,6 +209,12 @@ impl TokenRequest {
                 "scope" => &mut request.scope,
                 "client_assertion_type" => &mut request.client_assertion_type,
                 "client_assertion" => &mut request.client_assertion,
+                "client_id" => &mut request.client_id,
+                "client_secret" => &mut request.client_secret,
+                "code" => &mut request.code,
+                "redirect_uri" => &mut request.redirect_uri,
+                "code_verifier" => &mut request.code_verifier,
+                "refresh_token" => &mut request.refresh_token,
                 _ => continue,
             };
             if slot.is_some() {
@@ -189,7 +229,7 @@ impl TokenRequest {
 }
 
 /// A successful token response (RFC 6749 §5.1).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TokenResponse {
     /// The access token.
     pub access_token: String,
@@ -197,25 +237,37 @@ pub struct TokenResponse {
     pub expires_in: i64,
     /// The granted scopes.
     pub scope: String,
+    /// A refresh token (with `offline_access` or `online_access`).
+    pub refresh_token: Option<String>,
+    /// An OpenID Connect ID token (with `openid`).
+    pub id_token: Option<String>,
+    /// Launch context: `patient`, `encounter`, `fhirContext`, `need_patient_banner`, ...
+    pub context: Map<String, Value>,
 }
 
 impl TokenResponse {
     /// The JSON body.
     pub fn to_json(&self) -> Value {
-        json!({
-            "access_token": self.access_token,
-            "token_type": "bearer",
-            "expires_in": self.expires_in,
-            "scope": self.scope,
-        })
+        let mut out = self.context.clone();
+        out.insert("access_token".into(), json!(self.access_token));
+        out.insert("token_type".into(), json!("Bearer"));
+        out.insert("expires_in".into(), json!(self.expires_in));
+        out.insert("scope".into(), json!(self.scope));
+        if let Some(refresh) = &self.refresh_token {
+            out.insert("refresh_token".into(), json!(refresh));
+        }
+        if let Some(id_token) = &self.id_token {
+            out.insert("id_token".into(), json!(id_token));
+        }
+        Value::Object(out)
     }
 }
 
 /// The authorization server: storage, public endpoints, the key-encryption key and the current
 /// key ring. The ring is replaced as a whole on rotation, so readers never wait on a rebuild.
 pub struct Authority {
-    store: Arc<dyn AuthStore>,
-    endpoints: Endpoints,
+    pub(crate) store: Arc<dyn AuthStore>,
+    pub(crate) endpoints: Endpoints,
     kek: KeyEncryptionKey,
     ring: RwLock<Arc<KeyRing>>,
     rotation_age: i64,
@@ -225,7 +277,13 @@ pub struct Authority {
     /// check costs far more than serving a cached read; what a token may do is still decided on
     /// every request, and expiry is checked on every hit.
     verified: moka::sync::Cache<String, AccessClaims>,
+    /// Whether each recently seen grant is still active, re-read after a few seconds so a
+    /// revocation on another instance takes effect soon; on this instance it is immediate.
+    pub(crate) grants: moka::sync::Cache<String, bool>,
 }
+
+/// How long a grant's liveness is trusted before it is read again (other instances' revocations).
+const GRANT_LIVENESS_SECONDS: u64 = 5;
 
 /// How many verified tokens are remembered.
 const VERIFIED_TOKENS: u64 = 10_000;
@@ -283,6 +341,10 @@ impl Authority {
                 // No token lives longer than an hour; forget it then.
                 .time_to_live(std::time::Duration::from_secs(3600))
                 .build(),
+            grants: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_TOKENS)
+                .time_to_live(std::time::Duration::from_secs(GRANT_LIVENESS_SECONDS))
+                .build(),
         };
         authority.maintain_keys(now).await?;
         Ok(authority)
@@ -337,18 +399,24 @@ impl Authority {
     /// the ring reload from storage (at most every [`RELOAD_INTERVAL_SECONDS`]), for tokens
     /// signed by another instance's newer key.
     pub async fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, AuthError> {
-        if let Some(claims) = self.verified.get(token) {
-            if now > claims.exp + CLOCK_LEEWAY_SECONDS {
+        let claims = match self.verified.get(token) {
+            Some(claims) if now > claims.exp + CLOCK_LEEWAY_SECONDS => {
                 self.verified.invalidate(token);
                 return Err(TokenRejection::Expired.into());
             }
-            return Ok(claims);
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signed(token, now).await?;
+                self.verified.insert(token.to_string(), claims.clone());
+                claims
+            }
+        };
+        if let Some(grant_id) = &claims.grant_id
+            && !self.grant_is_active(grant_id).await?
+        {
+            return Err(TokenRejection::Revoked.into());
         }
-        let result = self.verify_signed(token, now).await;
-        if let Ok(claims) = &result {
-            self.verified.insert(token.to_string(), claims.clone());
-        }
-        result
+        Ok(claims)
     }
 
     /// Verifies a token's signature, expiry, issuer and audience against the key ring.
@@ -412,6 +480,8 @@ impl Authority {
         match request.grant_type.as_deref() {
             None => Err(OAuthError::invalid_request("grant_type is required")),
             Some(CLIENT_CREDENTIALS) => self.client_credentials(request, now).await,
+            Some(AUTHORIZATION_CODE) => self.authorization_code(request, now).await,
+            Some(REFRESH_TOKEN) => self.refresh(request, now).await,
             Some(other) => Err(OAuthError::UnsupportedGrantType {
                 description: format!("the grant type '{}' is not supported", printable(other)),
             }),
@@ -458,12 +528,13 @@ impl Authority {
             access_token: minted.token,
             expires_in: minted.claims.exp - minted.claims.iat,
             scope: minted.claims.scope,
+            ..TokenResponse::default()
         })
     }
 
     /// Authenticates the client by its assertion: type, registered client, registered JWKS,
     /// signature and claims, and a `jti` not seen before.
-    async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         request: &TokenRequest,
         now: i64,
@@ -549,8 +620,14 @@ impl Authority {
         if let Some(patient) = claims.patient {
             out.insert("patient".into(), patient.into());
         }
+        if let Some(encounter) = claims.encounter {
+            out.insert("encounter".into(), encounter.into());
+        }
         if let Some(fhir_user) = claims.fhir_user {
             out.insert("fhirUser".into(), fhir_user.into());
+        }
+        if !claims.fhir_context.is_empty() {
+            out.insert("fhirContext".into(), json!(claims.fhir_context));
         }
         Value::Object(out)
     }

@@ -5,8 +5,10 @@
 //! `AuthStore` trait; the `http` crate serves it.
 
 pub mod access;
+pub mod app_grants;
 pub mod accounts;
 pub mod authority;
+pub mod authorize;
 pub mod client_assertion;
 pub mod compartment;
 pub mod discovery;

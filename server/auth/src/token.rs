@@ -94,6 +94,8 @@ pub struct AccessGrant {
     pub fhir_user: Option<String>,
     /// Further launch context.
     pub fhir_context: Vec<FhirContext>,
+    /// The grant (authorization) the token belongs to; revoking it ends the token at once.
+    pub grant_id: Option<String>,
 }
 
 /// The claims of an access token, as minted and as returned by verification.
@@ -127,6 +129,9 @@ pub struct AccessClaims {
     /// Further launch context.
     #[serde(default, rename = "fhirContext", skip_serializing_if = "Vec::is_empty")]
     pub fhir_context: Vec<FhirContext>,
+    /// The grant the token belongs to (tokens of user authorizations; not backend tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
 }
 
 /// A freshly signed access token and the claims in it.
@@ -165,6 +170,7 @@ pub fn mint_access_token(
         encounter: grant.encounter.clone(),
         fhir_user: grant.fhir_user.clone(),
         fhir_context: grant.fhir_context.clone(),
+        grant_id: grant.grant_id.clone(),
     };
     let token = sign(ring, ACCESS_TOKEN_TYPE, &claims)?;
     Ok(MintedAccessToken { token, claims })
@@ -193,6 +199,8 @@ pub enum TokenRejection {
     WrongIssuer,
     /// `aud` is not this FHIR base.
     WrongAudience,
+    /// The grant it belongs to was revoked.
+    Revoked,
 }
 
 impl fmt::Display for TokenRejection {
@@ -208,6 +216,7 @@ impl fmt::Display for TokenRejection {
             TokenRejection::IssuedInFuture => "issued in the future",
             TokenRejection::WrongIssuer => "wrong issuer",
             TokenRejection::WrongAudience => "wrong audience",
+            TokenRejection::Revoked => "the authorization was revoked",
         })
     }
 }
@@ -426,6 +435,7 @@ mod tests {
                 reference: Some("Encounter/e-9".into()),
                 ..FhirContext::default()
             }],
+            grant_id: Some("g-1".into()),
         }
     }
 

@@ -450,6 +450,7 @@ impl Accounts {
             encounter: None,
             fhir_user: fhir_user.clone(),
             fhir_context: Vec::new(),
+            grant_id: None,
         };
         let minted = mint_access_token(
             &self.authority.ring(),
