@@ -26,6 +26,8 @@ pub struct AppState {
     pub authority: Arc<Authority>,
     /// Whether `/fhir` needs an access token (`--require-auth`).
     pub require_auth: bool,
+    /// First-party accounts (`/api/auth`).
+    pub accounts: Arc<curanet_auth::accounts::Accounts>,
 }
 
 /// The whole HTTP API: `/fhir/...`, the discovery documents, `/oauth/...`, `/healthz`, `/readyz`.
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/jwks", get(discovery::jwks))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/introspect", post(oauth::introspect))
+        .nest("/api/auth", crate::handlers::accounts::router())
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .fallback(fallback::not_found)

@@ -25,6 +25,9 @@ enum Command {
     /// Manage OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(crate::accounts::UserCommand),
 }
 
 /// `curanet client ...`.
@@ -94,7 +97,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = match &cli.command {
         Command::Serve(c) => c.log_format,
-        Command::Migrate(_) | Command::Reindex(_) | Command::Client(_) => LogFormat::Pretty,
+        Command::Migrate(_) | Command::Reindex(_) | Command::Client(_) | Command::User(_) => {
+            LogFormat::Pretty
+        }
     };
     init_logging(format);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -109,6 +114,7 @@ pub fn main() -> ExitCode {
             Command::Serve(config) => crate::server::run(config).await,
             Command::Reindex(args) => reindex(args).await,
             Command::Client(ClientCommand::Add(args)) => add_client(args).await,
+            Command::User(command) => crate::accounts::user_command(command).await,
             Command::Migrate(storage) => {
                 let url = storage.resolved_database_url();
                 let store = curanet_storage::open(&url, &storage.store_options()).await?;

@@ -87,6 +87,42 @@ pub struct Config {
         hide = true
     )]
     pub key_encryption_key: Option<String>,
+
+    #[command(flatten)]
+    pub accounts: AccountsConfig,
+}
+
+/// Accounts (`/api/auth`), their secrets and their mail.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AccountsConfig {
+    /// Production mode: refuse to start without `CURANET_PASSWORD_PEPPER` (at least 16 bytes)
+    /// and `CURANET_KEY_ENCRYPTION_KEY`.
+    #[arg(long, env = "CURANET_PRODUCTION", default_value_t = false)]
+    pub production: bool,
+
+    /// Server-wide secret mixed into every password hash (at least 16 bytes). Unset outside
+    /// production: a built-in development pepper, with a warning. Changing it invalidates every
+    /// password. Prefer the environment: a flag shows in `ps`.
+    #[arg(
+        long = "password-pepper",
+        env = "CURANET_PASSWORD_PEPPER",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub password_pepper: Option<String>,
+
+    /// SMTP relay for account mail, `smtp://host:port` (plain SMTP: a relay on loopback or a
+    /// private network). Unset: mail is only logged (recipient and subject, never the body).
+    #[arg(long, env = "CURANET_SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// Sender of account mail.
+    #[arg(
+        long,
+        env = "CURANET_MAIL_FROM",
+        default_value = "CuraNet <no-reply@curanet.in>"
+    )]
+    pub mail_from: String,
 }
 
 impl Config {
@@ -117,6 +153,10 @@ impl Config {
             log_format: LogFormat::Pretty,
             key_encryption_key: None,
             require_auth: false,
+            accounts: AccountsConfig {
+                mail_from: "CuraNet <no-reply@curanet.in>".into(),
+                ..AccountsConfig::default()
+            },
         }
     }
 }

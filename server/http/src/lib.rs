@@ -2,6 +2,7 @@
 //! OperationOutcomes, the CLI, configuration, start-up and graceful shutdown.
 
 pub mod access;
+pub mod accounts;
 pub mod app;
 pub mod cli;
 pub mod config;

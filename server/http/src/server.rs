@@ -82,6 +82,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
         types = defs.resource_types().len(),
         "FHIR definitions loaded"
     );
+    crate::accounts::check_production(&config)?;
     let kek = key_encryption_key(&config)?;
     let url = config.storage.resolved_database_url();
     let (store, auth_store) =
@@ -93,7 +94,18 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     let addr = listener.local_addr()?;
     let endpoints = config.endpoints(addr);
     tracing::info!(issuer = %endpoints.issuer, "authorization server");
-    let authority = Arc::new(Authority::start(auth_store, endpoints, kek, unix_now()).await?);
+    let authority = Arc::new(
+        Authority::start(auth_store.clone(), endpoints, kek.clone(), unix_now()).await?,
+    );
+    let accounts = crate::accounts::start(
+        &config,
+        auth_store,
+        authority.clone(),
+        kek,
+        engine.clone(),
+        unix_now(),
+    )
+    .await?;
     let maintenance = tokio::spawn(maintain_keys(authority.clone()));
     let state = AppState {
         engine,
@@ -104,11 +116,14 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
         max_body_bytes: config.max_body_bytes,
         authority,
         require_auth: config.require_auth,
+        accounts,
     };
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "listening; FHIR base at http://{addr}/fhir");
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app(state))
+        // The peer address is the client IP of sign-in throttling and security events.
+        let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
             })

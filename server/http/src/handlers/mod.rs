@@ -1,5 +1,6 @@
 //! Request handlers: each extracts, calls the engine, and maps the result.
 
+pub mod accounts;
 pub mod discovery;
 pub mod fallback;
 pub mod health;
