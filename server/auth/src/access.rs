@@ -1,46 +1,78 @@
 //! The resource server's decisions: what a verified token may do with one FHIR request.
 //!
-//! Only system-level (backend) scopes are honoured for now: patient- and user-level tokens come
-//! with the authorization-code flow and consents, and are refused until then.
+//! - **Levels.** A token's `system/`, `user/` and `patient/` scopes are each a *level*
+//!   ([`token_levels`]). `system/` and `user/` scopes are enforced alike: their letters and their
+//!   granular conditions, on every type. `user/` decisions also pass through the consent hook
+//!   ([`ConsentPolicy`]), which permits everything until consents are enforced. `patient/`
+//!   scopes need the token's `patient` (else every request is refused) and are confined to that
+//!   patient's records ([`crate::compartment`]).
+//! - **Mixed tokens.** A request is decided by each level the token has, and allowed when one
+//!   of them allows it: the union. A level that allows it without narrowing wins; reads allowed
+//!   only in narrowed form by several levels pass when any of them passes; a search that several
+//!   levels allow only in differently narrowed forms is refused, because one search cannot
+//!   express their union (split it, or use a token with one level).
 
 use crate::scope::{Conditions, Decision, Interaction, Level, OperationTarget, Scopes};
 
-/// Why a token cannot be used on the FHIR API at all, whatever the request.
-pub fn unsupported_token(scopes: &Scopes) -> Option<String> {
-    let levels: Vec<&str> = [Level::Patient, Level::User]
+/// The levels a token's clinical scopes use, widest first (`system`, `user`, `patient`).
+///
+/// `Err` explains why the token cannot be used at all: `patient/` scopes without a patient in
+/// context, or no clinical scope.
+pub fn token_levels(scopes: &Scopes, patient: Option<&str>) -> Result<Vec<Level>, String> {
+    let levels: Vec<Level> = [Level::System, Level::User, Level::Patient]
         .into_iter()
         .filter(|l| scopes.has_level(*l))
-        .map(Level::as_str)
         .collect();
-    if levels.is_empty() {
-        return None;
+    if levels.contains(&Level::Patient) && patient.is_none_or(str::is_empty) {
+        return Err(
+            "the token has patient/ scopes but no patient in context: patient-level access is confined to one patient's records, so the token must name the patient (request launch/patient)"
+                .into(),
+        );
     }
-    Some(format!(
-        "{}-level scopes are not honoured yet (they arrive with the authorization-code flow and consents); use a backend token with system/ scopes",
-        levels.join(" and ")
-    ))
+    if levels.is_empty() {
+        return Err("the token has no patient/, user/ or system/ scopes".into());
+    }
+    Ok(levels)
 }
 
-/// What the token's `system/` scopes permit for `interaction` on `resource_type` (`*` = every type).
+/// What the token's scopes of `level` permit for `interaction` on `resource_type` (`*` = every
+/// type).
 pub fn authorize_request(
     scopes: &Scopes,
+    level: Level,
     interaction: Interaction,
     resource_type: &str,
 ) -> Decision {
-    scopes.decide(Level::System, resource_type, interaction)
+    scopes.decide(level, resource_type, interaction)
 }
 
-/// What the token's `system/` scopes permit for invoking operation `name` on `target`.
-pub fn authorize_operation(scopes: &Scopes, name: &str, target: OperationTarget<'_>) -> Decision {
-    scopes.decide_operation(Level::System, name, target)
+/// What the token's scopes of `level` permit for invoking operation `name` on `target`.
+pub fn authorize_operation(
+    scopes: &Scopes,
+    level: Level,
+    name: &str,
+    target: OperationTarget<'_>,
+) -> Decision {
+    scopes.decide_operation(level, name, target)
 }
 
-/// The scope that would permit `interaction` on `resource_type`, for the 403 message.
-pub fn missing_scope(interaction: Interaction, resource_type: &str) -> String {
-    match interaction.permission() {
-        Some(p) => format!("system/{resource_type}.{}", p.letter()),
-        None => format!("system/{resource_type}.*"),
-    }
+/// The scope (one per level, joined by "or") that would permit `interaction` on
+/// `resource_type`, for the 403 message.
+pub fn missing_scope(levels: &[Level], interaction: Interaction, resource_type: &str) -> String {
+    let letters = match interaction.permission() {
+        Some(p) => p.letter().to_string(),
+        None => "*".to_string(),
+    };
+    let levels = if levels.is_empty() {
+        &[Level::System][..]
+    } else {
+        levels
+    };
+    levels
+        .iter()
+        .map(|l| format!("{l}/{resource_type}.{letters}"))
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 /// The one AND-set a restricted search is narrowed by; `None` when the decision is an OR of
@@ -53,6 +85,58 @@ pub fn single_condition_set(decision: &Decision) -> Option<Conditions> {
     }
 }
 
+/// Who acts with a `user/` token, for the consent layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester<'a> {
+    /// The account id (`sub`).
+    pub subject: &'a str,
+    /// The client the token was issued to.
+    pub client_id: &'a str,
+    /// The user's FHIR resource (`Practitioner/9`), if known.
+    pub fhir_user: Option<&'a str>,
+}
+
+/// What the patients' consents say about one user-level request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsentDecision {
+    /// No consent stands in the way (the scopes alone decide).
+    Permit,
+    /// Refused (403), with the reason shown to the client.
+    Deny(String),
+}
+
+/// The point where patients' consents intersect with `user/` scopes: every user-level request
+/// the scopes allow is put to it before it runs. Consents narrow, never widen: a policy can only
+/// deny what the scopes allow.
+pub trait ConsentPolicy: Send + Sync {
+    /// Decides `interaction` on `resource_type` (with the instance id when there is one) for
+    /// `requester`.
+    fn decide(
+        &self,
+        requester: &Requester<'_>,
+        interaction: Interaction,
+        resource_type: &str,
+        id: Option<&str>,
+    ) -> ConsentDecision;
+}
+
+/// The policy until consents are enforced: the scopes (already bounded by the account's role
+/// when the token was issued) decide alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoConsentEnforcement;
+
+impl ConsentPolicy for NoConsentEnforcement {
+    fn decide(
+        &self,
+        _requester: &Requester<'_>,
+        _interaction: Interaction,
+        _resource_type: &str,
+        _id: Option<&str>,
+    ) -> ConsentDecision {
+        ConsentDecision::Permit
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,7 +146,7 @@ mod tests {
     }
 
     #[test]
-    fn each_interaction_needs_its_letter() {
+    fn each_interaction_needs_its_letter_at_its_level() {
         let s = scopes("system/Patient.rs");
         for i in [
             Interaction::Read,
@@ -72,7 +156,11 @@ mod tests {
             Interaction::HistoryType,
         ] {
             assert!(
-                authorize_request(&s, i, "Patient").is_unrestricted(),
+                authorize_request(&s, Level::System, i, "Patient").is_unrestricted(),
+                "{i:?}"
+            );
+            assert!(
+                authorize_request(&s, Level::User, i, "Patient").is_denied(),
                 "{i:?}"
             );
         }
@@ -82,24 +170,59 @@ mod tests {
             Interaction::Patch,
             Interaction::Delete,
         ] {
-            assert!(authorize_request(&s, i, "Patient").is_denied(), "{i:?}");
+            assert!(
+                authorize_request(&s, Level::System, i, "Patient").is_denied(),
+                "{i:?}"
+            );
         }
-        assert!(authorize_request(&s, Interaction::SearchType, "Observation").is_denied());
-        assert!(authorize_request(&s, Interaction::SearchSystem, "*").is_denied());
+        let user = scopes("user/*.cruds patient/Observation.r");
         assert!(
-            authorize_request(&scopes("system/*.cruds"), Interaction::SearchSystem, "*")
+            authorize_request(&user, Level::User, Interaction::Delete, "Condition")
+                .is_unrestricted()
+        );
+        assert!(
+            authorize_request(
+                &user,
+                Level::Patient,
+                Interaction::SearchType,
+                "Observation"
+            )
+            .is_denied()
+        );
+        assert!(
+            authorize_request(&user, Level::Patient, Interaction::Read, "Observation")
                 .is_unrestricted()
         );
         assert_eq!(
-            missing_scope(Interaction::Create, "Patient"),
+            missing_scope(&[Level::System], Interaction::Create, "Patient"),
             "system/Patient.c"
+        );
+        assert_eq!(
+            missing_scope(
+                &[Level::User, Level::Patient],
+                Interaction::SearchType,
+                "Condition"
+            ),
+            "user/Condition.s or patient/Condition.s"
+        );
+    }
+
+    #[test]
+    fn v1_scopes_read_and_search() {
+        let s = scopes("patient/Observation.read");
+        for i in [Interaction::Read, Interaction::SearchType] {
+            assert!(authorize_request(&s, Level::Patient, i, "Observation").is_unrestricted());
+        }
+        assert!(
+            authorize_request(&s, Level::Patient, Interaction::Create, "Observation").is_denied()
         );
     }
 
     #[test]
     fn granular_scopes_give_one_set_or_none() {
         let one = authorize_request(
-            &scopes("system/Observation.rs?category=laboratory"),
+            &scopes("patient/Observation.rs?category=laboratory"),
+            Level::Patient,
             Interaction::SearchType,
             "Observation",
         );
@@ -111,6 +234,7 @@ mod tests {
             &scopes(
                 "system/Observation.rs?category=laboratory system/Observation.rs?category=vital-signs",
             ),
+            Level::System,
             Interaction::SearchType,
             "Observation",
         );
@@ -119,9 +243,36 @@ mod tests {
     }
 
     #[test]
-    fn patient_and_user_tokens_are_refused() {
-        assert!(unsupported_token(&scopes("system/*.rs")).is_none());
-        assert!(unsupported_token(&scopes("patient/*.rs")).is_some());
-        assert!(unsupported_token(&scopes("user/Patient.r system/*.rs")).is_some());
+    fn levels_of_a_token() {
+        let levels = |s: &str, p: Option<&str>| token_levels(&scopes(s), p);
+        assert_eq!(levels("system/*.rs", None), Ok(vec![Level::System]));
+        assert_eq!(
+            levels("patient/*.rs openid", Some("p1")),
+            Ok(vec![Level::Patient])
+        );
+        assert_eq!(
+            levels("patient/*.rs user/Practitioner.rs", Some("p1")),
+            Ok(vec![Level::User, Level::Patient])
+        );
+        assert_eq!(levels("user/*.rs", None), Ok(vec![Level::User]));
+        let e = levels("patient/*.rs", None).unwrap_err();
+        assert!(e.contains("no patient in context"), "{e}");
+        assert!(levels("patient/*.rs", Some("")).is_err());
+        assert!(levels("user/*.rs patient/Observation.rs", None).is_err());
+        assert!(levels("openid fhirUser", None).is_err());
+    }
+
+    #[test]
+    fn without_consent_enforcement_the_scopes_decide() {
+        let who = Requester {
+            subject: "acct-1",
+            client_id: "app",
+            fhir_user: Some("Practitioner/9"),
+        };
+        let policy: &dyn ConsentPolicy = &NoConsentEnforcement;
+        assert_eq!(
+            policy.decide(&who, Interaction::Read, "Observation", Some("1")),
+            ConsentDecision::Permit
+        );
     }
 }

@@ -1,6 +1,12 @@
 //! The resource-server check on `/fhir` (with `--require-auth`): the bearer token is verified
-//! against the Authority's key ring and its `system/` scopes are enforced per interaction.
-//! The decisions are `curanet_auth::access`; this module only maps requests onto them.
+//! against the Authority's key ring and its scopes are enforced per interaction, at each level
+//! the token has (`system/`, `user/`, `patient/`; see `curanet_auth::access`). `patient/`
+//! scopes are confined to the patient in context (`curanet_auth::compartment`): searches are
+//! narrowed to the patient's records, reads of other records answer 404, writes outside them
+//! 403, and included resources outside them are left out of the answer. The decisions are in
+//! `curanet_auth`; this module maps requests onto them and runs the checks that need data.
+
+use std::sync::OnceLock;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -8,17 +14,25 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use curanet_auth::access::{
-    authorize_operation, authorize_request, missing_scope, single_condition_set, unsupported_token,
+    ConsentDecision, ConsentPolicy, NoConsentEnforcement, Requester, authorize_operation,
+    authorize_request, missing_scope, single_condition_set, token_levels,
 };
+use curanet_auth::compartment::{Confinement, Membership, confine, confinement, names_patient};
 use curanet_auth::scope::{Conditions, Decision, Interaction, Level, OperationTarget, Scopes};
 use curanet_auth::token::AccessClaims;
-use curanet_fhir::{Issue, IssueType, OperationOutcome};
+use curanet_engine::EngineError;
+use curanet_fhir::{Definitions, Issue, IssueType, OperationOutcome};
+use curanet_fhir_profiles::SearchParamType;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::handlers::read_body;
 use crate::server::unix_now;
+
+/// Where patients' consents will intersect with `user/` scopes. Until they are enforced, the
+/// scopes (bounded by the account's role when the token was issued) decide alone.
+static CONSENTS: NoConsentEnforcement = NoConsentEnforcement;
 
 /// The verified token of a request, for handlers that need it (audit, later consents).
 #[derive(Debug, Clone)]
@@ -96,39 +110,210 @@ fn forbidden(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, message)
 }
 
-/// 403 naming the scope that would have permitted the interaction.
-fn missing(interaction: Interaction, resource_type: &str) -> ApiError {
-    forbidden(format!(
-        "the token's scopes do not permit {} on {resource_type}: it needs {}",
-        interaction.code(),
-        missing_scope(interaction, resource_type)
-    ))
+/// 404 exactly as for a resource that does not exist.
+fn not_found(resource_type: &str, id: &str) -> ApiError {
+    EngineError::NotFound(format!("{resource_type}/{id}")).into()
 }
 
-/// What an allowed request must be narrowed by.
-#[derive(Debug, Default)]
+/// The token of a request: its scopes, the levels they use and the patient in context.
+struct TokenAccess<'a> {
+    scopes: &'a Scopes,
+    claims: &'a AccessClaims,
+    levels: Vec<Level>,
+    defs: &'a Definitions,
+}
+
+impl TokenAccess<'_> {
+    /// The patient in context (checked present when the token has `patient/` scopes).
+    fn patient(&self) -> &str {
+        self.claims.patient.as_deref().unwrap_or("")
+    }
+
+    /// How `resource_type` is tied to a patient.
+    fn confinement(&self, resource_type: &str) -> Confinement {
+        let compartment = self.defs.patient_compartment().params(resource_type);
+        let has_patient_param = self.defs.search_parameters(resource_type).iter().any(|p| {
+            p.code == "patient"
+                && p.kind == SearchParamType::Reference
+                && p.targets.iter().any(|t| t == "Patient")
+        });
+        confinement(resource_type, compartment, has_patient_param)
+    }
+
+    /// 403 naming the scope that would have permitted the interaction.
+    fn missing(&self, interaction: Interaction, resource_type: &str) -> ApiError {
+        forbidden(format!(
+            "the token's scopes do not permit {} on {resource_type}: it needs {}",
+            interaction.code(),
+            missing_scope(&self.levels, interaction, resource_type)
+        ))
+    }
+
+    /// Whether `level` permits `interaction` on every resource of `resource_type` the level
+    /// can reach (at patient level: types outside the compartment only, unless `confined_ok`).
+    fn open_at(
+        &self,
+        level: Level,
+        interaction: Interaction,
+        resource_type: &str,
+        confined_ok: bool,
+    ) -> bool {
+        authorize_request(self.scopes, level, interaction, resource_type).is_unrestricted()
+            && (level != Level::Patient
+                || confined_ok
+                || (resource_type != "*" && !self.confinement(resource_type).is_confined()))
+    }
+}
+
+/// What an allowed request must be narrowed by or checked for, as granted by one level.
+#[derive(Debug)]
 struct Narrowing {
-    /// Search pairs ANDed into a type-level search (granular scopes).
+    /// The level that granted it.
+    level: Level,
+    /// Pairs ANDed into a type-level search, a conditional write's criteria, or the
+    /// `If-None-Exist` of a create.
     pairs: Vec<(String, String)>,
-    /// A read allowed only if the resource matches the granular scopes.
-    instance: Option<InstanceCheck>,
+    /// Reads allowed only if the resource passes one of these checks.
+    instances: Vec<InstanceCheck>,
+    /// A write confined to the patient's records.
+    write: Option<WriteCheck>,
+    /// The answer may only hold this patient's records (patient level): included resources of
+    /// other patients are left out (every entry's, with `all_entries`, for `$everything`).
+    confine_to: Option<String>,
+    all_entries: bool,
 }
 
-/// A read under granular scopes: allowed only if `type/id` matches one of the AND-sets.
+impl Narrowing {
+    fn open(level: Level) -> Self {
+        Narrowing {
+            level,
+            pairs: Vec::new(),
+            instances: Vec::new(),
+            write: None,
+            confine_to: None,
+            all_entries: false,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.pairs.is_empty()
+            && self.instances.is_empty()
+            && self.write.is_none()
+            && self.confine_to.is_none()
+    }
+}
+
+/// A read allowed only if `type/id` is the patient's (when `patient` is set; else 404) and
+/// matches one of the granular AND-sets (when there are any; else 403, or 404 when confined).
 #[derive(Debug)]
 struct InstanceCheck {
     resource_type: String,
     id: String,
     sets: Vec<Conditions>,
+    patient: Option<(Confinement, String)>,
 }
 
-/// Decides `target` for `scopes`: the narrowing to apply, or the 403.
-fn decide(scopes: &Scopes, target: &Target) -> Result<Narrowing, ApiError> {
+/// A write confined to the patient's records: the stored version and/or the new body must be
+/// the patient's.
+#[derive(Debug)]
+struct WriteCheck {
+    resource_type: String,
+    id: Option<String>,
+    confinement: Confinement,
+    patient: String,
+    member: Option<Membership>,
+    body: bool,
+}
+
+/// Decides `target` at every level of the token and combines the grants (the union; see
+/// `curanet_auth::access`).
+fn decide(access: &TokenAccess<'_>, target: &Target) -> Result<Narrowing, ApiError> {
+    let mut grants = Vec::new();
+    let mut refusal = None;
+    for level in &access.levels {
+        match decide_at(access, *level, target) {
+            Ok(n) => grants.push(n),
+            Err(e) => {
+                refusal.get_or_insert(e);
+            }
+        }
+    }
+    if grants.is_empty() {
+        return Err(refusal.unwrap_or_else(|| forbidden("the token has no clinical scopes")));
+    }
+    if let Some(i) = grants.iter().position(Narrowing::is_open) {
+        return Ok(grants.swap_remove(i));
+    }
+    if grants.len() == 1 {
+        return Ok(grants.remove(0));
+    }
+    // Several levels each allow a narrowed form: a read passes when any of their checks does.
+    let reads_only = grants
+        .iter()
+        .all(|g| g.pairs.is_empty() && g.write.is_none() && !g.instances.is_empty());
+    if reads_only {
+        let mut first = grants.remove(0);
+        for g in grants {
+            first.instances.extend(g.instances);
+        }
+        return Ok(first);
+    }
+    Err(forbidden(
+        "the token's scope levels each permit a differently narrowed part of this request, and one request cannot express their union; use a token with one level, or narrow the request",
+    ))
+}
+
+/// Decides `target` at one level: the scopes' letters and granular conditions, the consent hook
+/// (`user/`), the confinement to the patient (`patient/`).
+fn decide_at(
+    access: &TokenAccess<'_>,
+    level: Level,
+    target: &Target,
+) -> Result<Narrowing, ApiError> {
+    let mut narrowing = decide_scopes(access, level, target)?;
+    match level {
+        Level::System => {}
+        Level::User => consent(access, target)?,
+        Level::Patient => confine_to_patient(access, target, &mut narrowing)?,
+    }
+    Ok(narrowing)
+}
+
+/// Puts a user-level request to the consent hook.
+fn consent(access: &TokenAccess<'_>, target: &Target) -> Result<(), ApiError> {
+    let requester = Requester {
+        subject: &access.claims.sub,
+        client_id: &access.claims.client_id,
+        fhir_user: access.claims.fhir_user.as_deref(),
+    };
+    let (interaction, ty, id) = match target {
+        Target::Interaction(i, ty, id) => (*i, ty.as_str(), id.as_deref()),
+        Target::Conditional(i, ty) => (*i, ty.as_str(), None),
+        Target::Operation(_, ty, id) => (
+            Interaction::Operation,
+            ty.as_deref().unwrap_or("*"),
+            id.as_deref(),
+        ),
+        Target::Public | Target::Bundle | Target::Unknown => return Ok(()),
+    };
+    match CONSENTS.decide(&requester, interaction, ty, id) {
+        ConsentDecision::Permit => Ok(()),
+        ConsentDecision::Deny(reason) => Err(forbidden(reason)),
+    }
+}
+
+/// The scopes of `level` alone: letters, granular conditions, operation rules.
+fn decide_scopes(
+    access: &TokenAccess<'_>,
+    level: Level,
+    target: &Target,
+) -> Result<Narrowing, ApiError> {
     use Interaction::*;
+    let scopes = access.scopes;
     let unrestricted = |i: Interaction, ty: &str| -> Result<(), ApiError> {
-        match authorize_request(scopes, i, ty) {
+        match authorize_request(scopes, level, i, ty) {
             Decision::Unrestricted => Ok(()),
-            Decision::Denied => Err(missing(i, ty)),
+            Decision::Denied => Err(access.missing(i, ty)),
             // A write or a history cannot be filtered by search parameters: deny, never widen.
             Decision::Restricted(_) => Err(forbidden(format!(
                 "the token's granular scopes on {ty} do not permit {} (only unrestricted scopes do)",
@@ -136,43 +321,44 @@ fn decide(scopes: &Scopes, target: &Target) -> Result<Narrowing, ApiError> {
             ))),
         }
     };
+    let open = Narrowing::open(level);
     match target {
-        Target::Public | Target::Bundle => Ok(Narrowing::default()),
+        Target::Public | Target::Bundle => Ok(open),
         Target::Unknown => Err(forbidden(
             "this request is not an interaction the token's scopes can be checked for",
         )),
         Target::Interaction(i @ (SearchType | SearchSystem), ty, _) => {
-            let decision = authorize_request(scopes, *i, ty);
+            let decision = authorize_request(scopes, level, *i, ty);
             if decision.is_denied() {
-                return Err(missing(*i, ty));
+                return Err(access.missing(*i, ty));
             }
             match single_condition_set(&decision) {
-                Some(pairs) => Ok(Narrowing {
-                    pairs,
-                    instance: None,
-                }),
+                Some(pairs) => Ok(Narrowing { pairs, ..open }),
                 None => Err(forbidden(format!(
                     "the token's granular scopes on {ty} are several alternative restrictions, which one search cannot express; request one type-level search per scope"
                 ))),
             }
         }
-        Target::Interaction(Read, ty, Some(id)) => match authorize_request(scopes, Read, ty) {
-            Decision::Unrestricted => Ok(Narrowing::default()),
-            Decision::Denied => Err(missing(Read, ty)),
-            Decision::Restricted(sets) => Ok(Narrowing {
-                pairs: Vec::new(),
-                instance: Some(InstanceCheck {
-                    resource_type: ty.clone(),
-                    id: id.clone(),
-                    sets,
+        Target::Interaction(Read, ty, Some(id)) => {
+            match authorize_request(scopes, level, Read, ty) {
+                Decision::Unrestricted => Ok(open),
+                Decision::Denied => Err(access.missing(Read, ty)),
+                Decision::Restricted(sets) => Ok(Narrowing {
+                    instances: vec![InstanceCheck {
+                        resource_type: ty.clone(),
+                        id: id.clone(),
+                        sets,
+                        patient: None,
+                    }],
+                    ..open
                 }),
-            }),
-        },
-        Target::Interaction(i, ty, _) => unrestricted(*i, ty).map(|()| Narrowing::default()),
+            }
+        }
+        Target::Interaction(i, ty, _) => unrestricted(*i, ty).map(|()| open),
         Target::Conditional(i, ty) => {
             unrestricted(*i, ty)?;
             unrestricted(SearchType, ty)?;
-            Ok(Narrowing::default())
+            Ok(open)
         }
         Target::Operation(name, ty, id) => {
             let on = match (ty, id) {
@@ -181,7 +367,7 @@ fn decide(scopes: &Scopes, target: &Target) -> Result<Narrowing, ApiError> {
                 (Some(t), Some(_)) => OperationTarget::Instance(t),
             };
             let shown = ty.as_deref().unwrap_or("*");
-            if !authorize_operation(scopes, name, on).is_unrestricted() {
+            if !authorize_operation(scopes, level, name, on).is_unrestricted() {
                 return Err(forbidden(format!(
                     "the token's scopes do not permit ${name} on {shown}"
                 )));
@@ -195,23 +381,190 @@ fn decide(scopes: &Scopes, target: &Target) -> Result<Narrowing, ApiError> {
             } else {
                 "*"
             };
-            if !results.is_empty()
-                && !scopes
-                    .decide_all(Level::System, over, results)
-                    .is_unrestricted()
-            {
+            if !results.is_empty() && !scopes.decide_all(level, over, results).is_unrestricted() {
                 return Err(forbidden(format!(
-                    "${name} returns resources of many types: it needs system/{over}.rs"
+                    "${name} returns resources of many types: it needs {level}/{over}.rs"
                 )));
             }
-            Ok(Narrowing::default())
+            Ok(open)
         }
     }
 }
 
-/// `_include` / `_revinclude` values whose resources the token may not read: removed from
-/// `pairs` and returned, so the searchset reports them instead of leaking them.
-fn drop_unreadable_includes(scopes: &Scopes, pairs: &mut Vec<(String, String)>) -> Vec<String> {
+/// Confines a patient-level grant to the patient's records.
+fn confine_to_patient(
+    access: &TokenAccess<'_>,
+    target: &Target,
+    narrowing: &mut Narrowing,
+) -> Result<(), ApiError> {
+    let patient = access.patient().to_string();
+    match target {
+        Target::Public | Target::Bundle | Target::Unknown => Ok(()),
+        Target::Interaction(i, ty, id) => {
+            let c = access.confinement(ty);
+            let confined = confine(&c, *i, false, &patient).map_err(forbidden)?;
+            if *i == Interaction::SearchType {
+                // Included resources of patients' record types are filtered from the answer.
+                narrowing.confine_to = Some(patient.clone());
+            }
+            apply_confined(narrowing, c, confined, ty, id.as_deref(), &patient)
+        }
+        Target::Conditional(i, ty) => {
+            let c = access.confinement(ty);
+            let confined = confine(&c, *i, true, &patient).map_err(forbidden)?;
+            apply_confined(narrowing, c, confined, ty, None, &patient)
+        }
+        Target::Operation(name, ty, id) => match (name.as_str(), ty.as_deref(), id.as_deref()) {
+            ("validate", Some(_), None) => Ok(()),
+            ("everything", Some("Patient"), Some(id)) => {
+                if id != patient {
+                    return Err(not_found("Patient", id));
+                }
+                narrowing.confine_to = Some(patient);
+                narrowing.all_entries = true;
+                Ok(())
+            }
+            (op @ ("validate" | "meta" | "meta-add" | "meta-delete"), Some(ty), Some(id)) => {
+                let c = access.confinement(ty);
+                let writes = op.starts_with("meta-");
+                if c.is_confined() {
+                    narrowing.instances.push(InstanceCheck {
+                        resource_type: ty.to_string(),
+                        id: id.to_string(),
+                        sets: Vec::new(),
+                        patient: Some((c, patient)),
+                    });
+                    Ok(())
+                } else if writes {
+                    Err(forbidden(
+                        "a patient-level token writes only the patient's own records, and resources of this type are not about one patient",
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            (op, _, _) => Err(forbidden(format!(
+                "${op} here spans more than the patient's records: a patient-level token may call $everything on Patient/{patient} only"
+            ))),
+        },
+    }
+}
+
+/// Adds what a patient-level interaction needs to its grant.
+fn apply_confined(
+    narrowing: &mut Narrowing,
+    c: Confinement,
+    confined: curanet_auth::compartment::Confined,
+    ty: &str,
+    id: Option<&str>,
+    patient: &str,
+) -> Result<(), ApiError> {
+    if let Some(pair) = confined.narrow {
+        narrowing.pairs.push(pair);
+        narrowing.confine_to = Some(patient.to_string());
+    }
+    match confined.member {
+        Some(Membership::ToRead) => {
+            let id = id.unwrap_or_default();
+            if c == Confinement::Owner && id != patient {
+                return Err(not_found(ty, id));
+            }
+            let member = Some((c.clone(), patient.to_string()));
+            if narrowing.instances.is_empty() {
+                narrowing.instances.push(InstanceCheck {
+                    resource_type: ty.to_string(),
+                    id: id.to_string(),
+                    sets: Vec::new(),
+                    patient: member,
+                });
+            } else {
+                for check in &mut narrowing.instances {
+                    check.patient = member.clone();
+                }
+            }
+        }
+        Some(member @ (Membership::ToWrite | Membership::ToReplace)) => {
+            let id = id.unwrap_or_default();
+            if c == Confinement::Owner && id != patient {
+                return Err(forbidden(format!(
+                    "a patient-level token writes only Patient/{patient}"
+                )));
+            }
+            narrowing.write = Some(WriteCheck {
+                resource_type: ty.to_string(),
+                id: Some(id.to_string()),
+                confinement: c.clone(),
+                patient: patient.to_string(),
+                member: Some(member),
+                body: confined.body,
+            });
+        }
+        None if confined.body => {
+            narrowing.write = Some(WriteCheck {
+                resource_type: ty.to_string(),
+                id: None,
+                confinement: c.clone(),
+                patient: patient.to_string(),
+                member: None,
+                body: true,
+            });
+        }
+        None => {}
+    }
+    // A create confined to the patient narrows its If-None-Exist search too.
+    if narrowing
+        .write
+        .as_ref()
+        .is_some_and(|w| w.member.is_none() && w.id.is_none())
+        && let Some(pair) = c.pair(patient)
+        && narrowing.pairs.is_empty()
+    {
+        narrowing.pairs.push(pair);
+    }
+    Ok(())
+}
+
+/// The search-index extractor, for the patient's references in request bodies and answers.
+fn indexer(defs: &Definitions) -> &'static curanet_search::Indexer {
+    static INDEXER: OnceLock<curanet_search::Indexer> = OnceLock::new();
+    INDEXER.get_or_init(|| curanet_search::Indexer::new(defs))
+}
+
+/// Whether `resource` (of `resource_type`) is one of the patient's records.
+fn is_patients(
+    defs: &Definitions,
+    resource_type: &str,
+    resource: &Value,
+    c: &Confinement,
+    patient: &str,
+) -> bool {
+    match c {
+        Confinement::Owner => {
+            resource_type == "Patient"
+                && resource.get("id").and_then(Value::as_str) == Some(patient)
+        }
+        Confinement::Param(param) => {
+            let rows = indexer(defs).extract(resource_type, resource);
+            names_patient(
+                rows.references
+                    .iter()
+                    .filter(|r| &r.param == param)
+                    .map(|r| (r.target_type.as_str(), r.target_id.as_str())),
+                patient,
+            )
+        }
+        Confinement::Shared | Confinement::Unconfinable => false,
+    }
+}
+
+/// `_include` / `_revinclude` values whose resources the granting level may not read: removed
+/// from `pairs` and returned, so the searchset reports them instead of leaking them. At patient
+/// level the includes of the patient's record types stay: the answer is filtered afterwards.
+fn drop_unreadable_includes(
+    access: &TokenAccess<'_>,
+    level: Level,
+    pairs: &mut Vec<(String, String)>,
+) -> Vec<String> {
     let mut dropped = Vec::new();
     pairs.retain(|(name, value)| {
         let base = name.split(':').next().unwrap_or("");
@@ -223,7 +576,7 @@ fn drop_unreadable_includes(scopes: &Scopes, pairs: &mut Vec<(String, String)>) 
             _ => return true,
         };
         let returned = if returned.is_empty() { "*" } else { returned };
-        if authorize_request(scopes, Interaction::Read, returned).is_unrestricted() {
+        if access.open_at(level, Interaction::Read, returned, true) {
             true
         } else {
             dropped.push(format!("{name}={value}"));
@@ -235,10 +588,14 @@ fn drop_unreadable_includes(scopes: &Scopes, pairs: &mut Vec<(String, String)>) 
 
 /// A conditional create also searches (and answers the match it finds), so it needs an
 /// unrestricted search and read of the type as well.
-fn conditional_create_search(scopes: &Scopes, resource_type: &str) -> Result<(), ApiError> {
+fn conditional_create_search(
+    access: &TokenAccess<'_>,
+    level: Level,
+    resource_type: &str,
+) -> Result<(), ApiError> {
     for i in [Interaction::SearchType, Interaction::Read] {
-        if !authorize_request(scopes, i, resource_type).is_unrestricted() {
-            return Err(missing(i, resource_type));
+        if !authorize_request(access.scopes, level, i, resource_type).is_unrestricted() {
+            return Err(access.missing(i, resource_type));
         }
     }
     Ok(())
@@ -246,17 +603,26 @@ fn conditional_create_search(scopes: &Scopes, resource_type: &str) -> Result<(),
 
 /// Chains (`subject:Patient.name=`) and `_has` (`_has:Observation:patient:code=`) filter by
 /// other types' data, so those types must be searchable without restriction too; a chain link
-/// without a `:Type` may reach any type and needs `system/*.s`.
-fn check_other_types(scopes: &Scopes, pairs: &[(String, String)]) -> Result<(), ApiError> {
+/// without a `:Type` may reach any type and needs `*.s`. At patient level they may reach only
+/// types outside the compartment (other patients' records must not decide what is returned).
+fn check_other_types(
+    access: &TokenAccess<'_>,
+    level: Level,
+    pairs: &[(String, String)],
+) -> Result<(), ApiError> {
     let searchable = |ty: &str| -> Result<(), ApiError> {
-        if authorize_request(scopes, Interaction::SearchType, ty).is_unrestricted() {
+        if access.open_at(level, Interaction::SearchType, ty, false) {
             Ok(())
         } else if ty == "*" {
-            Err(forbidden(
-                "a chain without a :Type modifier may reach any type: name the type (e.g. subject:Patient.name) or use a token with system/*.s",
-            ))
+            Err(forbidden(format!(
+                "a chain without a :Type modifier may reach any type: name the type (e.g. subject:Practitioner.name) or use a token with {level}/*.s"
+            )))
+        } else if level == Level::Patient && access.confinement(ty).is_confined() {
+            Err(forbidden(format!(
+                "a patient-level token cannot chain into {ty}: its resources are patients' records"
+            )))
         } else {
-            Err(missing(Interaction::SearchType, ty))
+            Err(access.missing(Interaction::SearchType, ty))
         }
     };
     for (name, _) in pairs {
@@ -337,19 +703,32 @@ pub async fn require_token(
     let Ok(scopes) = Scopes::parse(&claims.scope) else {
         return unauthorized(true, "the access token's scopes are malformed");
     };
-    if let Some(message) = unsupported_token(&scopes) {
-        return forbidden(message).into_response();
-    }
-    match authorize(&state, request, &scopes).await {
+    let levels = match token_levels(&scopes, claims.patient.as_deref()) {
+        Ok(levels) => levels,
+        Err(message) => return forbidden(message).into_response(),
+    };
+    let defs = state.engine.definitions().clone();
+    let access = TokenAccess {
+        scopes: &scopes,
+        claims: &claims,
+        levels,
+        defs: &defs,
+    };
+    match authorize(&state, request, &access).await {
         Ok(Admitted {
             mut request,
             dropped,
             refused,
+            confine_to,
         }) => {
-            request
-                .extensions_mut()
-                .insert(VerifiedAccess { claims, scopes });
-            let response = next.run(request).await;
+            request.extensions_mut().insert(VerifiedAccess {
+                claims: claims.clone(),
+                scopes: scopes.clone(),
+            });
+            let mut response = next.run(request).await;
+            if let Some((patient, all_entries)) = confine_to {
+                response = confine_answer(response, &access, &patient, all_entries).await;
+            }
             if !dropped.is_empty() {
                 report_dropped(response, &dropped).await
             } else if !refused.is_empty() {
@@ -370,6 +749,9 @@ struct Admitted {
     dropped: Vec<String>,
     /// A batch's refused entries (position, 403 response entry), to be put back in its answer.
     refused: Vec<(usize, Value)>,
+    /// The patient whose records alone the answer may hold, and whether every entry (not only
+    /// the included ones) is to be checked.
+    confine_to: Option<(String, bool)>,
 }
 
 impl Admitted {
@@ -378,6 +760,7 @@ impl Admitted {
             request,
             dropped: Vec::new(),
             refused: Vec::new(),
+            confine_to: None,
         }
     }
 }
@@ -395,41 +778,82 @@ impl From<ApiError> for Refusal {
     }
 }
 
+/// `pairs` as a query string.
+fn query_of(pairs: &[(String, String)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// `criteria` with `extra` appended (`&`-joined, either may be empty).
+fn and_query(criteria: &str, extra: &[(String, String)]) -> String {
+    let extra = query_of(extra);
+    match (criteria.is_empty(), extra.is_empty()) {
+        (_, true) => criteria.to_string(),
+        (true, false) => extra,
+        (false, false) => format!("{criteria}&{extra}"),
+    }
+}
+
 /// Decides the request and rewrites it as its narrowing needs; returns it with the includes
 /// dropped from it.
 async fn authorize(
     state: &AppState,
-    request: Request,
-    scopes: &Scopes,
+    mut request: Request,
+    access: &TokenAccess<'_>,
 ) -> Result<Admitted, Refusal> {
     let path = request.uri().path().strip_prefix("/fhir").unwrap_or("");
     let target = classify(request.method(), path);
     if target == Target::Bundle {
-        return authorize_bundle(state, request, scopes).await;
+        return authorize_bundle(state, request, access).await;
     }
-    let narrowing = decide(scopes, &target)?;
+    let narrowing = decide(access, &target)?;
+    let level = narrowing.level;
     if let Target::Interaction(Interaction::Create, ty, _) = &target
-        && request.headers().contains_key("if-none-exist")
+        && let Some(criteria) = request.headers().get("if-none-exist").cloned()
     {
-        conditional_create_search(scopes, ty)?;
+        conditional_create_search(access, level, ty)?;
+        if !narrowing.pairs.is_empty() {
+            let narrowed = and_query(criteria.to_str().unwrap_or(""), &narrowing.pairs);
+            let value = HeaderValue::from_str(&narrowed)
+                .map_err(|_| ApiError::bad_request("If-None-Exist cannot be narrowed".into()))?;
+            request.headers_mut().insert("if-none-exist", value);
+        }
     }
     if let Target::Conditional(..) = &target {
-        let pairs: Vec<(String, String)> = request
-            .uri()
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
-        check_other_types(scopes, &pairs)?;
+        let query = request.uri().query().unwrap_or("").to_string();
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        check_other_types(access, level, &pairs)?;
+        if !narrowing.pairs.is_empty() {
+            let uri = format!(
+                "{}?{}",
+                request.uri().path(),
+                and_query(&query, &narrowing.pairs)
+            );
+            *request.uri_mut() = uri
+                .parse()
+                .map_err(|_| ApiError::bad_request("the criteria cannot be narrowed".into()))?;
+        }
     }
-    if let Some(check) = &narrowing.instance {
-        check_instance(state, check).await?;
+    check_instances(state, access, &narrowing.instances).await?;
+    if let Some(write) = &narrowing.write {
+        request = check_write_request(state, access, request, write).await?;
     }
+    let confine_to = narrowing
+        .confine_to
+        .clone()
+        .map(|p| (p, narrowing.all_entries));
     let searching = matches!(
         target,
         Target::Interaction(Interaction::SearchType | Interaction::SearchSystem, ..)
     );
     if !searching {
-        return Ok(Admitted::unchanged(request));
+        return Ok(Admitted {
+            confine_to,
+            ..Admitted::unchanged(request)
+        });
     }
     // Searches: the URL's pairs and a form body's, narrowed, all moved into the URL.
     let (mut parts, body) = request.into_parts();
@@ -445,13 +869,10 @@ async fn authorize(
     } else {
         body
     };
+    check_other_types(access, level, &pairs)?;
     pairs.extend(narrowing.pairs);
-    check_other_types(scopes, &pairs)?;
-    let dropped = drop_unreadable_includes(scopes, &mut pairs);
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&pairs)
-        .finish();
-    let uri = format!("{}?{query}", parts.uri.path());
+    let dropped = drop_unreadable_includes(access, level, &mut pairs);
+    let uri = format!("{}?{}", parts.uri.path(), query_of(&pairs));
     parts.uri = uri
         .parse()
         .map_err(|_| ApiError::bad_request("the search URL cannot be rebuilt".into()))?;
@@ -459,12 +880,52 @@ async fn authorize(
         request: Request::from_parts(parts, body),
         dropped,
         refused: Vec::new(),
+        confine_to,
     })
 }
 
-/// Refuses a read outside the granular scopes: the resource must be found by the restricted
-/// search `_id=<id>&<pairs>` of one of the AND-sets.
-async fn check_instance(state: &AppState, check: &InstanceCheck) -> Result<(), ApiError> {
+/// Passes when one of the checks passes (none: nothing to check). Otherwise 404 when a check
+/// confined the read to the patient (another patient's record is indistinguishable from an
+/// absent one), else 403.
+async fn check_instances(
+    state: &AppState,
+    access: &TokenAccess<'_>,
+    checks: &[InstanceCheck],
+) -> Result<(), ApiError> {
+    let Some(first) = checks.first() else {
+        return Ok(());
+    };
+    for check in checks {
+        if check_instance(state, access.defs, check).await? {
+            return Ok(());
+        }
+    }
+    if checks.iter().any(|c| c.patient.is_some()) {
+        return Err(not_found(&first.resource_type, &first.id));
+    }
+    Err(forbidden(format!(
+        "{}/{} is outside what the token's granular scopes permit to read",
+        first.resource_type, first.id
+    )))
+}
+
+/// Whether the resource is the patient's (when confined) and found by the restricted search
+/// `_id=<id>&<pairs>` of one of the granular AND-sets (when there are any).
+async fn check_instance(
+    state: &AppState,
+    defs: &Definitions,
+    check: &InstanceCheck,
+) -> Result<bool, ApiError> {
+    if let Some((c, patient)) = &check.patient {
+        let stored = match state.engine.read(&check.resource_type, &check.id).await {
+            Ok(v) => v.resource(),
+            Err(EngineError::NotFound(_) | EngineError::Gone(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if !stored.is_some_and(|r| is_patients(defs, &check.resource_type, &r, c, patient)) {
+            return Ok(false);
+        }
+    }
     for set in &check.sets {
         let mut pairs = vec![("_id".to_string(), check.id.clone())];
         pairs.extend(set.iter().cloned());
@@ -473,13 +934,139 @@ async fn check_instance(state: &AppState, check: &InstanceCheck) -> Result<(), A
             .search(&check.resource_type, &pairs, "", false)
             .await?;
         if !result.page.resources.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
     }
-    Err(forbidden(format!(
-        "{}/{} is outside what the token's granular scopes permit to read",
-        check.resource_type, check.id
-    )))
+    Ok(check.sets.is_empty())
+}
+
+/// A patient-level write: the stored version (when it must be the patient's) and the new
+/// resource (when the write has one) must both be the patient's records; else 403.
+async fn check_write(
+    state: &AppState,
+    defs: &Definitions,
+    write: &WriteCheck,
+    body: Option<&Value>,
+) -> Result<(), ApiError> {
+    let ty = write.resource_type.as_str();
+    let outside = |what: &str| {
+        let tie = match &write.confinement {
+            Confinement::Param(p) => format!("its {p} must reference Patient/{}", write.patient),
+            _ => format!("only Patient/{} itself", write.patient),
+        };
+        forbidden(format!(
+            "{what} is not one of the patient's records ({tie}): a patient-level token writes only those"
+        ))
+    };
+    if let (Some(member), Some(id)) = (write.member, write.id.as_deref()) {
+        let stored = match state.engine.read(ty, id).await {
+            Ok(v) => v.resource(),
+            Err(EngineError::NotFound(_) | EngineError::Gone(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        match stored {
+            Some(r) if is_patients(defs, ty, &r, &write.confinement, &write.patient) => {}
+            None if member == Membership::ToReplace => {}
+            _ => return Err(outside(&format!("{ty}/{id}"))),
+        }
+    }
+    if write.body {
+        let Some(resource) = body else {
+            return Err(forbidden("the write has no resource to check"));
+        };
+        if resource.get("resourceType").and_then(Value::as_str) != Some(ty)
+            || !is_patients(defs, ty, resource, &write.confinement, &write.patient)
+        {
+            return Err(outside(&format!("the {ty} in the request")));
+        }
+    }
+    Ok(())
+}
+
+/// [`check_write`] for a request, whose body is read and put back.
+async fn check_write_request(
+    state: &AppState,
+    access: &TokenAccess<'_>,
+    request: Request,
+    write: &WriteCheck,
+) -> Result<Request, ApiError> {
+    if !write.body {
+        check_write(state, access.defs, write, None).await?;
+        return Ok(request);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(state, body).await?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(resource) => check_write(state, access.defs, write, Some(&resource)).await?,
+        // Not JSON: the handler refuses it (400/415) without writing anything; the stored
+        // version is still checked.
+        Err(_) => {
+            let stored_only = WriteCheck {
+                body: false,
+                resource_type: write.resource_type.clone(),
+                id: write.id.clone(),
+                confinement: write.confinement.clone(),
+                patient: write.patient.clone(),
+                member: write.member,
+            };
+            check_write(state, access.defs, &stored_only, None).await?;
+        }
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// Leaves out of a Bundle answer the resources of patients' record types that are not the
+/// patient's: included ones (their search was narrowed, its matches are the patient's), or every
+/// entry (`$everything`, whose compartment is wider than the patient's records). A `total`
+/// is lowered by the matches left out.
+async fn confine_answer(
+    response: Response,
+    access: &TokenAccess<'_>,
+    patient: &str,
+    all_entries: bool,
+) -> Response {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let Ok(mut bundle) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let mut removed_matches = 0u64;
+    if let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) {
+        entries.retain(|e| {
+            let Some(resource) = e.get("resource") else {
+                return true;
+            };
+            let mode = e.pointer("/search/mode").and_then(Value::as_str);
+            if !all_entries && mode != Some("include") {
+                return true;
+            }
+            let ty = resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let c = access.confinement(ty);
+            let keep = !c.is_confined() || is_patients(access.defs, ty, resource, &c, patient);
+            if !keep && mode != Some("include") {
+                removed_matches += 1;
+            }
+            keep
+        });
+    }
+    if removed_matches > 0
+        && let Some(total) = bundle.get("total").and_then(Value::as_u64)
+    {
+        bundle["total"] = json!(total.saturating_sub(removed_matches));
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(bundle.to_string()))
 }
 
 /// A Bundle entry's request as a target (its URL relative to the base, or absolute under it,
@@ -494,10 +1081,11 @@ fn entry_target(entry: &Value, base: &str) -> Option<(Target, bool)> {
     Some((classify(&method, &format!("/{path}")), conditional_create))
 }
 
-/// Decides one Bundle entry; a granular search gets its pairs appended to the entry's URL.
+/// Decides one Bundle entry; a granular or patient-level search gets its pairs appended to the
+/// entry's URL (a conditional write its criteria, a conditional create its `ifNoneExist`).
 async fn decide_entry(
     state: &AppState,
-    scopes: &Scopes,
+    access: &TokenAccess<'_>,
     base: &str,
     entry: &mut Value,
 ) -> Result<(), ApiError> {
@@ -508,37 +1096,57 @@ async fn decide_entry(
     if target == Target::Bundle {
         return Err(forbidden("a Bundle entry cannot be another Bundle"));
     }
-    let narrowing = decide(scopes, &target)?;
+    let narrowing = decide(access, &target)?;
+    let level = narrowing.level;
+    if narrowing.all_entries {
+        return Err(forbidden(
+            "with a patient-level token, call $everything directly rather than in a Bundle",
+        ));
+    }
     if conditional_create && let Target::Interaction(_, ty, _) = &target {
-        conditional_create_search(scopes, ty)?;
+        conditional_create_search(access, level, ty)?;
+        if !narrowing.pairs.is_empty()
+            && let Some(criteria) = entry.pointer_mut("/request/ifNoneExist")
+        {
+            let narrowed = and_query(criteria.as_str().unwrap_or(""), &narrowing.pairs);
+            *criteria = Value::String(narrowed);
+        }
     }
-    if let Some(check) = &narrowing.instance {
-        check_instance(state, check).await?;
+    check_instances(state, access, &narrowing.instances).await?;
+    if let Some(write) = &narrowing.write {
+        check_write(state, access.defs, write, entry.get("resource")).await?;
     }
-    if !narrowing.pairs.is_empty()
+    let searching = matches!(
+        target,
+        Target::Interaction(Interaction::SearchType | Interaction::SearchSystem, ..)
+            | Target::Conditional(..)
+    );
+    if searching
+        && !narrowing.pairs.is_empty()
         && let Some(url) = entry.pointer_mut("/request/url")
     {
-        let extra = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&narrowing.pairs)
-            .finish();
         let text = url.as_str().unwrap_or("");
         let sep = if text.contains('?') { '&' } else { '?' };
-        *url = Value::String(format!("{text}{sep}{extra}"));
+        *url = Value::String(format!("{text}{sep}{}", query_of(&narrowing.pairs)));
     }
-    if let Some(url) = entry.pointer_mut("/request/url")
+    if searching
+        && let Some(url) = entry.pointer_mut("/request/url")
         && let Some(text) = url.as_str()
         && let Some((_, query)) = text.split_once('?')
-        && matches!(
-            target,
-            Target::Interaction(Interaction::SearchType | Interaction::SearchSystem, ..)
-                | Target::Conditional(..)
-        )
     {
         let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
-        check_other_types(scopes, &pairs)?;
-        let dropped = drop_unreadable_includes(scopes, &mut pairs);
+        check_other_types(access, level, &pairs)?;
+        let includes = pairs
+            .iter()
+            .any(|(n, _)| n.starts_with("_include") || n.starts_with("_revinclude"));
+        if includes && narrowing.confine_to.is_some() {
+            return Err(forbidden(
+                "with a patient-level token, a search in a Bundle cannot use _include or _revinclude; search directly",
+            ));
+        }
+        let dropped = drop_unreadable_includes(access, level, &mut pairs);
         if !dropped.is_empty() {
             return Err(forbidden(format!(
                 "the token's scopes do not permit reading what {} would include",
@@ -550,12 +1158,12 @@ async fn decide_entry(
 }
 
 /// Batch and transaction: every entry is decided. A transaction with a refused entry is
-/// refused whole (nothing is written); in a batch each refused entry answers 403 and the others
-/// run.
+/// refused whole (nothing is written); in a batch each refused entry answers 403 (404 for a
+/// read of what the token may not see) and the others run.
 async fn authorize_bundle(
     state: &AppState,
     request: Request,
-    scopes: &Scopes,
+    access: &TokenAccess<'_>,
 ) -> Result<Admitted, Refusal> {
     let (parts, body) = request.into_parts();
     // The base the engine resolves absolute entry URLs against (as the handlers compute it).
@@ -589,7 +1197,7 @@ async fn authorize_bundle(
     let mut refused: Vec<(usize, ApiError)> = Vec::new();
     if let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) {
         for (i, entry) in entries.iter_mut().enumerate() {
-            if let Err(e) = decide_entry(state, scopes, &base, entry).await {
+            if let Err(e) = decide_entry(state, access, &base, entry).await {
                 if transaction {
                     let message = e
                         .outcome
@@ -644,6 +1252,7 @@ async fn authorize_bundle(
         request: Request::from_parts(parts, body),
         dropped: Vec::new(),
         refused,
+        confine_to: None,
     })
 }
 
@@ -651,7 +1260,7 @@ async fn authorize_bundle(
 fn refused_entry(e: ApiError) -> Value {
     json!({
         "response": {
-            "status": "403 Forbidden",
+            "status": format!("{} {}", e.status.as_u16(), e.status.canonical_reason().unwrap_or("")),
             "outcome": e.outcome.to_json(),
         }
     })
@@ -726,8 +1335,44 @@ async fn splice_refused(response: Response, refused: Vec<(usize, Value)>) -> Res
 mod tests {
     use super::*;
 
-    fn scopes(text: &str) -> Scopes {
-        Scopes::parse(text).unwrap()
+    /// A verified token's parts, for [`TokenAccess`].
+    struct Token {
+        scopes: Scopes,
+        claims: AccessClaims,
+        defs: std::sync::Arc<Definitions>,
+    }
+
+    impl Token {
+        fn access(&self) -> TokenAccess<'_> {
+            TokenAccess {
+                scopes: &self.scopes,
+                claims: &self.claims,
+                levels: token_levels(&self.scopes, self.claims.patient.as_deref()).unwrap(),
+                defs: &self.defs,
+            }
+        }
+    }
+
+    fn token(scope: &str, patient: Option<&str>) -> Token {
+        Token {
+            scopes: Scopes::parse(scope).unwrap(),
+            // From JSON, so that claims added later take their defaults.
+            claims: serde_json::from_value(json!({
+                "iss": "http://curanet.test", "sub": "acct", "aud": "http://curanet.test/fhir",
+                "exp": 0, "iat": 0, "jti": "j", "scope": scope, "client_id": "app",
+                "patient": patient,
+            }))
+            .unwrap(),
+            defs: Definitions::shared(),
+        }
+    }
+
+    fn system(scope: &str) -> Token {
+        token(scope, None)
+    }
+
+    fn t(i: Interaction, ty: &str, id: Option<&str>) -> Target {
+        Target::Interaction(i, ty.into(), id.map(Into::into))
     }
 
     #[test]
@@ -794,48 +1439,223 @@ mod tests {
 
     #[test]
     fn decisions_name_the_missing_scope_and_never_widen() {
-        let patients = scopes("system/Patient.rs");
-        let create = Target::Interaction(Interaction::Create, "Patient".into(), None);
-        let e = decide(&patients, &create).unwrap_err();
+        let patients = system("system/Patient.rs");
+        let create = t(Interaction::Create, "Patient", None);
+        let e = decide(&patients.access(), &create).unwrap_err();
         assert_eq!(e.status, StatusCode::FORBIDDEN);
         assert!(e.outcome.issues[0].diagnostics.contains("system/Patient.c"));
-        assert!(decide(&patients, &Target::Unknown).is_err());
+        assert!(decide(&patients.access(), &Target::Unknown).is_err());
         let everything = Target::Operation("everything".into(), Some("Patient".into()), None);
-        assert!(decide(&patients, &everything).is_err());
+        assert!(decide(&patients.access(), &everything).is_err());
 
-        let lab = scopes("system/Observation.rs?category=laboratory");
-        let search = Target::Interaction(Interaction::SearchType, "Observation".into(), None);
+        let lab = system("system/Observation.rs?category=laboratory");
+        let search = t(Interaction::SearchType, "Observation", None);
         assert_eq!(
-            decide(&lab, &search).unwrap().pairs,
+            decide(&lab.access(), &search).unwrap().pairs,
             vec![("category".to_string(), "laboratory".to_string())]
         );
-        let two = scopes(
+        let two = system(
             "system/Observation.rs?category=laboratory system/Observation.rs?category=vital-signs",
         );
-        assert!(decide(&two, &search).is_err());
-        let history = Target::Interaction(Interaction::HistoryType, "Observation".into(), None);
-        assert!(decide(&lab, &history).is_err());
-        let read = Target::Interaction(Interaction::Read, "Observation".into(), Some("1".into()));
-        assert!(decide(&lab, &read).unwrap().instance.is_some());
+        assert!(decide(&two.access(), &search).is_err());
+        let history = t(Interaction::HistoryType, "Observation", None);
+        assert!(decide(&lab.access(), &history).is_err());
+        let read = t(Interaction::Read, "Observation", Some("1"));
+        assert_eq!(decide(&lab.access(), &read).unwrap().instances.len(), 1);
+    }
+
+    #[test]
+    fn user_scopes_decide_like_system_scopes() {
+        let user = token("user/*.cruds", None);
+        for target in [
+            t(Interaction::Create, "Observation", None),
+            t(Interaction::Delete, "Patient", Some("p2")),
+            t(Interaction::SearchType, "Observation", None),
+            t(Interaction::HistorySystem, "*", None),
+        ] {
+            assert!(
+                decide(&user.access(), &target).unwrap().is_open(),
+                "{target:?}"
+            );
+        }
+        let reader = token("user/Observation.rs?category=laboratory", None);
+        let e = decide(
+            &reader.access(),
+            &t(Interaction::Create, "Observation", None),
+        )
+        .unwrap_err();
+        assert!(
+            e.outcome.issues[0]
+                .diagnostics
+                .contains("only unrestricted"),
+            "{e:?}"
+        );
+        let e = decide(
+            &reader.access(),
+            &t(Interaction::SearchType, "Condition", None),
+        )
+        .unwrap_err();
+        assert!(
+            e.outcome.issues[0].diagnostics.contains("user/Condition.s"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn patient_scopes_are_confined_to_the_patient() {
+        let p = token("patient/*.cruds", Some("p1"));
+        let a = p.access();
+        // Searches are narrowed by the parameter naming whom the record is about.
+        let n = decide(&a, &t(Interaction::SearchType, "Observation", None)).unwrap();
+        assert_eq!(n.pairs, vec![("subject".into(), "Patient/p1".into())]);
+        assert_eq!(n.confine_to.as_deref(), Some("p1"));
+        let n = decide(&a, &t(Interaction::SearchType, "Patient", None)).unwrap();
+        assert_eq!(n.pairs, vec![("_id".into(), "p1".into())]);
+        // Shared data is searched as is (includes still filtered).
+        let n = decide(&a, &t(Interaction::SearchType, "Practitioner", None)).unwrap();
+        assert!(n.pairs.is_empty());
+        // Another Patient: 404 at once; an Observation: checked against the store.
+        let e = decide(&a, &t(Interaction::Read, "Patient", Some("p2"))).unwrap_err();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert!(decide(&a, &t(Interaction::Read, "Patient", Some("p1"))).is_ok());
+        let n = decide(&a, &t(Interaction::Read, "Observation", Some("o1"))).unwrap();
+        assert!(n.instances[0].patient.is_some());
+        // Writes: the body is checked; shared data and other Patients are not writable.
+        let n = decide(&a, &t(Interaction::Create, "Observation", None)).unwrap();
+        assert!(n.write.as_ref().is_some_and(|w| w.body));
+        for target in [
+            t(Interaction::Create, "Practitioner", None),
+            t(Interaction::Update, "Patient", Some("p2")),
+            t(Interaction::Create, "Patient", None),
+            t(Interaction::Patch, "Observation", Some("o1")),
+            t(Interaction::HistoryType, "Observation", None),
+            t(Interaction::SearchSystem, "*", None),
+            t(Interaction::HistorySystem, "*", None),
+            t(Interaction::SearchType, "Binary", None),
+            Target::Operation("everything".into(), Some("Patient".into()), None),
+            Target::Operation("lastn".into(), Some("Observation".into()), None),
+        ] {
+            let e = decide(&a, &target).unwrap_err();
+            assert_eq!(e.status, StatusCode::FORBIDDEN, "{target:?}");
+        }
+        let own = Target::Operation(
+            "everything".into(),
+            Some("Patient".into()),
+            Some("p1".into()),
+        );
+        assert!(decide(&a, &own).unwrap().all_entries);
+        let other = Target::Operation(
+            "everything".into(),
+            Some("Patient".into()),
+            Some("p2".into()),
+        );
+        assert_eq!(
+            decide(&a, &other).unwrap_err().status,
+            StatusCode::NOT_FOUND
+        );
+        // Conditional writes: their criteria are narrowed too.
+        let n = decide(
+            &a,
+            &Target::Conditional(Interaction::Delete, "Observation".into()),
+        )
+        .unwrap();
+        assert_eq!(n.pairs, vec![("subject".into(), "Patient/p1".into())]);
+    }
+
+    #[test]
+    fn patient_scopes_keep_letters_and_granular_conditions() {
+        let lab = token(
+            "patient/Observation.rs?category=laboratory patient/Patient.r",
+            Some("p1"),
+        );
+        let a = lab.access();
+        let n = decide(&a, &t(Interaction::SearchType, "Observation", None)).unwrap();
+        assert_eq!(
+            n.pairs,
+            vec![
+                ("category".into(), "laboratory".into()),
+                ("subject".into(), "Patient/p1".into())
+            ]
+        );
+        let n = decide(&a, &t(Interaction::Read, "Observation", Some("o1"))).unwrap();
+        assert_eq!(n.instances[0].sets.len(), 1);
+        assert!(n.instances[0].patient.is_some());
+        let e = decide(&a, &t(Interaction::SearchType, "Patient", None)).unwrap_err();
+        assert!(
+            e.outcome.issues[0]
+                .diagnostics
+                .contains("patient/Patient.s"),
+            "{e:?}"
+        );
+        assert!(decide(&a, &t(Interaction::SearchType, "Condition", None)).is_err());
+    }
+
+    #[test]
+    fn mixed_levels_take_the_union() {
+        let mixed = token("patient/*.rs user/Practitioner.cruds", Some("p1"));
+        let a = mixed.access();
+        // user/ opens Practitioner writes; patient/ confines Observation searches.
+        assert!(
+            decide(&a, &t(Interaction::Create, "Practitioner", None))
+                .unwrap()
+                .is_open()
+        );
+        let n = decide(&a, &t(Interaction::SearchType, "Observation", None)).unwrap();
+        assert_eq!(n.level, Level::Patient);
+        // A wider level wins over a narrowed one.
+        let wide = token("patient/*.rs user/*.rs", Some("p1"));
+        assert!(
+            decide(
+                &wide.access(),
+                &t(Interaction::SearchType, "Observation", None)
+            )
+            .unwrap()
+            .is_open()
+        );
+        // Two narrowed reads: either passes; two narrowed searches: refused.
+        let two = token(
+            "patient/Observation.rs user/Observation.rs?category=laboratory",
+            Some("p1"),
+        );
+        let n = decide(
+            &two.access(),
+            &t(Interaction::Read, "Observation", Some("o1")),
+        )
+        .unwrap();
+        assert_eq!(n.instances.len(), 2);
+        assert!(
+            decide(
+                &two.access(),
+                &t(Interaction::SearchType, "Observation", None)
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn chains_and_has_need_the_other_types() {
         let pair = |n: &str| vec![(n.to_string(), "x".to_string())];
-        let obs = scopes("system/Observation.rs");
-        assert!(check_other_types(&obs, &pair("code")).is_ok());
-        assert!(check_other_types(&obs, &pair("subject.name")).is_err());
-        assert!(check_other_types(&obs, &pair("subject:Patient.name")).is_err());
-        assert!(check_other_types(&obs, &pair("_has:Observation:patient:code")).is_ok());
-        let both = scopes("system/Observation.rs system/Patient.rs");
-        assert!(check_other_types(&both, &pair("subject:Patient.name")).is_ok());
-        assert!(check_other_types(&both, &pair("subject.name")).is_err());
-        assert!(
-            check_other_types(&both, &pair("_has:Observation:patient:_has:Encounter:x:y")).is_err()
-        );
-        let lab = scopes("system/Patient.rs system/Observation.rs?category=laboratory");
-        assert!(check_other_types(&lab, &pair("_has:Observation:patient:code")).is_err());
-        assert!(check_other_types(&scopes("system/*.rs"), &pair("subject.name")).is_ok());
+        let check = |tok: &Token, name: &str| {
+            let a = tok.access();
+            check_other_types(&a, a.levels[0], &pair(name))
+        };
+        let obs = system("system/Observation.rs");
+        assert!(check(&obs, "code").is_ok());
+        assert!(check(&obs, "subject.name").is_err());
+        assert!(check(&obs, "subject:Patient.name").is_err());
+        assert!(check(&obs, "_has:Observation:patient:code").is_ok());
+        let both = system("system/Observation.rs system/Patient.rs");
+        assert!(check(&both, "subject:Patient.name").is_ok());
+        assert!(check(&both, "subject.name").is_err());
+        assert!(check(&both, "_has:Observation:patient:_has:Encounter:x:y").is_err());
+        let lab = system("system/Patient.rs system/Observation.rs?category=laboratory");
+        assert!(check(&lab, "_has:Observation:patient:code").is_err());
+        assert!(check(&system("system/*.rs"), "subject.name").is_ok());
+        // Patient level: only into shared data.
+        let p = token("patient/*.rs", Some("p1"));
+        assert!(check(&p, "performer:Practitioner.name").is_ok());
+        assert!(check(&p, "subject:Patient.name").is_err());
+        assert!(check(&p, "_has:Observation:patient:code").is_err());
     }
 
     #[test]
@@ -849,7 +1669,8 @@ mod tests {
             ),
             ("name".to_string(), "x".to_string()),
         ];
-        let dropped = drop_unreadable_includes(&scopes("system/Patient.rs"), &mut pairs);
+        let tok = system("system/Patient.rs");
+        let dropped = drop_unreadable_includes(&tok.access(), Level::System, &mut pairs);
         assert_eq!(
             dropped,
             vec![
@@ -858,5 +1679,51 @@ mod tests {
             ]
         );
         assert_eq!(pairs.len(), 2);
+    }
+
+    #[test]
+    fn a_record_is_the_patients_by_its_reference() {
+        let defs = Definitions::shared();
+        let subject = Confinement::Param("subject".into());
+        let obs = |subject: &str| {
+            json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                   "subject": {"reference": subject}})
+        };
+        assert!(is_patients(
+            &defs,
+            "Observation",
+            &obs("Patient/p1"),
+            &subject,
+            "p1"
+        ));
+        assert!(!is_patients(
+            &defs,
+            "Observation",
+            &obs("Patient/p2"),
+            &subject,
+            "p1"
+        ));
+        assert!(!is_patients(
+            &defs,
+            "Observation",
+            &obs("Group/p1"),
+            &subject,
+            "p1"
+        ));
+        let patient = json!({"resourceType": "Patient", "id": "p1"});
+        assert!(is_patients(
+            &defs,
+            "Patient",
+            &patient,
+            &Confinement::Owner,
+            "p1"
+        ));
+        assert!(!is_patients(
+            &defs,
+            "Patient",
+            &patient,
+            &Confinement::Owner,
+            "p2"
+        ));
     }
 }

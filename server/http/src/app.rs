@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::middleware::{from_fn_with_state, map_response};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use curanet_auth::Authority;
 use curanet_engine::Engine;
@@ -22,6 +22,8 @@ pub struct AppState {
     pub base_url: Option<Arc<str>>,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// The browser origins registered on OAuth clients (CORS).
+    pub origins: crate::cors::Origins,
     /// The authorization server (keys, tokens, introspection).
     pub authority: Arc<Authority>,
     /// Whether `/fhir` needs an access token (`--require-auth`).
@@ -37,7 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/_search", post(search::system_post))
         .route(
             "/metadata",
-            get(metadata::capabilities).layer(map_response(discovery::any_origin)),
+            get(metadata::capabilities),
         )
         .route(
             "/.well-known/smart-configuration",
@@ -108,5 +110,6 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::ready))
         .fallback(fallback::not_found)
         .layer(from_fn_with_state(state.clone(), access::require_token))
+        .layer(from_fn_with_state(state.clone(), crate::cors::cors))
         .with_state(state)
 }

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod app;
 pub mod cli;
 pub mod config;
+mod cors;
 mod error;
 mod fhir_headers;
 mod handlers;

@@ -88,6 +88,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     let (store, auth_store) =
         curanet_storage::open_with_auth(&url, &config.storage.store_options()).await?;
     tracing::info!(database = %crate::cli::redact(&url), backend = ?store.backend(), "store open");
+    let origins = crate::cors::Origins::new(auth_store.clone());
     let engine = Engine::new(store.clone(), defs);
     engine.install_conformance_resources().await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -114,6 +115,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
             .as_deref()
             .map(|b| Arc::from(b.trim_end_matches('/'))),
         max_body_bytes: config.max_body_bytes,
+        origins,
         authority,
         require_auth: config.require_auth,
         accounts,

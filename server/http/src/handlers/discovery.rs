@@ -3,7 +3,7 @@
 //! whatever the Accept header (SMART requires it), readable from any origin.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -26,15 +26,6 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Response {
 /// The public keys that verify the server's tokens.
 pub async fn jwks(State(state): State<AppState>) -> Response {
     public_json(&state.authority.jwks())
-}
-
-/// Adds `Access-Control-Allow-Origin: *` (for public documents such as the CapabilityStatement).
-pub async fn any_origin(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    response
 }
 
 fn public_json(value: &Value) -> Response {
