@@ -516,6 +516,21 @@ impl Authority {
             })
     }
 
+    /// The account with this id.
+    pub async fn account(&self, id: &str) -> Result<Option<Account>, AuthError> {
+        Ok(self.store.get_account(id).await?)
+    }
+
+    /// The registered client with this id.
+    pub async fn client(&self, client_id: &str) -> Result<Option<OAuthClient>, AuthError> {
+        Ok(self.store.get_client(client_id).await?)
+    }
+
+    /// Stores a checked registration (`Duplicate` when the client id is taken).
+    pub async fn register_client(&self, client: OAuthClient) -> Result<(), AuthError> {
+        Ok(self.store.register_client(client).await?)
+    }
+
     /// The account's FHIR resource as an absolute URL (the `fhirUser` claim).
     pub fn fhir_user_url(&self, account: &Account) -> Option<String> {
         account

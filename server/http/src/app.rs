@@ -10,8 +10,8 @@ use curanet_engine::Engine;
 
 use crate::access;
 use crate::handlers::{
-    discovery, fallback, health, history, metadata, oauth, operations, patch, resources, search,
-    validate,
+    authorize, discovery, fallback, health, history, metadata, oauth, operations, patch, resources,
+    search, validate,
 };
 
 /// What handlers share: the engine and the server's settings.
@@ -37,10 +37,7 @@ pub fn router(state: AppState) -> Router {
     let fhir = Router::new()
         .route("/", post(resources::bundle).get(search::system_get))
         .route("/_search", post(search::system_post))
-        .route(
-            "/metadata",
-            get(metadata::capabilities),
-        )
+        .route("/metadata", get(metadata::capabilities))
         .route(
             "/.well-known/smart-configuration",
             get(discovery::smart_configuration),
@@ -105,6 +102,18 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/jwks", get(discovery::jwks))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/introspect", post(oauth::introspect))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .route("/oauth/register", post(oauth::register))
+        .route(
+            "/oauth/authorize",
+            get(authorize::authorize).post(authorize::authorize),
+        )
+        .route(
+            "/oauth/manage",
+            get(authorize::manage).post(authorize::manage),
+        )
+        .route("/oauth/smart-style.json", get(oauth::smart_style))
+        .route("/api/launch", post(oauth::launch))
         .nest("/api/auth", crate::handlers::accounts::router())
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))

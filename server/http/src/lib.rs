@@ -11,6 +11,7 @@ mod error;
 mod fhir_headers;
 mod handlers;
 mod negotiation;
+mod pages;
 pub mod server;
 pub mod testing;
 

@@ -1,6 +1,7 @@
 //! Request handlers: each extracts, calls the engine, and maps the result.
 
 pub mod accounts;
+pub mod authorize;
 pub mod discovery;
 pub mod fallback;
 pub mod health;
