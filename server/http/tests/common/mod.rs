@@ -19,6 +19,7 @@ macro_rules! on_both_backends {
 }
 
 pub mod smart;
+pub mod tokens;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
