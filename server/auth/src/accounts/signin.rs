@@ -520,10 +520,12 @@ impl Accounts {
         account: Option<&Account>,
         now: i64,
     ) -> Result<(), AccountError> {
+        // Failures are stored at whole seconds: one at second `t` holds back attempts until
+        // second `t + seconds`.
         let count = |seconds: i64| {
             self.store.count_login_failures(
                 FailureScope::Subject(subject.into()),
-                (now - seconds) * MICROS,
+                (now - seconds) * MICROS + 1,
             )
         };
         let failures = match account {

@@ -18,6 +18,7 @@ macro_rules! on_both_backends {
     };
 }
 
+pub mod mail;
 pub mod smart;
 pub mod tokens;
 
