@@ -1478,7 +1478,7 @@ mod tests {
                 "{target:?}"
             );
         }
-        let reader = token("user/Observation.rs?category=laboratory", None);
+        let reader = token("user/Observation.crs?category=laboratory", None);
         let e = decide(
             &reader.access(),
             &t(Interaction::Create, "Observation", None),

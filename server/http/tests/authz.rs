@@ -438,7 +438,6 @@ async fn patient_and_user(backend: TestBackend) {
         }
     };
     let create = |resource: Value| {
-        let send = send.clone();
         let all = all.clone();
         async move {
             let ty = resource["resourceType"].as_str().unwrap().to_string();
@@ -752,7 +751,6 @@ async fn patient_and_user(backend: TestBackend) {
     // Case 34: a transaction with one forbidden entry commits nothing; in a batch only that
     // entry is refused.
     let count_a = || {
-        let send = send.clone();
         let all = all.clone();
         let a = a.clone();
         async move {
