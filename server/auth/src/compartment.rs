@@ -101,18 +101,23 @@ impl Confinement {
 }
 
 /// Whether the references a resource has at its confining parameter (`(type, id)` pairs) make
-/// it the patient's: one names `Patient/{patient}` and none names another Patient.
+/// it the patient's. To read it, one of them must name `Patient/{patient}`: the same test a
+/// search narrowed by `{param}=Patient/{patient}` applies, so reads and searches agree. To write
+/// it (`exclusive`), none may name another Patient either: a patient cannot put a record about
+/// someone else into the store (an Appointment with another patient as actor, say).
 pub fn names_patient<'a>(
     references: impl IntoIterator<Item = (&'a str, &'a str)>,
     patient: &str,
+    exclusive: bool,
 ) -> bool {
     let mut named = false;
     for (ty, id) in references {
         if ty == "Patient" {
-            if id != patient {
+            if id == patient {
+                named = true;
+            } else if exclusive {
                 return false;
             }
-            named = true;
         }
     }
     named
@@ -293,16 +298,22 @@ mod tests {
     }
 
     #[test]
-    fn a_record_is_the_patients_when_it_names_them_and_no_other_patient() {
-        assert!(names_patient([("Patient", "p1")], "p1"));
-        assert!(names_patient(
-            [("Practitioner", "d"), ("Patient", "p1")],
-            "p1"
-        ));
-        assert!(!names_patient([("Patient", "p2")], "p1"));
-        assert!(!names_patient([("Patient", "p1"), ("Patient", "p2")], "p1"));
-        assert!(!names_patient([("Group", "p1")], "p1"));
-        assert!(!names_patient([], "p1"));
+    fn a_record_is_the_patients_when_it_names_them() {
+        for exclusive in [false, true] {
+            assert!(names_patient([("Patient", "p1")], "p1", exclusive));
+            assert!(names_patient(
+                [("Practitioner", "d"), ("Patient", "p1")],
+                "p1",
+                exclusive
+            ));
+            assert!(!names_patient([("Patient", "p2")], "p1", exclusive));
+            assert!(!names_patient([("Group", "p1")], "p1", exclusive));
+            assert!(!names_patient([], "p1", exclusive));
+        }
+        // A record naming another patient too: readable, not writable.
+        let both = [("Patient", "p1"), ("Patient", "p2")];
+        assert!(names_patient(both, "p1", false));
+        assert!(!names_patient(both, "p1", true));
     }
 
     #[test]

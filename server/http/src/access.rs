@@ -233,6 +233,8 @@ fn decide(access: &TokenAccess<'_>, target: &Target) -> Result<Narrowing, ApiErr
     for level in &access.levels {
         match decide_at(access, *level, target) {
             Ok(n) => grants.push(n),
+            // A 404 (another patient's record) is kept over a 403: it tells nothing.
+            Err(e) if e.status == StatusCode::NOT_FOUND => refusal = Some(e),
             Err(e) => {
                 refusal.get_or_insert(e);
             }
@@ -530,13 +532,15 @@ fn indexer(defs: &Definitions) -> &'static curanet_search::Indexer {
     INDEXER.get_or_init(|| curanet_search::Indexer::new(defs))
 }
 
-/// Whether `resource` (of `resource_type`) is one of the patient's records.
+/// Whether `resource` (of `resource_type`) is one of the patient's records (`to_write`: and
+/// names no other patient; see [`names_patient`]).
 fn is_patients(
     defs: &Definitions,
     resource_type: &str,
     resource: &Value,
     c: &Confinement,
     patient: &str,
+    to_write: bool,
 ) -> bool {
     match c {
         Confinement::Owner => {
@@ -551,6 +555,7 @@ fn is_patients(
                     .filter(|r| &r.param == param)
                     .map(|r| (r.target_type.as_str(), r.target_id.as_str())),
                 patient,
+                to_write,
             )
         }
         Confinement::Shared | Confinement::Unconfinable => false,
@@ -922,7 +927,7 @@ async fn check_instance(
             Err(EngineError::NotFound(_) | EngineError::Gone(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        if !stored.is_some_and(|r| is_patients(defs, &check.resource_type, &r, c, patient)) {
+        if !stored.is_some_and(|r| is_patients(defs, &check.resource_type, &r, c, patient, false)) {
             return Ok(false);
         }
     }
@@ -965,7 +970,7 @@ async fn check_write(
             Err(e) => return Err(e.into()),
         };
         match stored {
-            Some(r) if is_patients(defs, ty, &r, &write.confinement, &write.patient) => {}
+            Some(r) if is_patients(defs, ty, &r, &write.confinement, &write.patient, true) => {}
             None if member == Membership::ToReplace => {}
             _ => return Err(outside(&format!("{ty}/{id}"))),
         }
@@ -975,7 +980,7 @@ async fn check_write(
             return Err(forbidden("the write has no resource to check"));
         };
         if resource.get("resourceType").and_then(Value::as_str) != Some(ty)
-            || !is_patients(defs, ty, resource, &write.confinement, &write.patient)
+            || !is_patients(defs, ty, resource, &write.confinement, &write.patient, true)
         {
             return Err(outside(&format!("the {ty} in the request")));
         }
@@ -1053,7 +1058,8 @@ async fn confine_answer(
                 .and_then(Value::as_str)
                 .unwrap_or("");
             let c = access.confinement(ty);
-            let keep = !c.is_confined() || is_patients(access.defs, ty, resource, &c, patient);
+            let keep =
+                !c.is_confined() || is_patients(access.defs, ty, resource, &c, patient, false);
             if !keep && mode != Some("include") {
                 removed_matches += 1;
             }
@@ -1689,41 +1695,48 @@ mod tests {
             json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
                    "subject": {"reference": subject}})
         };
-        assert!(is_patients(
-            &defs,
-            "Observation",
-            &obs("Patient/p1"),
-            &subject,
-            "p1"
-        ));
-        assert!(!is_patients(
-            &defs,
-            "Observation",
-            &obs("Patient/p2"),
-            &subject,
-            "p1"
-        ));
-        assert!(!is_patients(
-            &defs,
-            "Observation",
-            &obs("Group/p1"),
-            &subject,
-            "p1"
-        ));
-        let patient = json!({"resourceType": "Patient", "id": "p1"});
-        assert!(is_patients(
-            &defs,
-            "Patient",
-            &patient,
-            &Confinement::Owner,
-            "p1"
-        ));
-        assert!(!is_patients(
-            &defs,
-            "Patient",
-            &patient,
-            &Confinement::Owner,
-            "p2"
-        ));
+        let check = |ty: &str, r: &Value, c: &Confinement, p: &str, write: bool| {
+            is_patients(&defs, ty, r, c, p, write)
+        };
+        for write in [false, true] {
+            assert!(check(
+                "Observation",
+                &obs("Patient/p1"),
+                &subject,
+                "p1",
+                write
+            ));
+            assert!(!check(
+                "Observation",
+                &obs("Patient/p2"),
+                &subject,
+                "p1",
+                write
+            ));
+            assert!(!check(
+                "Observation",
+                &obs("Group/p1"),
+                &subject,
+                "p1",
+                write
+            ));
+            let patient = json!({"resourceType": "Patient", "id": "p1"});
+            assert!(check("Patient", &patient, &Confinement::Owner, "p1", write));
+            assert!(!check(
+                "Patient",
+                &patient,
+                &Confinement::Owner,
+                "p2",
+                write
+            ));
+        }
+        // An Appointment with two patients: readable by either, writable by neither.
+        let actor = Confinement::Param("actor".into());
+        let appointment = json!({"resourceType": "Appointment", "status": "booked",
+            "participant": [
+                {"actor": {"reference": "Patient/p1"}, "status": "accepted"},
+                {"actor": {"reference": "Patient/p2"}, "status": "accepted"}]});
+        assert!(check("Appointment", &appointment, &actor, "p1", false));
+        assert!(!check("Appointment", &appointment, &actor, "p1", true));
     }
 }

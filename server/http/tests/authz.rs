@@ -722,6 +722,46 @@ async fn patient_and_user(backend: TestBackend) {
         let (status, outcome) = send(method, path.clone(), writer.clone(), body).await;
         assert_eq!(status, 403, "{path}: {outcome}");
     }
+    // Conditional creates and updates search only the patient's records: another patient's
+    // match is neither answered nor overwritten.
+    let r = client
+        .post(format!("{base}/Observation"))
+        .bearer_auth(&writer)
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", format!("_id={b_lab}"))
+        .body(observation_of("laboratory", &pa, None).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    assert_ne!(created["id"], b_lab.as_str());
+    let (status, body) = send(
+        Method::PUT,
+        format!("Observation?_id={b_lab}"),
+        writer.clone(),
+        Some(observation_of("laboratory", &pa, None)),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_ne!(body["id"], b_lab.as_str());
+    let (_, body) = send(
+        Method::GET,
+        format!("Observation/{b_lab}"),
+        all.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(body["subject"]["reference"], pb.as_str(), "{body}");
+    // A patch could move a record out of the patient's: refused (update is checked).
+    let (status, body) = send(
+        Method::PATCH,
+        format!("Observation/{a_lab}"),
+        writer.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
     // A conditional delete reaches only the patient's records.
     let (status, body) = send(
         Method::DELETE,
