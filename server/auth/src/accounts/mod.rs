@@ -17,6 +17,8 @@ mod passwords;
 pub mod policy;
 mod register;
 mod secrets;
+#[cfg(test)]
+mod service_tests;
 mod signin;
 mod two_factor;
 
