@@ -1,14 +1,21 @@
 //! A small FHIR HTTP client for the checks: raw requests, replies with parsed JSON.
 
+use std::sync::Arc;
+
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-/// The client a check uses, bound to a FHIR base URL.
+use crate::smart::{Bearer, SmartSetup};
+
+/// The client a check uses, bound to a FHIR base URL, sending a bearer token when the server
+/// needs one, and carrying the SMART set-up for the authorization checks.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    bearer: Option<Bearer>,
+    smart: Option<Arc<SmartSetup>>,
 }
 
 /// A reply: status, headers, raw body and the body parsed as JSON (when it is).
@@ -114,7 +121,55 @@ impl Client {
         Self {
             http,
             base: base.trim_end_matches('/').to_string(),
+            bearer: None,
+            smart: None,
         }
+    }
+
+    /// The same client sending `bearer` on every request (unless a check sets Authorization).
+    pub fn with_bearer(&self, bearer: Option<Bearer>) -> Self {
+        Client {
+            bearer,
+            ..self.clone()
+        }
+    }
+
+    /// The same client sending this access token.
+    pub fn with_token(&self, token: &str) -> Self {
+        self.with_bearer(Some(Bearer::Fixed(token.to_string())))
+    }
+
+    /// The same client without any token.
+    pub fn anonymous(&self) -> Self {
+        self.with_bearer(None)
+    }
+
+    /// The same client with the SMART set-up.
+    pub fn with_smart(&self, smart: Option<Arc<SmartSetup>>) -> Self {
+        Client {
+            smart,
+            ..self.clone()
+        }
+    }
+
+    /// The SMART set-up (accounts, apps, backend client), when one was given.
+    pub fn smart(&self) -> Result<&SmartSetup, String> {
+        self.smart
+            .as_deref()
+            .ok_or_else(|| "no SMART set-up was given (accounts and clients)".to_string())
+    }
+
+    /// The server's root URL (the FHIR base without its last path segment `/fhir`).
+    pub fn root(&self) -> String {
+        self.base
+            .strip_suffix("/fhir")
+            .unwrap_or(&self.base)
+            .to_string()
+    }
+
+    /// The authorization server's endpoint `/oauth/{name}`.
+    pub fn oauth(&self, name: &str) -> String {
+        format!("{}/oauth/{name}", self.root())
     }
 
     /// The FHIR base URL.
@@ -133,6 +188,19 @@ impl Client {
         };
         let mut builder = self.http.request(req.method.clone(), &url);
         let mut has_accept = false;
+        let has_authorization = req
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+        if !has_authorization {
+            match &self.bearer {
+                Some(Bearer::Fixed(token)) => builder = builder.bearer_auth(token),
+                Some(Bearer::Backend(source)) => {
+                    builder = builder.bearer_auth(source.token(&self.http).await?)
+                }
+                None => {}
+            }
+        }
         for (k, v) in &req.headers {
             has_accept |= k.eq_ignore_ascii_case("accept");
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?;

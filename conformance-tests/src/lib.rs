@@ -4,6 +4,7 @@
 
 pub mod client;
 mod groups;
+pub mod smart;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -63,12 +64,60 @@ pub struct CaseResult {
     pub elapsed: Duration,
 }
 
-/// Runs the cases whose `group/name` contains `filter` (all when empty), four at a time.
+/// Runs the cases whose `group/name` contains `filter` (all when empty) against an open
+/// server (no token, no SMART checks).
 pub async fn run(base_url: &str, filter: &str) -> Vec<CaseResult> {
+    run_with(&Target::open(base_url), filter).await
+}
+
+/// The server under test and how to reach it.
+#[derive(Clone)]
+pub struct Target {
+    /// The FHIR base URL.
+    pub base_url: String,
+    /// What the FHIR checks authenticate with (`None`: an open server).
+    pub bearer: Option<smart::Bearer>,
+    /// Accounts and clients for the SMART checks (`None`: those checks are left out).
+    pub smart: Option<std::sync::Arc<smart::SmartSetup>>,
+}
+
+impl Target {
+    /// A server without authorization.
+    pub fn open(base_url: &str) -> Self {
+        Target {
+            base_url: base_url.into(),
+            bearer: None,
+            smart: None,
+        }
+    }
+
+    /// A SMART server: FHIR checks use backend-service tokens (`system/*.cruds`) of the set-up's
+    /// backend client; the SMART groups run too.
+    pub fn smart(base_url: &str, setup: smart::SmartSetup) -> Self {
+        let client = Client::new(base_url);
+        let tokens = smart::BackendTokens::new(
+            setup.backend.clone(),
+            client.oauth("token"),
+            "system/*.cruds",
+        );
+        Target {
+            base_url: base_url.into(),
+            bearer: Some(smart::Bearer::Backend(std::sync::Arc::new(tokens))),
+            smart: Some(std::sync::Arc::new(setup)),
+        }
+    }
+}
+
+/// Runs the cases whose `group/name` contains `filter` (all when empty), four at a time. The
+/// SMART groups (`smart-*`) run only when the target has a SMART set-up.
+pub async fn run_with(target: &Target, filter: &str) -> Vec<CaseResult> {
     use futures::StreamExt;
-    let client = Client::new(base_url);
+    let client = Client::new(&target.base_url)
+        .with_bearer(target.bearer.clone())
+        .with_smart(target.smart.clone());
     let cases: Vec<Case> = all_cases()
         .into_iter()
+        .filter(|c| target.smart.is_some() || !c.group.starts_with("smart"))
         .filter(|c| filter.is_empty() || format!("{}/{}", c.group, c.name).contains(filter))
         .collect();
     futures::stream::iter(cases)

@@ -10,6 +10,7 @@ mod history;
 mod operations;
 mod patch;
 mod search;
+mod smart_launch;
 mod validation;
 mod versioning;
 
@@ -27,6 +28,7 @@ pub(crate) fn all() -> Vec<crate::Case> {
         search::cases(),
         operations::cases(),
         bundles::cases(),
+        smart_launch::cases(),
     ]
     .concat()
 }

@@ -7,9 +7,11 @@
 //! them all at once.
 
 use curanet_storage::{
-    Account, AuthorizationCode, ClientKind, CodeTake, Grant, LaunchContext, OAuthClient, Rotation,
+    Account, AuthStore, AuthorizationCode, ClientKind, CodeTake, Grant, LaunchContext, OAuthClient,
+    Rotation,
 };
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 use crate::authority::{Authority, OAuthError, TokenRequest, TokenResponse};
 use crate::authorize::{
@@ -514,6 +516,11 @@ impl Authority {
             .ok_or_else(|| OAuthError::InvalidGrant {
                 description: "the account of this authorization no longer exists".into(),
             })
+    }
+
+    /// The storage of accounts and clients (for the command line and tests).
+    pub fn store(&self) -> Arc<dyn AuthStore> {
+        self.store.clone()
     }
 
     /// The account with this id.

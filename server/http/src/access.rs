@@ -56,8 +56,10 @@ enum Target {
     Operation(String, Option<String>, Option<String>),
     /// `POST /fhir` with a batch or transaction Bundle.
     Bundle,
-    /// Nothing we can decide (an unknown route, a percent-encoded path): refused, never guessed.
+    /// Nothing we can decide (a percent-encoded path): refused, never guessed.
     Unknown,
+    /// A path no route serves: the router answers 404 (or 405), nothing is read or written.
+    NoRoute,
 }
 
 /// Maps a method and the path below `/fhir` onto what it asks to do.
@@ -101,7 +103,7 @@ fn classify(method: &Method, path: &str) -> Target {
         }
         ("GET", [ty, id, "_history"]) => Target::Interaction(HistoryInstance, t(ty), Some(t(id))),
         ("GET", [ty, id, "_history", _]) => Target::Interaction(Vread, t(ty), Some(t(id))),
-        _ => Target::Unknown,
+        _ => Target::NoRoute,
     }
 }
 
@@ -296,7 +298,7 @@ fn consent(access: &TokenAccess<'_>, target: &Target) -> Result<(), ApiError> {
             ty.as_deref().unwrap_or("*"),
             id.as_deref(),
         ),
-        Target::Public | Target::Bundle | Target::Unknown => return Ok(()),
+        Target::Public | Target::Bundle | Target::Unknown | Target::NoRoute => return Ok(()),
     };
     match CONSENTS.decide(&requester, interaction, ty, id) {
         ConsentDecision::Permit => Ok(()),
@@ -325,7 +327,7 @@ fn decide_scopes(
     };
     let open = Narrowing::open(level);
     match target {
-        Target::Public | Target::Bundle => Ok(open),
+        Target::Public | Target::Bundle | Target::NoRoute => Ok(open),
         Target::Unknown => Err(forbidden(
             "this request is not an interaction the token's scopes can be checked for",
         )),
@@ -401,7 +403,7 @@ fn confine_to_patient(
 ) -> Result<(), ApiError> {
     let patient = access.patient().to_string();
     match target {
-        Target::Public | Target::Bundle | Target::Unknown => Ok(()),
+        Target::Public | Target::Bundle | Target::Unknown | Target::NoRoute => Ok(()),
         Target::Interaction(i, ty, id) => {
             let c = access.confinement(ty);
             let confined = confine(&c, *i, false, &patient).map_err(forbidden)?;
@@ -1022,8 +1024,9 @@ async fn check_write_request(
 
 /// Leaves out of a Bundle answer the resources of patients' record types that are not the
 /// patient's: included ones (their search was narrowed, its matches are the patient's), or every
-/// entry (`$everything`, whose compartment is wider than the patient's records). A `total`
-/// is lowered by the matches left out.
+/// entry (`$everything`, whose compartment is wider than the patient's records). A Provenance
+/// all of whose targets are the patient's records in the answer stays. A `total` is lowered by
+/// the matches left out.
 async fn confine_answer(
     response: Response,
     access: &TokenAccess<'_>,
@@ -1045,22 +1048,47 @@ async fn confine_answer(
     }
     let mut removed_matches = 0u64;
     if let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) {
+        // Which entries are the patient's (or shared, or not to be checked).
+        let verdicts: Vec<Option<bool>> = entries
+            .iter()
+            .map(|e| {
+                let resource = e.get("resource")?;
+                let mode = e.pointer("/search/mode").and_then(Value::as_str);
+                let ty = resource.get("resourceType").and_then(Value::as_str)?;
+                let c = access.confinement(ty);
+                if !c.is_confined() {
+                    return None;
+                }
+                let checked = all_entries || mode == Some("include");
+                Some(!checked || is_patients(access.defs, ty, resource, &c, patient, false))
+            })
+            .collect();
+        // A Provenance (`_revinclude=Provenance:target`) whose every target is among the
+        // patient's records in this answer is theirs too, though it names no Patient.
+        let records: std::collections::HashSet<String> = entries
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| **v == Some(true))
+            .filter_map(|(e, _)| {
+                let r = e.get("resource")?;
+                Some(format!(
+                    "{}/{}",
+                    r.get("resourceType")?.as_str()?,
+                    r.get("id")?.as_str()?
+                ))
+            })
+            .collect();
+        let mut verdicts = verdicts.into_iter();
         entries.retain(|e| {
-            let Some(resource) = e.get("resource") else {
-                return true;
+            let keep = match verdicts.next().flatten() {
+                None | Some(true) => true,
+                Some(false) => e.get("resource").is_some_and(|r| {
+                    r.get("resourceType").and_then(Value::as_str) == Some("Provenance")
+                        && provenance_targets(r)
+                            .is_some_and(|targets| targets.iter().all(|t| records.contains(t)))
+                }),
             };
-            let mode = e.pointer("/search/mode").and_then(Value::as_str);
-            if !all_entries && mode != Some("include") {
-                return true;
-            }
-            let ty = resource
-                .get("resourceType")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let c = access.confinement(ty);
-            let keep =
-                !c.is_confined() || is_patients(access.defs, ty, resource, &c, patient, false);
-            if !keep && mode != Some("include") {
+            if !keep && e.pointer("/search/mode").and_then(Value::as_str) != Some("include") {
                 removed_matches += 1;
             }
             keep
@@ -1073,6 +1101,26 @@ async fn confine_answer(
     }
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(bundle.to_string()))
+}
+
+/// The `Type/id` of each target of a Provenance (absolute and versioned references reduced);
+/// `None` when it has none or one is not a literal reference.
+fn provenance_targets(provenance: &Value) -> Option<Vec<String>> {
+    let targets = provenance.get("target")?.as_array()?;
+    if targets.is_empty() {
+        return None;
+    }
+    targets
+        .iter()
+        .map(|t| {
+            let reference = t.get("reference")?.as_str()?;
+            let path = reference.split("/_history/").next()?;
+            let mut parts = path.rsplit('/');
+            let id = parts.next().filter(|s| !s.is_empty())?;
+            let ty = parts.next().filter(|s| !s.is_empty())?;
+            Some(format!("{ty}/{id}"))
+        })
+        .collect()
 }
 
 /// A Bundle entry's request as a target (its URL relative to the base, or absolute under it,
@@ -1436,7 +1484,7 @@ mod tests {
                 ),
             ),
             (Method::GET, "/Pati%65nt/1", Target::Unknown),
-            (Method::GET, "/a/b/c/d/e", Target::Unknown),
+            (Method::GET, "/a/b/c/d/e", Target::NoRoute),
         ];
         for (method, path, expected) in cases {
             assert_eq!(classify(&method, path), expected, "{method} {path}");

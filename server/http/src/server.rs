@@ -30,6 +30,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct RunningServer {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// What the handlers share (for tests and embedding: the engine, the authority, accounts).
+    pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), BoxError>>,
 }
@@ -95,9 +97,8 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     let addr = listener.local_addr()?;
     let endpoints = config.endpoints(addr);
     tracing::info!(issuer = %endpoints.issuer, "authorization server");
-    let authority = Arc::new(
-        Authority::start(auth_store.clone(), endpoints, kek.clone(), unix_now()).await?,
-    );
+    let authority =
+        Arc::new(Authority::start(auth_store.clone(), endpoints, kek.clone(), unix_now()).await?);
     let accounts = crate::accounts::start(
         &config,
         auth_store,
@@ -122,6 +123,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     };
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "listening; FHIR base at http://{addr}/fhir");
     let (tx, rx) = oneshot::channel::<()>();
+    let shared = state.clone();
     let task = tokio::spawn(async move {
         // The peer address is the client IP of sign-in throttling and security events.
         let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -137,6 +139,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     });
     Ok(RunningServer {
         addr,
+        state: shared,
         shutdown: Some(tx),
         task,
     })

@@ -2,6 +2,7 @@
 
 use curanet_storage::testing::ThrowawayPostgres;
 
+use crate::server::unix_now;
 use crate::{Config, RunningServer, start};
 
 /// The database engines a test can run against.
@@ -23,6 +24,8 @@ pub struct TestServer {
     pub base_url: String,
     /// The database URL the server uses.
     pub database_url: String,
+    /// The configuration it was started with.
+    pub config: Config,
     _dir: Option<TempDir>,
     postgres: Option<ThrowawayPostgres>,
 }
@@ -39,6 +42,16 @@ impl Drop for TempDir {
 impl TestServer {
     /// Starts a server on `backend`; `None` when PostgreSQL is wanted but absent (and not required).
     pub async fn start(backend: TestBackend, label: &str) -> Option<TestServer> {
+        TestServer::start_with(backend, label, |_| {}).await
+    }
+
+    /// Starts a server on `backend` with the configuration changed by `configure` (e.g. to
+    /// require access tokens).
+    pub async fn start_with(
+        backend: TestBackend,
+        label: &str,
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<TestServer> {
         let (database_url, dir, postgres) = match backend {
             TestBackend::Sqlite => {
                 let dir = std::env::temp_dir()
@@ -52,16 +65,69 @@ impl TestServer {
                 (pg.url.clone(), None, Some(pg))
             }
         };
-        let server = start(Config::for_database(database_url.clone()))
-            .await
-            .expect("test server starts");
+        let mut config = Config::for_database(database_url.clone());
+        configure(&mut config);
+        let server = start(config.clone()).await.expect("test server starts");
         Some(TestServer {
+            config,
             base_url: server.base_url(),
             server,
             database_url,
             _dir: dir,
             postgres,
         })
+    }
+
+    /// Creates an active account with a verified email, linked to its FHIR resource (a
+    /// Patient for patients, a Practitioner for the others), as `curanet user create` does.
+    pub async fn create_user(
+        &self,
+        role: curanet_storage::Role,
+        email: &str,
+        password: &str,
+        name: &str,
+    ) -> curanet_storage::Account {
+        let state = &self.server.state;
+        let directory = crate::accounts::EngineDirectory {
+            engine: state.engine.clone(),
+            base: self.base_url.clone(),
+        };
+        let pepper = crate::accounts::pepper(&self.config.accounts).expect("pepper");
+        let mut words: Vec<String> = name.split_whitespace().map(str::to_string).collect();
+        let family = words.pop();
+        let staff = curanet_auth::accounts::NewStaff {
+            role,
+            email: Some(email.into()),
+            phone: None,
+            password: Some(password.into()),
+            person: curanet_auth::accounts::Person {
+                given: words,
+                family,
+                ..Default::default()
+            },
+            pharmacy: (role == curanet_storage::Role::Pharmacist).then(|| "Test Pharmacy".into()),
+        };
+        let store = state.authority.store();
+        curanet_auth::accounts::provision(store.as_ref(), &directory, &pepper, staff, unix_now())
+            .await
+            .expect("account created")
+    }
+
+    /// Registers an OAuth client, as `curanet client add` does; the secret of a symmetric
+    /// client is in the answer.
+    pub async fn register_client(
+        &self,
+        registration: curanet_auth::registration::ClientRegistration,
+    ) -> curanet_auth::registration::RegisteredClient {
+        let registered = curanet_auth::registration::register(registration, None, unix_now())
+            .expect("a valid registration");
+        self.server
+            .state
+            .authority
+            .register_client(registered.client.clone())
+            .await
+            .expect("client stored");
+        registered
     }
 
     /// Stops the server and removes its database.
