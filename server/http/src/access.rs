@@ -1736,6 +1736,21 @@ mod tests {
     }
 
     #[test]
+    fn provenance_targets_are_relative_references() {
+        let p = json!({"resourceType": "Provenance", "target": [
+            {"reference": "Observation/1"},
+            {"reference": "http://x.test/fhir/Condition/2/_history/3"}]});
+        assert_eq!(
+            provenance_targets(&p),
+            Some(vec!["Observation/1".to_string(), "Condition/2".to_string()])
+        );
+        let logical =
+            json!({"resourceType": "Provenance", "target": [{"identifier": {"value": "x"}}]});
+        assert_eq!(provenance_targets(&logical), None);
+        assert_eq!(provenance_targets(&json!({"target": []})), None);
+    }
+
+    #[test]
     fn a_record_is_the_patients_by_its_reference() {
         let defs = Definitions::shared();
         let subject = Confinement::Param("subject".into());

@@ -533,6 +533,23 @@ async fn patient_and_user(backend: TestBackend) {
     )
     .await;
     assert!(all_ids(&body).contains(&dr), "{body}");
+    // Provenance of the patient's records comes along; of another patient's, not.
+    let provenance = |target: &str| {
+        json!({"resourceType": "Provenance", "target": [{"reference": target}],
+               "recorded": "2024-01-01T00:00:00Z", "agent": [{"who": {"reference": pdr}}]})
+    };
+    let prov_a = create(provenance(&format!("Observation/{a_lab}"))).await;
+    let prov_b = create(provenance(&format!("Observation/{b_lab}"))).await;
+    let (status, body) = send(
+        Method::GET,
+        "Observation?_revinclude=Provenance:target".into(),
+        reader.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ids = all_ids(&body);
+    assert!(ids.contains(&prov_a) && !ids.contains(&prov_b), "{body}");
     // $everything: own only, and only the patient's records.
     let (status, body) = send(
         Method::GET,
