@@ -11,6 +11,7 @@ mod operations;
 mod patch;
 mod search;
 mod smart_launch;
+mod smart_tokens;
 mod validation;
 mod versioning;
 
@@ -29,6 +30,7 @@ pub(crate) fn all() -> Vec<crate::Case> {
         operations::cases(),
         bundles::cases(),
         smart_launch::cases(),
+        smart_tokens::cases(),
     ]
     .concat()
 }
