@@ -29,6 +29,46 @@ on_both_backends!(
 
 const PASSWORD: &str = "correct horse battery";
 
+/// `--production` refuses to start without a pepper of 16 bytes and a key-encryption key.
+#[test]
+fn production_mode_needs_a_pepper_and_a_key_encryption_key() {
+    let dir = std::env::temp_dir().join(format!("curanet-prod-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite:{}", dir.join("p.db").display());
+    let serve = |pepper: Option<&str>, kek: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_curanet"));
+        command
+            .args([
+                "serve",
+                "--production",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                &url,
+            ])
+            .env("RUST_LOG", "error")
+            .env_remove("CURANET_PASSWORD_PEPPER")
+            .env_remove("CURANET_KEY_ENCRYPTION_KEY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(p) = pepper {
+            command.env("CURANET_PASSWORD_PEPPER", p);
+        }
+        if let Some(k) = kek {
+            command.env("CURANET_KEY_ENCRYPTION_KEY", k);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr)
+    };
+    let kek = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    assert!(serve(None, Some(kek)).contains("CURANET_PASSWORD_PEPPER"));
+    assert!(serve(Some("too short"), Some(kek)).contains("CURANET_PASSWORD_PEPPER"));
+    assert!(serve(Some("a pepper of enough bytes"), None).contains("CURANET_KEY_ENCRYPTION_KEY"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A server with its SMTP relay pointed at a [`MailCatcher`].
 struct Env {
     server: Process,

@@ -29,6 +29,9 @@ impl Accounts {
         let Some(email) = account.email.clone() else {
             return Ok(());
         };
+        if !self.may_send(&account.id, now).await? {
+            return Ok(());
+        }
         let token = self
             .issue_code(&account.id, CodePurpose::PasswordReset, now)
             .await?;

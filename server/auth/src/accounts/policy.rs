@@ -17,6 +17,9 @@ pub const IP_WINDOW_SECONDS: i64 = 15 * 60;
 /// Longest back-off between two attempts.
 pub const MAX_BACKOFF_SECONDS: i64 = 60;
 
+/// Messages sent on request (verification resends, reset links) per account and hour.
+pub const MESSAGES_PER_HOUR: u64 = 5;
+
 /// Lifetime of an email verification token.
 pub const EMAIL_CODE_SECONDS: i64 = 30 * 60;
 /// Lifetime of an SMS verification code.

@@ -186,10 +186,39 @@ impl Accounts {
             Some(super::Identifier::Phone(p)) => self.store.get_account_by_phone(&p).await?,
             None => None,
         };
-        if let Some(account) = account {
+        if let Some(account) = account
+            && self.may_send(&account.id, now).await?
+        {
             self.send_verifications(&account, now).await?;
         }
         Ok(())
+    }
+
+    /// Whether another message on request (a resend, a reset link) may go to the account:
+    /// at most [`policy::MESSAGES_PER_HOUR`] an hour, so the endpoints cannot flood an inbox.
+    /// Counts this one when it may.
+    pub(crate) async fn may_send(&self, account_id: &str, now: i64) -> Result<bool, AccountError> {
+        let subject = format!("message:{account_id}");
+        let sent = self
+            .store
+            .count_login_failures(
+                FailureScope::Subject(subject.clone()),
+                (now - 3600) * MICROS + 1,
+            )
+            .await?;
+        if sent >= super::policy::MESSAGES_PER_HOUR {
+            tracing::info!(account = %account_id, "message not sent: hourly limit reached");
+            return Ok(false);
+        }
+        // The failure log doubles as the send log (no IP: it must not count against sign-ins).
+        self.store
+            .record_login_failure(LoginFailure {
+                subject: Some(subject),
+                ip: None,
+                at: now * MICROS,
+            })
+            .await?;
+        Ok(true)
     }
 
     /// Proves an email address with the token from the mail.

@@ -380,3 +380,85 @@ async fn tokens_rotate_and_sessions_end() {
     );
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_codes_are_limited_and_messages_on_request_too() {
+    let f = Fixture::new().await;
+    let phone = "+919812345678";
+    f.accounts
+        .register(
+            Registration {
+                phone: Some("98123 45678".into()),
+                password: PASSWORD.into(),
+                person: Person {
+                    given: vec!["Kiran".into()],
+                    ..Person::default()
+                },
+                ..Registration::default()
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let sms = || f.outbox.sms.lock().unwrap().last().unwrap().clone();
+    let (to, text) = sms();
+    assert_eq!(to, phone);
+    let code: String = text.chars().take(6).collect();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        assert!(matches!(
+            f.accounts.verify_phone(phone, wrong, None, T0 + 1).await,
+            Err(AccountError::InvalidCode)
+        ));
+    }
+    assert!(matches!(
+        f.accounts.verify_phone(phone, &code, None, T0 + 2).await,
+        Err(AccountError::SlowDown { .. })
+    ));
+    // Unverified phones cannot sign in yet.
+    assert!(matches!(
+        f.sign_in(phone, PASSWORD, T0 + 3).await,
+        Err(AccountError::Unverified)
+    ));
+    // Until the quarter hour is over even the right code is refused; then a new code works.
+    f.accounts
+        .verify_phone(phone, &code, None, T0 + 14 * 60 + 59)
+        .await
+        .unwrap_err();
+    let later = T0 + 15 * 60 + 2;
+    f.accounts.resend_verification(phone, later).await.unwrap();
+    let code: String = sms().1.chars().take(6).collect();
+    f.accounts
+        .verify_phone(phone, &code, None, later + 1)
+        .await
+        .unwrap();
+    f.sign_in("9812345678", PASSWORD, later + 2).await.unwrap();
+
+    // Reset links: at most five an hour per account, silently.
+    let email = "mail@example.in";
+    f.register(email, None, T0).await;
+    let count = || {
+        f.outbox
+            .mail
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.to == email)
+            .count()
+    };
+    for i in 0..7 {
+        f.accounts
+            .forgot_password(email, None, T0 + i)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(count(), 1 + policy::MESSAGES_PER_HOUR as usize);
+    f.accounts
+        .forgot_password(email, None, T0 + 3601)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(count(), 2 + policy::MESSAGES_PER_HOUR as usize);
+    f.stop().await;
+}
