@@ -10,6 +10,9 @@ mod history;
 mod operations;
 mod patch;
 mod search;
+mod smart_access;
+mod smart_backend;
+mod smart_discovery;
 mod smart_launch;
 mod smart_tokens;
 mod validation;
@@ -29,7 +32,10 @@ pub(crate) fn all() -> Vec<crate::Case> {
         search::cases(),
         operations::cases(),
         bundles::cases(),
+        smart_discovery::cases(),
         smart_launch::cases(),
+        smart_access::cases(),
+        smart_backend::cases(),
         smart_tokens::cases(),
     ]
     .concat()
