@@ -280,6 +280,8 @@ pub struct Authority {
     /// Whether each recently seen grant is still active, re-read after a few seconds so a
     /// revocation on another instance takes effect soon; on this instance it is immediate.
     pub(crate) grants: moka::sync::Cache<String, bool>,
+    /// Client JWKS registered by URL.
+    client_jwks: crate::client_jwks::JwksFetcher,
 }
 
 /// How long a grant's liveness is trusted before it is read again (other instances' revocations).
@@ -341,6 +343,7 @@ impl Authority {
                 // No token lives longer than an hour; forget it then.
                 .time_to_live(std::time::Duration::from_secs(3600))
                 .build(),
+            client_jwks: crate::client_jwks::JwksFetcher::new(),
             grants: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_TOKENS)
                 .time_to_live(std::time::Duration::from_secs(GRANT_LIVENESS_SECONDS))
@@ -560,15 +563,33 @@ impl Authority {
             .get_client(&client_id)
             .await?
             .ok_or_else(|| OAuthError::invalid_client("unknown client", None))?;
-        let Some(jwks) = client.jwks.as_ref() else {
-            let description = if client.jwks_url.is_some() {
-                "JWKS registered by URL are not supported yet; register the JWKS by value"
-            } else {
-                "the client has no registered JWKS"
-            };
-            return Err(OAuthError::invalid_client(description, None));
-        };
+        // Keys by value, or fetched from the registered URL (a header `jku` must name it).
         let allowed_jku: Vec<String> = client.jwks_url.iter().cloned().collect();
+        let fetched;
+        let jwks = match (&client.jwks, &client.jwks_url) {
+            (Some(jwks), _) => jwks,
+            (None, Some(url)) => {
+                if peeked.jwks_url.as_ref().is_some_and(|jku| jku != url) {
+                    return Err(OAuthError::invalid_client(
+                        "the assertion's jku is not the client's registered JWKS URL",
+                        None,
+                    ));
+                }
+                let mut keys = self.client_jwks.get(url).await.map_err(failed)?;
+                // A kid missing from a cached copy may be a rotated key: fetch once more.
+                if !has_kid(&keys, peeked.key_id.as_deref()) {
+                    keys = self.client_jwks.fetch(url).await.map_err(failed)?;
+                }
+                fetched = keys;
+                &fetched
+            }
+            (None, None) => {
+                return Err(OAuthError::invalid_client(
+                    "the client has no registered JWKS",
+                    None,
+                ));
+            }
+        };
         let token_endpoint = self.endpoints.token();
         let verified = verify_client_assertion(
             assertion,
@@ -631,6 +652,13 @@ impl Authority {
         }
         Value::Object(out)
     }
+}
+
+/// Whether the JWKS has a key with this `kid`.
+fn has_kid(jwks: &Value, kid: Option<&str>) -> bool {
+    jwks["keys"]
+        .as_array()
+        .is_some_and(|keys| keys.iter().any(|k| k["kid"].as_str() == kid))
 }
 
 /// The stored signing keys that open with `kek`; the others are skipped with a warning (a key

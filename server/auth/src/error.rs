@@ -58,6 +58,9 @@ pub enum AuthError {
     #[error("invalid client assertion: {0}")]
     InvalidClient(AssertionRejection),
     /// The auth store failed (database down, corrupt row); a server error.
+    /// A client's JWKS could not be fetched or read.
+    #[error("client keys: {0}")]
+    ClientKeys(String),
     #[error("auth storage: {0}")]
     Store(#[from] curanet_storage::StoreError),
 }

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod authority;
 pub mod authorize;
 pub mod client_assertion;
+pub mod client_jwks;
 pub mod compartment;
 pub mod discovery;
 pub mod error;

@@ -29,6 +29,7 @@ const OTHER_KEK: &str = "HxwdHhsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
 on_both_backends!(discovery_documents_and_jwks, discovery);
 on_both_backends!(backend_services_tokens_and_introspection, backend_services);
 on_both_backends!(signing_keys_survive_a_restart_with_the_same_kek, restart);
+on_both_backends!(client_keys_registered_by_url, jwks_by_url);
 
 /// Valid assertion claims with a fresh `jti`.
 fn claims() -> Value {
@@ -575,5 +576,103 @@ async fn instances_sharing_postgres_share_keys_and_jtis() {
         "jti replayed at another instance",
     );
     drop((a, b));
+    db.remove().await;
+}
+
+/// Serves `jwks` at `/jwks.json` on a loopback port with `Cache-Control: max-age=60`, counting
+/// the fetches; the URL and the counter.
+async fn serve_jwks(jwks: Value) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let counter = counter.clone();
+            let body = jwks.to_string();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                (
+                    [
+                        ("content-type", "application/json"),
+                        ("cache-control", "public, max-age=60"),
+                    ],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/jwks.json"), hits)
+}
+
+/// 49, 54 with keys registered by URL: the JWKS is fetched from the registered URL, cached as
+/// its Cache-Control allows, and a `jku` other than the registered URL is refused.
+async fn jwks_by_url(backend: TestBackend) {
+    use std::sync::atomic::Ordering;
+    let Some(db) = Database::create(backend, "jwks_url").await else {
+        return;
+    };
+    let (url, hits) = serve_jwks(keys().jwks.clone()).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_curanet"))
+        .args(["client", "add", "--database-url", &db.url])
+        .args([
+            "--client-id",
+            CLIENT,
+            "--name",
+            "by url",
+            "--kind",
+            "backend",
+        ])
+        .args(["--jwks-url", &url, "--scope", "system/Patient.rs"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = start(&db.url, KEK).await;
+    let client = reqwest::Client::new();
+
+    let ok = backend_token(&client, &server, "system/Patient.rs", &rs384(&claims())).await;
+    assert_eq!(ok.0, 200, "{}", ok.2);
+    let again = backend_token(&client, &server, "system/Patient.rs", &rs384(&claims())).await;
+    assert_eq!(again.0, 200, "{}", again.2);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "max-age=60 lets the server reuse the JWKS"
+    );
+
+    let with_jku = |jku: &str| {
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS384);
+        header.kid = Some("rsa-1".into());
+        header.typ = Some("JWT".into());
+        header.jku = Some(jku.to_string());
+        jsonwebtoken::encode(&header, &claims(), &keys().rsa).unwrap()
+    };
+    let registered = backend_token(&client, &server, "system/Patient.rs", &with_jku(&url)).await;
+    assert_eq!(registered.0, 200, "registered jku: {}", registered.2);
+    let other = backend_token(
+        &client,
+        &server,
+        "system/Patient.rs",
+        &with_jku("http://127.0.0.1:9/evil.json"),
+    )
+    .await;
+    assert_oauth_error(&other, 401, "invalid_client", "unregistered jku");
+    let unknown_kid = sign(Algorithm::RS384, "not-there", &keys().rsa, &claims());
+    let refused = backend_token(&client, &server, "system/Patient.rs", &unknown_kid).await;
+    assert_oauth_error(&refused, 401, "invalid_client", "kid not in the JWKS");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "an unknown kid refetches the JWKS once (a rotated key)"
+    );
+    server.terminate();
     db.remove().await;
 }
