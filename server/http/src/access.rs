@@ -420,6 +420,17 @@ fn confine_to_patient(
         }
         Target::Operation(name, ty, id) => match (name.as_str(), ty.as_deref(), id.as_deref()) {
             ("validate", Some(_), None) => Ok(()),
+            // `$lastn` is a search of its type: narrowed like one.
+            ("lastn", Some(ty), None) => match access.confinement(ty).pair(&patient) {
+                Some(pair) => {
+                    narrowing.pairs.push(pair);
+                    narrowing.confine_to = Some(patient);
+                    Ok(())
+                }
+                None => Err(forbidden(format!(
+                    "$lastn on {ty} cannot be confined to the patient's records"
+                ))),
+            },
             ("everything", Some("Patient"), Some(id)) => {
                 if id != patient {
                     return Err(not_found("Patient", id));
@@ -852,10 +863,11 @@ async fn authorize(
         .confine_to
         .clone()
         .map(|p| (p, narrowing.all_entries));
+    // `$lastn` is a search too (with `max`): narrowed, chains and includes checked alike.
     let searching = matches!(
-        target,
+        &target,
         Target::Interaction(Interaction::SearchType | Interaction::SearchSystem, ..)
-    );
+    ) || matches!(&target, Target::Operation(name, _, _) if name == "lastn");
     if !searching {
         return Ok(Admitted {
             confine_to,
@@ -1171,10 +1183,10 @@ async fn decide_entry(
         check_write(state, access.defs, write, entry.get("resource")).await?;
     }
     let searching = matches!(
-        target,
+        &target,
         Target::Interaction(Interaction::SearchType | Interaction::SearchSystem, ..)
             | Target::Conditional(..)
-    );
+    ) || matches!(&target, Target::Operation(name, _, _) if name == "lastn");
     if searching
         && !narrowing.pairs.is_empty()
         && let Some(url) = entry.pointer_mut("/request/url")
@@ -1587,7 +1599,6 @@ mod tests {
             t(Interaction::HistorySystem, "*", None),
             t(Interaction::SearchType, "Binary", None),
             Target::Operation("everything".into(), Some("Patient".into()), None),
-            Target::Operation("lastn".into(), Some("Observation".into()), None),
         ] {
             let e = decide(&a, &target).unwrap_err();
             assert_eq!(e.status, StatusCode::FORBIDDEN, "{target:?}");
@@ -1607,6 +1618,10 @@ mod tests {
             decide(&a, &other).unwrap_err().status,
             StatusCode::NOT_FOUND
         );
+        // $lastn is a search: narrowed like one.
+        let lastn = Target::Operation("lastn".into(), Some("Observation".into()), None);
+        let n = decide(&a, &lastn).unwrap();
+        assert_eq!(n.pairs, vec![("subject".into(), "Patient/p1".into())]);
         // Conditional writes: their criteria are narrowed too.
         let n = decide(
             &a,

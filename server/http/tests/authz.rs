@@ -856,6 +856,33 @@ async fn patient_and_user(backend: TestBackend) {
     assert!(!found.contains(&b_lab) && found.contains(&a_lab), "{body}");
     assert_eq!(count_a().await, before + 1);
 
+    // $lastn: a search of the patient's records only.
+    let heart_rate = |subject: &str| {
+        json!({"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+               "subject": {"reference": subject}, "effectiveDateTime": "2024-01-02T10:00:00Z",
+               "valueQuantity": {"value": 72, "unit": "/min"}})
+    };
+    let a_hr = create(heart_rate(&pa)).await;
+    let b_hr = create(heart_rate(&pb)).await;
+    let (status, body) = send(
+        Method::GET,
+        "Observation/$lastn?code=http://loinc.org|8867-4".into(),
+        reader.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(match_ids(&body), vec![a_hr.clone()]);
+    let (_, body) = send(
+        Method::GET,
+        "Observation/$lastn?code=http://loinc.org|8867-4".into(),
+        all.clone(),
+        None,
+    )
+    .await;
+    assert!(match_ids(&body).contains(&b_hr), "{body}");
+
     // user/ tokens: the letters and granular conditions, across patients.
     let clinician = minter.user("dr1", "user/*.cruds");
     let (status, body) = send(Method::GET, "Observation".into(), clinician.clone(), None).await;
