@@ -867,6 +867,34 @@ async fn two_factor_and_staff(backend: TestBackend) {
     assert_eq!(info["active"], true);
     assert!(s(&info["fhirUser"]).ends_with(&practitioner));
 
+    // Without a password, the new account gets a code by mail to set one.
+    let (status, _, nurse) = env
+        .post(
+            "accounts",
+            Some(&admin_token),
+            &json!({"role": "doctor", "email": "dr.bose@example.in", "name": "Rina Bose"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{nurse}");
+    let mail = env.mail.nth_to("dr.bose@example.in", 1).await;
+    assert!(mail.header("subject").unwrap().contains("Set your"));
+    assert_eq!(
+        env.login("dr.bose@example.in", "anything at all 1", None)
+            .await
+            .0,
+        401
+    );
+    let (status, _, _) = env
+        .post(
+            "password/reset",
+            None,
+            &json!({"token": mail.token(), "password": "my own passphrase"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    env.tokens("dr.bose@example.in", "my own passphrase", None)
+        .await;
+
     // A pharmacist self-registers: pending until an admin approves.
     let (status, _, pharmacist) = env
         .post(
@@ -878,9 +906,20 @@ async fn two_factor_and_staff(backend: TestBackend) {
         .await;
     assert_eq!(status, 201, "{pharmacist}");
     assert_eq!(pharmacist["status"], "pending_approval");
+    // The link in the mail confirms the address (a GET, answered with a small page).
     let mail = env.mail.nth_to("pharma@example.in", 1).await;
-    env.post("verify", None, &json!({"token": mail.token()}))
-        .await;
+    let link = mail
+        .body()
+        .lines()
+        .find(|l| l.contains("/api/auth/verify?token="))
+        .expect("a verification link")
+        .trim()
+        .to_string();
+    let page = env.client.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("confirmed"));
+    let again = env.client.get(&link).send().await.unwrap();
+    assert_eq!(again.status(), 400, "the link works once");
     let (status, body) = env
         .login("pharma@example.in", "dispensing with care 7", None)
         .await;

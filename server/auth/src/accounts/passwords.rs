@@ -48,8 +48,8 @@ impl Accounts {
             to: email,
             subject: "Reset your CuraNet password".into(),
             body: format!(
-                "Someone asked to reset the password of your CuraNet account.\n\nTo choose a new \
-                 password, open {issuer}/reset-password?token={token}\nor enter this code in the app:\n\n    {token}\n\n\
+                "Someone asked to reset the password of your CuraNet account ({issuer}).\n\n\
+                 To choose a new password, enter this code in the CuraNet app:\n\nCode: {token}\n\n\
                  It works once, for {} minutes. Resetting signs you out everywhere. If it was not \
                  you, ignore this message: your password stays as it is.\n",
                 policy::RESET_TOKEN_SECONDS / 60

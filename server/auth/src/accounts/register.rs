@@ -147,9 +147,10 @@ impl Accounts {
                 .await?;
             let issuer = &self.authority.endpoints().issuer;
             let body = format!(
-                "Welcome to CuraNet.\n\nTo confirm your email address, open {issuer}/verify-email?token={token}\n\
-                 or enter this code in the app:\n\n    {token}\n\nThe code works once, for {} minutes. \
-                 If you did not create an account, ignore this message.\n",
+                "Welcome to CuraNet.\n\nTo confirm your email address, open\n\
+                 {issuer}/api/auth/verify?token={token}\nor enter this code in the app:\n\n\
+                 Code: {token}\n\nThe code works once, for {} minutes. If you did not create an \
+                 account, ignore this message.\n",
                 super::policy::EMAIL_CODE_SECONDS / 60
             );
             self.send_mail(Mail {
@@ -321,9 +322,10 @@ impl Accounts {
                 to: email.clone(),
                 subject: "Set your CuraNet password".into(),
                 body: format!(
-                    "An administrator created a CuraNet account for you.\n\nSet your password at \
-                     {issuer}/reset-password?token={token}\nor enter this code in the app:\n\n    {token}\n\n\
-                     The link works once, for {} minutes.\n",
+                    "An administrator created a CuraNet account for you ({issuer}).\n\n\
+                     To set your password, enter this code in the CuraNet app (\"Forgot \
+                     password\", then \"I have a code\"):\n\nCode: {token}\n\n\
+                     It works once, for {} minutes.\n",
                     super::policy::RESET_TOKEN_SECONDS / 60
                 ),
             })

@@ -134,7 +134,7 @@ impl Fixture {
                 .find(|m| m.to == to)
                 .map(|m| m.body.clone());
             if let Some(body) = found {
-                let start = body.find("token=").unwrap() + "token=".len();
+                let start = body.find("Code: ").unwrap() + "Code: ".len();
                 return body[start..]
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')

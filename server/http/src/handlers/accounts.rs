@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,7 +33,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/register", post(register))
-        .route("/verify", post(verify))
+        .route("/verify", post(verify).get(verify_link))
         .route("/verify/resend", post(resend))
         .route("/login", post(login))
         .route("/refresh", post(refresh))
@@ -324,6 +324,55 @@ async fn verify(
         }
     };
     ok(StatusCode::OK, &json!({"verified": verified}))
+}
+
+/// `GET /api/auth/verify?token=...`: the link in the verification mail; a small HTML page.
+async fn verify_link(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let token = query
+        .as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned())
+        .and_then(|mut pairs| pairs.find(|(k, _)| k == "token"))
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let result = state
+        .accounts
+        .verify_email(&token, meta.ip.as_deref(), unix_now())
+        .await;
+    let (status, message) = match result {
+        Ok(()) => (
+            StatusCode::OK,
+            "Your email address is confirmed. You can close this page and sign in.",
+        ),
+        Err(AccountError::InvalidCode) => (
+            StatusCode::BAD_REQUEST,
+            "This link is not valid: it was used already or it expired. Ask the app for a new one.",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "email verification failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The server could not confirm the address; try again later.",
+            )
+        }
+    };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>CuraNet</title>\
+         </head><body><p>{message}</p></body></html>"
+    );
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        html,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -41,13 +41,13 @@ impl Captured {
         if qp { quoted_printable(&raw) } else { raw }
     }
 
-    /// The token after `token=` in the body (the link of verification and reset mails).
+    /// The code after `Code: ` in the body (verification and reset mails).
     pub fn token(&self) -> String {
         let body = self.body();
         let start = body
-            .find("token=")
-            .unwrap_or_else(|| panic!("a token= link in the mail: {}", self.data))
-            + "token=".len();
+            .find("Code: ")
+            .unwrap_or_else(|| panic!("a code in the mail: {}", self.data))
+            + "Code: ".len();
         body[start..]
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
