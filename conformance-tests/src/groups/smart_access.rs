@@ -139,6 +139,18 @@ async fn no_token_gets_401(c: Client) -> Outcome {
         reply.json["resourceType"] != "Patient",
         "the Patient was served without a token"
     );
+    let search = c.anonymous().get(&format!("Patient?_id={id}")).await?;
+    ensure!(
+        search.status == 401,
+        "GET Patient?_id={id} without a token: HTTP {} (want 401)",
+        search.status
+    );
+    let write = c.anonymous().create(&super::fixtures::patient()).await?;
+    ensure!(
+        write.status == 401,
+        "POST Patient without a token: HTTP {} (want 401)",
+        write.status
+    );
     Ok(())
 }
 
@@ -208,7 +220,7 @@ async fn patient_token_sees_only_its_own_patient(c: Client) -> Outcome {
     );
     let other = create(&c, &super::fixtures::patient()).await?;
     let tag = unique();
-    create(&c, &observation(&other, "laboratory", &tag)).await?;
+    let theirs = create(&c, &observation(&other, "laboratory", &tag)).await?;
     // The backend sees the other patient's Observation, so an empty answer below is a refusal.
     ensure!(
         entry_ids(&c.get(&tagged_search(&other, &tag)).await?)?.len() == 1,
@@ -220,9 +232,18 @@ async fn patient_token_sees_only_its_own_patient(c: Client) -> Outcome {
         "GET another patient's Patient: HTTP {} (want 404)",
         read.status
     );
+    let read = me.get(&format!("Observation/{theirs}")).await?;
+    ensure!(
+        read.status == 404,
+        "GET another patient's Observation: HTTP {} (want 404)",
+        read.status
+    );
     for path in [
         tagged_search(&other, &tag),
         format!("Observation?patient={other}"),
+        format!("Observation?subject=Patient/{other}"),
+        format!("Observation?_id={theirs}"),
+        format!("Patient?_id={other}"),
     ] {
         let search = me.get(&path).await?;
         let ids = entry_ids(&search)?;
@@ -289,6 +310,23 @@ async fn granular_category_scope_returns_exactly_the_lab_subset(c: Client) -> Ou
         got == want,
         "under the laboratory scope the search found {got:?}, want exactly the lab subset {want:?}"
     );
+    // Asking for the other category, or for the vital-signs record by id, finds nothing.
+    for path in [
+        format!(
+            "{}&category={OBSERVATION_CATEGORY}%7Cvital-signs",
+            tagged_search(&patient, &tag)
+        ),
+        format!("Observation?_id={vital}"),
+    ] {
+        let reply = me.get(&path).await?;
+        if reply.status != 403 {
+            let ids = entry_ids(&reply)?;
+            ensure!(
+                ids.is_empty(),
+                "{path} under the laboratory scope found {ids:?}"
+            );
+        }
+    }
     me.get(&format!("Observation/{lab}")).await?.expect(200)?;
     let read = me.get(&format!("Observation/{vital}")).await?;
     ensure!(
@@ -309,11 +347,42 @@ async fn read_without_search_cannot_search(c: Client) -> Outcome {
     let read = me.get(&format!("Observation/{id}")).await?;
     read.expect(200)?;
     ensure!(read.id() == id, "another resource came back: {}", read.text);
+    // `r` covers vread and instance history too (SMART scope letters).
+    let version = read.version_id();
+    me.get(&format!("Observation/{id}/_history/{version}"))
+        .await?
+        .expect(200)?;
+    me.get(&format!("Observation/{id}/_history"))
+        .await?
+        .expect(200)?;
     let search = me.get(&format!("Observation?patient={patient}")).await?;
     ensure!(
         search.status == 403,
         "a search with a read-only scope: HTTP {} (want 403)",
         search.status
+    );
+    let posted = me
+        .write_raw(
+            Method::POST,
+            "Observation/_search",
+            format!("patient={patient}").into_bytes(),
+            vec![(
+                "content-type",
+                "application/x-www-form-urlencoded".to_string(),
+            )],
+        )
+        .await?;
+    ensure!(
+        posted.status == 403,
+        "POST Observation/_search with a read-only scope: HTTP {} (want 403)",
+        posted.status
+    );
+    // Type-level history is a search (`s`), not a read.
+    let history = me.get("Observation/_history").await?;
+    ensure!(
+        history.status == 403,
+        "GET Observation/_history with a read-only scope: HTTP {} (want 403)",
+        history.status
     );
     Ok(())
 }
