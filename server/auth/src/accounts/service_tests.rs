@@ -462,3 +462,44 @@ async fn phone_codes_are_limited_and_messages_on_request_too() {
     assert_eq!(count(), 2 + policy::MESSAGES_PER_HOUR as usize);
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashes_with_old_parameters_are_replaced_at_sign_in() {
+    let f = Fixture::new().await;
+    let email = "old@example.in";
+    f.register(email, None, T0).await;
+    let token = f.last_token(email).await;
+    f.accounts.verify_email(&token, None, T0).await.unwrap();
+    let id = f.sign_in(email, PASSWORD, T0).await.unwrap().account.id;
+    // A hash with weaker parameters (as if made by an older release), same pepper.
+    let weak = {
+        use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+        let params = Params::new(8 * 1024, 1, 1, None).unwrap();
+        Argon2::new_with_secret(
+            b"a test pepper of enough bytes",
+            Algorithm::Argon2id,
+            Version::V0x13,
+            params,
+        )
+        .unwrap()
+        .hash_password(PASSWORD.as_bytes())
+        .unwrap()
+        .to_string()
+    };
+    f.accounts
+        .store
+        .set_password_hash(&id, &weak, T0 * MICROS)
+        .await
+        .unwrap();
+    f.sign_in(email, PASSWORD, T0 + 1).await.unwrap();
+    let stored = f
+        .accounts
+        .account(&id)
+        .await
+        .unwrap()
+        .password_hash
+        .unwrap();
+    assert!(stored.contains("m=19456,t=2,p=1"), "{stored}");
+    f.sign_in(email, PASSWORD, T0 + 2).await.unwrap();
+    f.stop().await;
+}

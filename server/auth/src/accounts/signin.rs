@@ -185,6 +185,17 @@ impl Accounts {
                 .reset_failed_logins(&account.id, now * MICROS)
                 .await?;
         }
+        // A hash made with older argon2 parameters is replaced while the password is at hand.
+        if account
+            .password_hash
+            .as_deref()
+            .is_some_and(crate::password::needs_rehash)
+        {
+            let hash = self.hash_password(&request.password).await?;
+            self.store
+                .set_password_hash(&account.id, &hash, now * MICROS)
+                .await?;
+        }
         let enrollment_only = account.role == Role::Admin && account.totp_secret.is_none();
         let token = new_opaque_token();
         let device = request
