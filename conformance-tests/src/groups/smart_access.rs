@@ -122,6 +122,11 @@ fn bearer_challenge(reply: &crate::Reply, what: &str) -> Outcome {
         challenge.to_ascii_lowercase().starts_with("bearer"),
         "{what}: WWW-Authenticate is '{challenge}'"
     );
+    // RFC 6750 §3.1: a token was sent and failed, so the challenge names the error.
+    ensure!(
+        challenge.contains("error=\"invalid_token\""),
+        "{what}: WWW-Authenticate '{challenge}' lacks error=\"invalid_token\""
+    );
     Ok(())
 }
 
@@ -275,6 +280,21 @@ async fn ungranted_resource_type_is_refused(c: Client) -> Outcome {
         "Condition search without a Condition scope: HTTP {} (want 401/403)",
         refused.status
     );
+    let condition = create(
+        &c,
+        &json!({
+            "resourceType": "Condition",
+            "subject": {"reference": format!("Patient/{patient}")},
+            "code": {"text": "Seasonal allergic rhinitis"}
+        }),
+    )
+    .await?;
+    let read = me.get(&format!("Condition/{condition}")).await?;
+    ensure!(
+        read.status == 401 || read.status == 403,
+        "reading the patient's own Condition without a Condition scope: HTTP {} (want 401/403)",
+        read.status
+    );
     Ok(())
 }
 
@@ -418,6 +438,31 @@ async fn read_search_scope_cannot_create(c: Client) -> Outcome {
     ensure!(
         ids.is_empty(),
         "the refused Observation was stored: {ids:?}"
+    );
+    // Nor may it change or delete one of the patient's Observations.
+    let mut existing = observation(&patient, "laboratory", &tag);
+    let id = create(&c, &existing).await?;
+    existing["id"] = json!(id);
+    existing["status"] = json!("amended");
+    me.update(&existing).await?.expect_outcome(403)?;
+    let patch = json!([{"op": "replace", "path": "/status", "value": "amended"}]);
+    me.write(
+        Method::PATCH,
+        &format!("Observation/{id}"),
+        &patch,
+        vec![("content-type", "application/json-patch+json".into())],
+    )
+    .await?
+    .expect_outcome(403)?;
+    me.delete(&format!("Observation/{id}"))
+        .await?
+        .expect_outcome(403)?;
+    let after = c.get(&format!("Observation/{id}")).await?;
+    after.expect(200)?;
+    ensure!(
+        after.version_id() == "1" && after.json["status"] == "final",
+        "the Observation changed under a read/search token: {}",
+        after.text
     );
     Ok(())
 }
