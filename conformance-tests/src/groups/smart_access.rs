@@ -249,6 +249,8 @@ async fn patient_token_sees_only_its_own_patient(c: Client) -> Outcome {
         format!("Observation?subject=Patient/{other}"),
         format!("Observation?_id={theirs}"),
         format!("Patient?_id={other}"),
+        format!("Observation?patient={other}&_total=accurate"),
+        format!("Observation?patient={other}&_summary=count"),
     ] {
         let search = me.get(&path).await?;
         let ids = entry_ids(&search)?;

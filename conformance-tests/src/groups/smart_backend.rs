@@ -271,7 +271,23 @@ async fn replayed_assertion_is_refused(c: Client) -> Outcome {
     )?;
     ensure!(reused != assertion, "the re-signed assertion is identical");
     let reply = token_request(&token_url, "system/Patient.rs", &reused).await?;
-    invalid_client(&reply, "a new assertion with a used jti")
+    invalid_client(&reply, "a new assertion with a used jti")?;
+    // One fresh assertion sent four times at once: exactly one request may win.
+    let racing = client_assertion(&backend, &token_url, json!({}))?;
+    let replies = futures::future::join_all(
+        (0..4).map(|_| token_request(&token_url, "system/Patient.rs", &racing)),
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for reply in replies {
+        statuses.push(reply?.status);
+    }
+    let won = statuses.iter().filter(|s| **s == 200).count();
+    ensure!(
+        won == 1 && statuses.iter().all(|s| *s == 200 || *s == 401),
+        "one assertion sent 4 times at once: statuses {statuses:?} (want one 200, the rest 401)"
+    );
+    Ok(())
 }
 
 async fn assertion_with_wrong_iss_or_sub_is_refused(c: Client) -> Outcome {

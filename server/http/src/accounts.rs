@@ -412,6 +412,7 @@ mod tests {
     fn production_needs_a_pepper_and_a_kek() {
         let mut config = Config::for_database("sqlite:x.db".into());
         assert!(check_production(&config).is_ok());
+        config.require_auth = true;
         config.accounts.production = true;
         assert!(check_production(&config).is_err());
         config.accounts.password_pepper = Some("short".into());

@@ -47,6 +47,7 @@ fn production_mode_needs_a_pepper_and_a_key_encryption_key() {
                 &url,
             ])
             .env("RUST_LOG", "error")
+            .env("CURANET_REQUIRE_AUTH", "true")
             .env_remove("CURANET_PASSWORD_PEPPER")
             .env_remove("CURANET_KEY_ENCRYPTION_KEY")
             .stdout(Stdio::piped())
