@@ -17,6 +17,7 @@ cases!("smart-access";
     patient_token_sees_only_its_own_patient,
     ungranted_resource_type_is_refused,
     granular_category_scope_returns_exactly_the_lab_subset,
+    granular_category_scope_holds_for_history_includes_and_operations,
     read_without_search_cannot_search,
     v1_read_scope_reads_and_searches,
     read_search_scope_cannot_create,
@@ -355,6 +356,109 @@ async fn granular_category_scope_returns_exactly_the_lab_subset(c: Client) -> Ou
         read.status != 200,
         "a vital-signs Observation was readable under the laboratory scope"
     );
+    Ok(())
+}
+
+/// The ids of the Observations anywhere in a Bundle.
+fn observation_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["resource"]["resourceType"] == "Observation")
+        .filter_map(|e| e["resource"]["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Checklist case 30 beyond the plain search: under a laboratory-only scope (with
+/// `patient/Patient.rs` too), no other way of reading reaches a vital-signs Observation —
+/// vread and instance history, `_revinclude`, `POST _search`, `$everything`, `$lastn`.
+async fn granular_category_scope_holds_for_history_includes_and_operations(c: Client) -> Outcome {
+    let lab_scope = lab_scope();
+    let (me, patient, reply) = patient_session(
+        &c,
+        "patient/Patient.rs patient/Observation.rs",
+        Some(vec!["patient/Patient.rs".to_string(), lab_scope.clone()]),
+    )
+    .await?;
+    let scopes = granted(&reply);
+    ensure!(
+        scopes.contains(&lab_scope) && scopes.iter().any(|s| s == "patient/Patient.rs"),
+        "granted {scopes:?}, want patient/Patient.rs and the laboratory scope"
+    );
+    let tag = unique();
+    let lab = create(&c, &observation(&patient, "laboratory", &tag)).await?;
+    let vital = create(&c, &observation(&patient, "vital-signs", &tag)).await?;
+
+    for path in [
+        format!("Observation/{vital}/_history/1"),
+        format!("Observation/{vital}/_history"),
+    ] {
+        let reply = me.get(&path).await?;
+        ensure!(
+            reply.status != 200 || observation_ids(&reply.json).is_empty(),
+            "{path} under the laboratory scope: HTTP 200 {}",
+            reply.text.chars().take(300).collect::<String>()
+        );
+        ensure!(
+            reply.json["resourceType"] != "Observation",
+            "{path} served the vital-signs Observation"
+        );
+    }
+    // (A vread of the matching laboratory record is not asserted: CuraNet refuses vread and
+    // history under granular scopes altogether — 403, "only unrestricted scopes do" — which
+    // is conservative and allowed, since scopes only delegate.)
+
+    let posted = me
+        .write_raw(
+            Method::POST,
+            "Observation/_search",
+            format!("patient={patient}&code=urn:curanet:conformance%7C{tag}").into_bytes(),
+            vec![(
+                "content-type",
+                "application/x-www-form-urlencoded".to_string(),
+            )],
+        )
+        .await?;
+    let ids = entry_ids(&posted)?;
+    ensure!(
+        ids == vec![lab.clone()],
+        "POST Observation/_search under the laboratory scope found {ids:?}, want [{lab}]"
+    );
+
+    let revinclude = me
+        .get(&format!(
+            "Patient?_id={patient}&_revinclude=Observation:subject&_count=500"
+        ))
+        .await?;
+    revinclude.expect(200)?;
+    let included = observation_ids(&revinclude.json);
+    ensure!(
+        !included.contains(&vital),
+        "_revinclude brought in the vital-signs Observation under the laboratory scope"
+    );
+
+    for path in [
+        format!("Patient/{patient}/$everything?_count=500"),
+        format!("Observation/$lastn?patient={patient}&code=urn:curanet:conformance%7C{tag}"),
+        format!(
+            "Observation/$lastn?patient={patient}&category={OBSERVATION_CATEGORY}%7Cvital-signs"
+        ),
+    ] {
+        let reply = me.get(&path).await?;
+        if reply.status == 200 {
+            ensure!(
+                !observation_ids(&reply.json).contains(&vital),
+                "{path} returned the vital-signs Observation under the laboratory scope"
+            );
+        } else {
+            ensure!(
+                reply.status == 403,
+                "{path}: HTTP {} (want 200 without the vital signs, or 403)",
+                reply.status
+            );
+        }
+    }
     Ok(())
 }
 
