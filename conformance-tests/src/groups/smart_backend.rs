@@ -22,6 +22,7 @@ cases!("smart-backend";
     unregistered_jku_or_unknown_kid_is_refused,
     unsigned_or_hmac_assertion_is_refused,
     scopes_beyond_the_registration_are_not_granted,
+    symmetric_client_cannot_use_client_credentials,
     bulk_export_without_a_token_is_refused,
 );
 
@@ -305,7 +306,27 @@ async fn assertion_with_wrong_iss_or_sub_is_refused(c: Client) -> Outcome {
     )?;
     refused(&c, &unknown, "an unknown iss").await?;
     let other_iss = client_assertion(&backend, &token_url, json!({ "iss": "no-such-client" }))?;
-    refused(&c, &other_iss, "iss differs from sub").await
+    refused(&c, &other_iss, "iss differs from sub").await?;
+    // A registered client without keys (the public app) named as iss and sub.
+    let app = c.smart()?.app.client_id.clone();
+    let keyless = client_assertion(&backend, &token_url, json!({ "iss": app, "sub": app }))?;
+    refused(&c, &keyless, "iss and sub of a client without keys").await?;
+    // A valid assertion with a `client_id` parameter naming another client (RFC 7521 §4.2).
+    let assertion = client_assertion(&backend, &token_url, json!({}))?;
+    let reply = post_form(
+        &token_url,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Patient.rs"),
+            ("client_id", &app),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", &assertion),
+        ],
+        None,
+        &[],
+    )
+    .await?;
+    invalid_client(&reply, "client_id differs from the assertion's iss")
 }
 
 /// An RS384 assertion with the backend's key, `kid` and `jku` as given.
@@ -383,6 +404,49 @@ async fn scopes_beyond_the_registration_are_not_granted(c: Client) -> Outcome {
             );
         }
         other => return Err(format!("HTTP {other}: {}", reply.json)),
+    }
+    Ok(())
+}
+
+/// Backend services authenticate asymmetrically only (SMART: the symmetric profile is not for
+/// backend services): the confidential symmetric app gets no client-credentials token, whatever
+/// it asks for.
+async fn symmetric_client_cannot_use_client_credentials(c: Client) -> Outcome {
+    let app = &c.smart()?.confidential_app;
+    let secret = app
+        .secret
+        .clone()
+        .ok_or("the confidential app has no secret")?;
+    for scope in ["system/Patient.rs", "user/*.rs", "patient/*.rs"] {
+        let reply = post_form(
+            &c.oauth("token"),
+            &[("grant_type", "client_credentials"), ("scope", scope)],
+            Some((&app.client_id, &secret)),
+            &[],
+        )
+        .await?;
+        ensure!(
+            reply.json["access_token"].is_null(),
+            "a client-credentials token for {scope} to a symmetric client: {}",
+            reply.json
+        );
+        ensure!(
+            reply.status == 400 || reply.status == 401,
+            "{scope}: HTTP {} (want 400/401): {}",
+            reply.status,
+            reply.json
+        );
+        let error = reply.field("error");
+        ensure!(
+            [
+                "unauthorized_client",
+                "invalid_client",
+                "invalid_scope",
+                "invalid_grant"
+            ]
+            .contains(&error.as_str()),
+            "{scope}: error '{error}'"
+        );
     }
     Ok(())
 }
