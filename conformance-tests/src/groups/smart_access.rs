@@ -15,6 +15,7 @@ cases!("smart-access";
     garbage_and_tampered_tokens_get_401_with_a_bearer_challenge,
     id_token_is_not_an_access_token,
     patient_token_sees_only_its_own_patient,
+    patient_token_reaches_no_other_patient_by_any_route,
     ungranted_resource_type_is_refused,
     granular_category_scope_returns_exactly_the_lab_subset,
     granular_category_scope_holds_for_history_includes_and_operations,
@@ -261,6 +262,91 @@ async fn patient_token_sees_only_its_own_patient(c: Client) -> Outcome {
             total.is_null() || total == 0,
             "{path}: total {total} leaks the other patient's records"
         );
+    }
+    Ok(())
+}
+
+/// Checklist case 28 beyond reads and searches by patient: history (instance, type and
+/// system level), `$everything`, system-level search and chained search never hand a patient
+/// token another patient's records. Answers may be a refusal or a Bundle without them.
+async fn patient_token_reaches_no_other_patient_by_any_route(c: Client) -> Outcome {
+    let (me, patient, _) = patient_session(&c, "patient/*.rs", None).await?;
+    let other_patient = super::fixtures::patient();
+    let family = other_patient["name"][0]["family"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let other = create(&c, &other_patient).await?;
+    let since = c.get(&format!("Patient/{other}")).await?;
+    since.expect(200)?;
+    let since = since.json["meta"]["lastUpdated"]
+        .as_str()
+        .ok_or("the created Patient has no meta.lastUpdated")?
+        .replace('+', "%2B");
+    let theirs = create(&c, &observation(&other, "laboratory", &unique())).await?;
+    let mine = create(&c, &observation(&patient, "laboratory", &unique())).await?;
+    let foreign = [format!("Patient/{other}"), format!("Observation/{theirs}")];
+    let leaked = |bundle: &Value| -> Vec<String> {
+        bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let r = &e["resource"];
+                let key = format!("{}/{}", r["resourceType"].as_str()?, r["id"].as_str()?);
+                foreign.contains(&key).then_some(key)
+            })
+            .collect()
+    };
+
+    for path in [
+        format!("Patient/{other}/_history"),
+        format!("Patient/{other}/_history/1"),
+        format!("Observation/{theirs}/_history/1"),
+        format!("Patient/{other}/$everything"),
+    ] {
+        let reply = me.get(&path).await?;
+        ensure!(
+            reply.status == 404 || reply.status == 403,
+            "{path}: HTTP {} (want 404, or 403)",
+            reply.status
+        );
+    }
+
+    // The same routes work for the patient's own records, so the refusals above are targeted.
+    me.get(&format!("Patient/{patient}/_history"))
+        .await?
+        .expect(200)?;
+    let everything = me
+        .get(&format!("Patient/{patient}/$everything?_count=500"))
+        .await?;
+    everything.expect(200)?;
+    ensure!(
+        observation_ids(&everything.json).contains(&mine),
+        "the patient's own $everything lacks their new Observation"
+    );
+    let found = leaked(&everything.json);
+    ensure!(
+        found.is_empty(),
+        "the patient's own $everything holds {found:?}"
+    );
+
+    for path in [
+        format!("Observation/_history?_since={since}&_count=500"),
+        format!("_history?_since={since}&_count=500"),
+        format!("?_type=Patient,Observation&_count=500&_lastUpdated=ge{since}"),
+        format!("Observation?subject:Patient.family={family}"),
+        format!("Observation?patient.family={family}"),
+    ] {
+        let reply = me.get(&path).await?;
+        match reply.status {
+            200 => {
+                let found = leaked(&reply.json);
+                ensure!(found.is_empty(), "{path} returned {found:?}");
+            }
+            400 | 403 => {}
+            other => return Err(format!("{path}: HTTP {other}")),
+        }
     }
     Ok(())
 }
