@@ -12,6 +12,7 @@ cases!("smart-discovery";
     well_known_and_metadata_allow_any_origin,
     capabilities_cover_the_certification_list,
     openid_configuration_and_jwks_serve_rs256_keys,
+    listed_system_scopes_are_granted_to_a_backend,
 );
 
 /// Every `(field, url)` of a discovery document that names an endpoint.
@@ -155,6 +156,26 @@ async fn well_known_and_metadata_allow_any_origin(c: Client) -> Outcome {
             allowed == origin || allowed == "*",
             "{url}: Access-Control-Allow-Origin is '{allowed}' for {origin}"
         );
+        // The preflight a browser sends first (any origin, no token).
+        let http = reqwest::Client::new();
+        let preflight = http
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .send()
+            .await
+            .map_err(|e| format!("OPTIONS {url}: {e}"))?;
+        let status = preflight.status().as_u16();
+        let allowed = preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        ensure!(
+            (200..300).contains(&status) && (allowed == origin || allowed == "*"),
+            "preflight of {url}: HTTP {status}, Access-Control-Allow-Origin '{allowed}'"
+        );
     }
     Ok(())
 }
@@ -257,5 +278,50 @@ async fn openid_configuration_and_jwks_serve_rs256_keys(c: Client) -> Outcome {
             .any(|k| !k["d"].is_null() || !k["p"].is_null() || !k["q"].is_null()),
         "the JWKS publishes private key material"
     );
+    Ok(())
+}
+
+/// A server SHALL support every scope it lists in `scopes_supported`: each `system/` one is
+/// granted to the backend service (registered for `system/*.cruds`) exactly as asked.
+async fn listed_system_scopes_are_granted_to_a_backend(c: Client) -> Outcome {
+    let doc = smart_configuration(&c).await?;
+    let listed = strings(&doc, "scopes_supported")?;
+    let system: Vec<&String> = listed.iter().filter(|s| s.starts_with("system/")).collect();
+    ensure!(
+        !system.is_empty(),
+        "scopes_supported lists no system/ scope although client_credentials is supported"
+    );
+    let s = c.smart()?;
+    let token_url = doc["token_endpoint"].as_str().unwrap_or_default();
+    for scope in system {
+        let assertion =
+            crate::smart::client_assertion(&s.backend, token_url, serde_json::json!({}))?;
+        let reply = crate::smart::post_form(
+            token_url,
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", scope),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &assertion),
+            ],
+            None,
+            &[],
+        )
+        .await?;
+        ensure!(
+            reply.status == 200,
+            "{scope}: HTTP {} {}",
+            reply.status,
+            reply.json
+        );
+        ensure!(
+            reply.field("scope") == *scope,
+            "asked for {scope}, granted '{}'",
+            reply.field("scope")
+        );
+    }
     Ok(())
 }
