@@ -1,6 +1,7 @@
 //! `curanet-bench`: a closed-loop load generator for a FHIR base URL on loopback, with an
 //! in-memory HTTP "limit" server and a raw database insert baseline to compare against.
 
+mod auth;
 mod http;
 mod ingest;
 mod limit;
@@ -103,6 +104,50 @@ enum Command {
         /// Print the result as one JSON object line instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Sign in again and again with one account (`POST /api/auth/login`): argon2id latency.
+    Login {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The account's email or phone.
+        #[arg(long, env = "CURANET_BENCH_IDENTIFIER")]
+        identifier: String,
+        /// Its password (from the environment; never a flag).
+        #[arg(env = "CURANET_BENCH_PASSWORD", hide = true, hide_env_values = true)]
+        password: String,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Backend-services token requests (`client_credentials`, RS384 assertions signed beforehand).
+    Token {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The registered backend client.
+        #[arg(long)]
+        client_id: String,
+        /// Its private key (PKCS#8 PEM), e.g. from `curanet-bench keygen`.
+        #[arg(long, value_name = "PEM")]
+        key_file: PathBuf,
+        /// The key's `kid` in the registered JWKS.
+        #[arg(long, default_value = "bench-1")]
+        kid: String,
+        /// The scopes asked for.
+        #[arg(long, default_value = "system/Patient.rs")]
+        scope: String,
+        /// How many assertions to sign before the run (each is used once).
+        #[arg(long, default_value_t = 60_000)]
+        assertions: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Writes a backend client's RSA key pair: DIR/key.pem and DIR/jwks.json.
+    Keygen {
+        /// Where to write the two files.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The `kid` of the key.
+        #[arg(long, default_value = "bench-1")]
+        kid: String,
     },
     /// Time a fixed set of searches, one request at a time, on values sampled from the server.
     Search {
@@ -244,6 +289,46 @@ async fn run(cli: Cli) -> Result<(), String> {
             };
             let r = raw_ingest::run(&db.database_url, &cfg).await?;
             r.print(json);
+        }
+        Command::Login {
+            server,
+            identifier,
+            password,
+            load,
+        } => {
+            let base = http::loopback_url(&server.base_url)?;
+            let client = http::client(usize::from(load.connections))?;
+            let r = auth::login(client, &base, &identifier, &password, load.config()).await;
+            report::print(&[r], load.json);
+        }
+        Command::Token {
+            server,
+            client_id,
+            key_file,
+            kid,
+            scope,
+            assertions,
+            load,
+        } => {
+            let base = http::loopback_url(&server.base_url)?;
+            let pem = std::fs::read_to_string(&key_file)
+                .map_err(|e| format!("{}: {e}", key_file.display()))?;
+            let key = auth::BackendKey {
+                client_id,
+                kid,
+                pem,
+            };
+            let client = http::client(usize::from(load.connections))?;
+            let r = auth::token(client, &base, &key, &scope, assertions, load.config()).await?;
+            report::print(&[r], load.json);
+        }
+        Command::Keygen { dir, kid } => {
+            auth::keygen(&dir, &kid)?;
+            println!(
+                "{}/key.pem and {}/jwks.json written",
+                dir.display(),
+                dir.display()
+            );
         }
         Command::Search {
             server,

@@ -817,11 +817,19 @@ mod tests {
         .unwrap();
         assert_eq!(request.grant_type.as_deref(), Some("client_credentials"));
         assert_eq!(request.scope.as_deref(), Some("system/Patient.rs"));
-        let with_assertion = TokenRequest {
-            client_assertion: Some("eyJhbGciOiJSUzM4NCJ9.secret.sig".into()),
+        // No bearer credential reaches a log through Debug.
+        let with_credentials = TokenRequest {
+            client_assertion: Some("eyJhbGciOiJSUzM4NCJ9.CRED-1.sig".into()),
+            client_secret: Some("CRED-2".into()),
+            basic: Some(("app".into(), "CRED-3".into())),
+            code: Some("CRED-4".into()),
+            code_verifier: Some("CRED-5".into()),
+            refresh_token: Some("CRED-6".into()),
             ..request
         };
-        assert!(!format!("{with_assertion:?}").contains("secret"));
+        let shown = format!("{with_credentials:?}");
+        assert!(!shown.contains("CRED-"), "{shown}");
+        assert!(shown.contains("app"), "the client id may show: {shown}");
         let err = TokenRequest::from_pairs(&pairs(&[("scope", "a"), ("scope", "b")])).unwrap_err();
         assert_eq!(err.code(), "invalid_request");
         assert!(err.description().contains("scope"));

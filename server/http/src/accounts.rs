@@ -47,6 +47,13 @@ pub fn check_production(config: &Config) -> Result<(), BoxError> {
             .into());
         }
     }
+    if !config.require_auth {
+        return Err(
+            "production mode: the FHIR API cannot be served without access tokens \
+                    (--require-auth=false)"
+                .into(),
+        );
+    }
     if config.key_encryption_key.is_none() {
         return Err(
             "production mode: set CURANET_KEY_ENCRYPTION_KEY (32 bytes in base64, \

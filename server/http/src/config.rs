@@ -71,10 +71,18 @@ pub struct Config {
     #[arg(long, env = "CURANET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
-    /// Require an access token on the FHIR API (except the CapabilityStatement and discovery)
-    /// and enforce its `system/` scopes. Off by default until the authorization-code flow and
-    /// consents land.
-    #[arg(long, env = "CURANET_REQUIRE_AUTH", default_value_t = false)]
+    /// Require an access token on the FHIR API (all but the CapabilityStatement and the
+    /// discovery documents) and enforce its SMART scopes. On by default; `--require-auth=false`
+    /// (or `CURANET_REQUIRE_AUTH=false`) serves the API openly for local development only, and
+    /// is refused with `--production`.
+    #[arg(
+        long,
+        env = "CURANET_REQUIRE_AUTH",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     pub require_auth: bool,
 
     /// Key that seals the token-signing keys at rest: 32 bytes, standard base64 (generate one

@@ -85,6 +85,12 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
         "FHIR definitions loaded"
     );
     crate::accounts::check_production(&config)?;
+    if !config.require_auth {
+        tracing::warn!(
+            "--require-auth=false: the FHIR API is served WITHOUT access tokens. Use this for \
+             local development only."
+        );
+    }
     let kek = key_encryption_key(&config)?;
     let url = config.storage.resolved_database_url();
     let (store, auth_store) =

@@ -102,6 +102,8 @@ impl Process {
                     database_url,
                 ])
                 .args(extra)
+                // Open unless a test asks for `--require-auth`: most tests are about FHIR.
+                .env("CURANET_REQUIRE_AUTH", "false")
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
