@@ -19,6 +19,7 @@ cases!("smart-backend";
     assertion_expiring_too_late_or_already_expired_is_refused,
     replayed_assertion_is_refused,
     assertion_with_wrong_iss_or_sub_is_refused,
+    client_id_parameter_must_match_the_assertion,
     unregistered_jku_or_unknown_kid_is_refused,
     unsigned_or_hmac_assertion_is_refused,
     scopes_beyond_the_registration_are_not_granted,
@@ -57,8 +58,12 @@ async fn token_request(
 fn invalid_client(reply: &TokenReply, what: &str) -> Outcome {
     ensure!(
         reply.json["access_token"].is_null(),
-        "{what}: a token was issued: {}",
-        reply.json
+        "{what}: a token was issued (HTTP {}, scope '{}', token client_id '{}')",
+        reply.status,
+        reply.field("scope"),
+        crate::smart::jwt_parts(&reply.field("access_token"))
+            .map(|(_, claims)| claims["client_id"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
     );
     ensure!(
         reply.status == 401,
@@ -310,8 +315,15 @@ async fn assertion_with_wrong_iss_or_sub_is_refused(c: Client) -> Outcome {
     // A registered client without keys (the public app) named as iss and sub.
     let app = c.smart()?.app.client_id.clone();
     let keyless = client_assertion(&backend, &token_url, json!({ "iss": app, "sub": app }))?;
-    refused(&c, &keyless, "iss and sub of a client without keys").await?;
-    // A valid assertion with a `client_id` parameter naming another client (RFC 7521 §4.2).
+    refused(&c, &keyless, "iss and sub of a client without keys").await
+}
+
+/// A valid assertion sent with a `client_id` parameter naming another registered client: RFC
+/// 7521 §4.2 says the parameter, when present, MUST identify the client of the assertion, and
+/// SMART says the server checks that the `client_id` equals `iss`.
+async fn client_id_parameter_must_match_the_assertion(c: Client) -> Outcome {
+    let (backend, token_url) = backend(&c)?;
+    let app = c.smart()?.app.client_id.clone();
     let assertion = client_assertion(&backend, &token_url, json!({}))?;
     let reply = post_form(
         &token_url,
