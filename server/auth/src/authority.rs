@@ -558,6 +558,17 @@ impl Authority {
         let client_id = peeked
             .issuer
             .ok_or_else(|| OAuthError::invalid_client("the client assertion has no iss", None))?;
+        // RFC 7521 §4.2: a client_id sent beside the assertion must name the same client.
+        if request
+            .client_id
+            .as_deref()
+            .is_some_and(|named| named != client_id)
+        {
+            return Err(OAuthError::invalid_client(
+                "client_id does not match the client assertion's iss",
+                None,
+            ));
+        }
         let client = self
             .store
             .get_client(&client_id)

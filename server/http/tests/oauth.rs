@@ -300,7 +300,12 @@ async fn backend_services(backend: TestBackend) {
         backend_token(&client, &server, "system/Patient.rs", &rs384(&claims())).await;
     assert_eq!(status, 200, "{body}");
     assert_no_store(&headers);
-    assert_eq!(body["token_type"], "bearer");
+    assert!(
+        body["token_type"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case("bearer")),
+        "{body}"
+    );
     let expires_in = body["expires_in"].as_i64().unwrap();
     assert!(expires_in > 0 && expires_in <= 300, "{body}");
     assert_eq!(body["scope"], "system/Patient.rs");
