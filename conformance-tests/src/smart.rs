@@ -714,6 +714,21 @@ pub async fn exchange(
 pub const PATIENT_LAUNCH_SCOPES: &str =
     "launch/patient openid fhirUser offline_access patient/*.rs";
 
+/// The standard standalone launch (checklist case 6) by the set-up's patient with the public
+/// app, approved as the page pre-selects: the token reply.
+pub async fn patient_launch(c: &crate::Client) -> Result<TokenReply, String> {
+    let s = c.smart()?;
+    Ok(launch(
+        c,
+        &s.app,
+        &s.patient,
+        PATIENT_LAUNCH_SCOPES,
+        &Decision::default(),
+    )
+    .await?
+    .1)
+}
+
 /// A whole standalone launch of `app` by `login` for `scope`, approved as the page pre-selects
 /// (or as `decision` says): the request made and the token reply of the code exchange.
 pub async fn launch(

@@ -4,7 +4,7 @@
 
 use crate::smart::{
     AuthRequest, Decision, Outcome as Flow, PATIENT_LAUNCH_SCOPES, authorize, exchange, jwt_parts,
-    launch, now, post_form, random, s256,
+    now, patient_launch, post_form, random, s256,
 };
 use crate::{Client, Outcome, cases, ensure};
 
@@ -181,15 +181,7 @@ async fn denial_redirects_with_access_denied(c: Client) -> Outcome {
 }
 
 async fn token_response_has_everything_an_app_needs(c: Client) -> Outcome {
-    let s = c.smart()?;
-    let (_, reply) = launch(
-        &c,
-        &s.app,
-        &s.patient,
-        PATIENT_LAUNCH_SCOPES,
-        &Decision::default(),
-    )
-    .await?;
+    let reply = patient_launch(&c).await?;
     let j = &reply.json;
     ensure!(
         !reply.field("access_token").is_empty(),
@@ -449,14 +441,7 @@ async fn confidential_client_authenticates_with_basic(c: Client) -> Outcome {
 async fn clinician_picks_the_patient_in_a_standalone_launch(c: Client) -> Outcome {
     let s = c.smart()?;
     // The patient's own launch tells us their Patient id.
-    let (_, mine) = launch(
-        &c,
-        &s.app,
-        &s.patient,
-        PATIENT_LAUNCH_SCOPES,
-        &Decision::default(),
-    )
-    .await?;
+    let mine = patient_launch(&c).await?;
     let patient = mine.field("patient");
     let request = AuthRequest::new(
         &s.app,

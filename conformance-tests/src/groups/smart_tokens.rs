@@ -1,9 +1,7 @@
 //! SMART refresh tokens, introspection and revocation (checklist cases 36–45 of
 //! `shared/reference/smart-consent-abdm-audit.md` §7).
 
-use crate::smart::{
-    Browser, Decision, PATIENT_LAUNCH_SCOPES, TokenReply, launch, post_form, random,
-};
+use crate::smart::{Browser, Decision, TokenReply, launch, patient_launch, post_form, random};
 use crate::{Client, Outcome, cases, ensure};
 
 cases!("smart-tokens";
@@ -19,20 +17,6 @@ cases!("smart-tokens";
     revocation_by_the_patient_ends_every_token,
     revocation_endpoint_ends_the_grant,
 );
-
-/// A launch by the patient with the public app for the standard scopes.
-async fn patient_launch(c: &Client) -> Result<TokenReply, String> {
-    let s = c.smart()?;
-    Ok(launch(
-        c,
-        &s.app,
-        &s.patient,
-        PATIENT_LAUNCH_SCOPES,
-        &Decision::default(),
-    )
-    .await?
-    .1)
-}
 
 /// A refresh by the public app, with `scope` when given.
 async fn refresh(c: &Client, token: &str, scope: Option<&str>) -> Result<TokenReply, String> {

@@ -26,8 +26,6 @@ use crate::server::unix_now;
 const SESSION_COOKIE: &str = "curanet_session";
 /// The CSRF cookie, matched against the `csrf` field of every form post.
 const CSRF_COOKIE: &str = "curanet_csrf";
-/// Largest form accepted.
-const MAX_FORM_BYTES: usize = 64 * 1024;
 /// How many patients the picker lists.
 const PICKER_LIMIT: usize = 20;
 
@@ -40,13 +38,9 @@ pub async fn authorize(
     Query(query): Query<Vec<(String, String)>>,
     body: Body,
 ) -> Response {
-    let form = if method == Method::POST {
-        match read_form(&headers, body).await {
-            Ok(form) => form,
-            Err(message) => return page(StatusCode::BAD_REQUEST, pages::error(&message)),
-        }
-    } else {
-        query
+    let form = match request_form(&method, &headers, query, body).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
     let now = unix_now();
     let params = AuthorizeParams::from_pairs(&form);
@@ -394,13 +388,9 @@ pub async fn manage(
     meta: ClientMeta,
     body: Body,
 ) -> Response {
-    let form = if method == Method::POST {
-        match read_form(&headers, body).await {
-            Ok(form) => form,
-            Err(message) => return page(StatusCode::BAD_REQUEST, pages::error(&message)),
-        }
-    } else {
-        Vec::new()
+    let form = match request_form(&method, &headers, Vec::new(), body).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
     let now = unix_now();
     let csrf = Csrf::of(&headers, &state);
@@ -587,22 +577,24 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-async fn read_form(headers: &HeaderMap, body: Body) -> Result<Vec<(String, String)>, String> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
-        return Err("The form must be sent as application/x-www-form-urlencoded.".into());
+/// The fields of a page request: the form of a POST, else the query.
+async fn request_form(
+    method: &Method,
+    headers: &HeaderMap,
+    query: Vec<(String, String)>,
+    body: Body,
+) -> Result<Vec<(String, String)>, Response> {
+    if method != Method::POST {
+        return Ok(query);
     }
-    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+    crate::handlers::form_pairs(headers, body, crate::handlers::MAX_FORM_BYTES)
         .await
-        .map_err(|_| "The form is too large.".to_string())?;
-    Ok(form_urlencoded::parse(&bytes).into_owned().collect())
+        .map_err(|e| {
+            page(
+                StatusCode::BAD_REQUEST,
+                pages::error(&format!("The form was not accepted: {e}.")),
+            )
+        })
 }
 
 /// An HTML page that no cache keeps and no other site may frame.

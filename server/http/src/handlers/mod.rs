@@ -88,6 +88,51 @@ impl FromRequestParts<AppState> for FhirContext {
 }
 
 /// Reads a request body up to the configured limit (413 beyond it).
+/// Largest form accepted by the OAuth endpoints and pages (an assertion is a few KiB at most).
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Why a form body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormError {
+    /// The Content-Type is not `application/x-www-form-urlencoded`.
+    NotForm,
+    /// The body is larger than the limit (bytes).
+    TooLarge(usize),
+}
+
+impl std::fmt::Display for FormError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormError::NotForm => f.write_str("the body must be application/x-www-form-urlencoded"),
+            FormError::TooLarge(max) => write!(f, "the body is larger than {max} bytes"),
+        }
+    }
+}
+
+/// The pairs of an `application/x-www-form-urlencoded` body of at most `max` bytes (the OAuth
+/// endpoints and the authorization pages).
+pub async fn form_pairs(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<Vec<(String, String)>, FormError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(FormError::NotForm);
+    }
+    let bytes = axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| FormError::TooLarge(max))?;
+    Ok(form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
 pub async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, state.max_body_bytes)
         .await

@@ -15,9 +15,6 @@ use crate::error::OAuthFailure;
 use crate::handlers::accounts::Authenticated;
 use crate::server::unix_now;
 
-/// Largest form accepted at the OAuth endpoints (an assertion is a few KiB at most).
-const MAX_FORM_BYTES: usize = 64 * 1024;
-
 /// `POST /oauth/token`.
 pub async fn token(
     State(state): State<AppState>,
@@ -264,28 +261,16 @@ pub async fn introspect(
     Ok(no_store_json(StatusCode::OK, &answer))
 }
 
-/// The form pairs of an `application/x-www-form-urlencoded` body.
+/// The form pairs of the request body.
 async fn read_form(headers: &HeaderMap, body: Body) -> Result<Vec<(String, String)>, OAuthFailure> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
-        return Err(OAuthError::InvalidRequest {
-            description: "the body must be application/x-www-form-urlencoded".into(),
-        }
-        .into());
-    }
-    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+    crate::handlers::form_pairs(headers, body, crate::handlers::MAX_FORM_BYTES)
         .await
-        .map_err(|_| OAuthError::InvalidRequest {
-            description: format!("the body is larger than {MAX_FORM_BYTES} bytes"),
-        })?;
-    Ok(form_urlencoded::parse(&bytes).into_owned().collect())
+        .map_err(|e| {
+            OAuthError::InvalidRequest {
+                description: e.to_string(),
+            }
+            .into()
+        })
 }
 
 /// A JSON answer that no cache may keep.
