@@ -5,8 +5,8 @@
 //! `AuthStore` trait; the `http` crate serves it.
 
 pub mod access;
-pub mod app_grants;
 pub mod accounts;
+pub mod app_grants;
 pub mod authority;
 pub mod authorize;
 pub mod client_assertion;
