@@ -111,6 +111,36 @@ pub async fn token(
     .await)
 }
 
+/// One backend-services access token (for `CURANET_BENCH_TOKEN`).
+pub async fn one_token(
+    client: &Client,
+    base: &str,
+    key: &BackendKey,
+    scope: &str,
+) -> Result<String, String> {
+    let token_url = format!("{}/oauth/token", root(base));
+    let assertion = presign(key, &token_url, 1)?.remove(0);
+    let r = client
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let body: Value = r.json().await.map_err(|e| e.to_string())?;
+    body["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("no token: {body}"))
+}
+
 /// `count` RS384 assertions with distinct `jti`s, valid for five minutes.
 fn presign(key: &BackendKey, token_url: &str, count: usize) -> Result<Vec<String>, String> {
     let encoding =

@@ -137,6 +137,9 @@ enum Command {
         /// How many assertions to sign before the run (each is used once).
         #[arg(long, default_value_t = 60_000)]
         assertions: usize,
+        /// Only fetch one token and print it (for `CURANET_BENCH_TOKEN`).
+        #[arg(long)]
+        print: bool,
         #[command(flatten)]
         load: LoadArgs,
     },
