@@ -311,6 +311,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             kid,
             scope,
             assertions,
+            print,
             load,
         } => {
             let base = http::loopback_url(&server.base_url)?;
@@ -322,6 +323,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 pem,
             };
             let client = http::client(usize::from(load.connections))?;
+            if print {
+                println!("{}", auth::one_token(&client, &base, &key, &scope).await?);
+                return Ok(());
+            }
             let r = auth::token(client, &base, &key, &scope, assertions, load.config()).await?;
             report::print(&[r], load.json);
         }
