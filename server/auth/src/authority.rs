@@ -276,7 +276,7 @@ pub struct Authority {
     /// Tokens whose signature, issuer and audience were verified, with their claims. A signature
     /// check costs far more than serving a cached read; what a token may do is still decided on
     /// every request, and expiry is checked on every hit.
-    verified: moka::sync::Cache<String, AccessClaims>,
+    verified: moka::sync::Cache<String, VerifiedToken>,
     /// Whether each recently seen grant is still active, re-read after a few seconds so a
     /// revocation on another instance takes effect soon; on this instance it is immediate.
     pub(crate) grants: moka::sync::Cache<String, bool>,
@@ -286,6 +286,16 @@ pub struct Authority {
 
 /// How long a grant's liveness is trusted before it is read again (other instances' revocations).
 const GRANT_LIVENESS_SECONDS: u64 = 5;
+
+/// A verified access token: its claims and parsed scopes, shared (not copied) by every request
+/// that presents it.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    /// The claims.
+    pub claims: Arc<AccessClaims>,
+    /// The parsed `scope` claim.
+    pub scopes: Arc<Scopes>,
+}
 
 /// How many verified tokens are remembered.
 const VERIFIED_TOKENS: u64 = 10_000;
@@ -402,24 +412,37 @@ impl Authority {
     /// the ring reload from storage (at most every [`RELOAD_INTERVAL_SECONDS`]), for tokens
     /// signed by another instance's newer key.
     pub async fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, AuthError> {
-        let claims = match self.verified.get(token) {
-            Some(claims) if now > claims.exp + CLOCK_LEEWAY_SECONDS => {
+        Ok(AccessClaims::clone(
+            &self.verify_token(token, now).await?.claims,
+        ))
+    }
+
+    /// [`Authority::verify`] for the resource server: the claims and parsed scopes, shared with
+    /// the cache (a token with malformed scopes is refused as malformed).
+    pub async fn verify_token(&self, token: &str, now: i64) -> Result<VerifiedToken, AuthError> {
+        let verified = match self.verified.get(token) {
+            Some(v) if now > v.claims.exp + CLOCK_LEEWAY_SECONDS => {
                 self.verified.invalidate(token);
                 return Err(TokenRejection::Expired.into());
             }
-            Some(claims) => claims,
+            Some(v) => v,
             None => {
                 let claims = self.verify_signed(token, now).await?;
-                self.verified.insert(token.to_string(), claims.clone());
-                claims
+                let scopes = Scopes::parse(&claims.scope).map_err(|_| TokenRejection::Malformed)?;
+                let v = VerifiedToken {
+                    claims: Arc::new(claims),
+                    scopes: Arc::new(scopes),
+                };
+                self.verified.insert(token.to_string(), v.clone());
+                v
             }
         };
-        if let Some(grant_id) = &claims.grant_id
+        if let Some(grant_id) = &verified.claims.grant_id
             && !self.grant_is_active(grant_id).await?
         {
             return Err(TokenRejection::Revoked.into());
         }
-        Ok(claims)
+        Ok(verified)
     }
 
     /// Verifies a token's signature, expiry, issuer and audience against the key ring.
