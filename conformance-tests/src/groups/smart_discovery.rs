@@ -13,7 +13,55 @@ cases!("smart-discovery";
     capabilities_cover_the_certification_list,
     openid_configuration_and_jwks_serve_rs256_keys,
     listed_system_scopes_are_granted_to_a_backend,
+    capability_statement_names_the_oauth_endpoints,
 );
+
+/// The CapabilityStatement (read without a token) declares SMART-on-FHIR security whose
+/// `oauth-uris` agree with the well-known document.
+async fn capability_statement_names_the_oauth_endpoints(c: Client) -> Outcome {
+    let metadata = c.anonymous().get("metadata").await?;
+    metadata.expect(200)?;
+    let security = &metadata.json["rest"][0]["security"];
+    let smart = security["service"][0]["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|code| code["code"] == "SMART-on-FHIR");
+    ensure!(
+        smart,
+        "rest.security.service is not SMART-on-FHIR: {security}"
+    );
+    let uris = security["extension"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| {
+            e["url"] == "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+        })
+        .ok_or(format!("no oauth-uris extension: {security}"))?;
+    let named = |name: &str| {
+        uris["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["url"] == name)
+            .and_then(|e| e["valueUri"].as_str())
+            .map(str::to_string)
+    };
+    let well_known = c.anonymous().get(".well-known/smart-configuration").await?;
+    for (name, field) in [
+        ("token", "token_endpoint"),
+        ("authorize", "authorization_endpoint"),
+    ] {
+        ensure!(
+            named(name).as_deref() == well_known.json[field].as_str(),
+            "oauth-uris {name} = {:?}, well-known {field} = {}",
+            named(name),
+            well_known.json[field]
+        );
+    }
+    Ok(())
+}
 
 /// Every `(field, url)` of a discovery document that names an endpoint.
 fn urls(doc: &Value) -> Vec<(String, Value)> {

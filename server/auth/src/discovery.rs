@@ -142,6 +142,31 @@ pub fn openid_configuration(endpoints: &Endpoints) -> Value {
     })
 }
 
+/// The `rest.security` of the CapabilityStatement: SMART-on-FHIR with the OAuth endpoints in
+/// the `oauth-uris` extension (discovery by CapabilityStatement is deprecated in SMART 2, but
+/// older clients still read it).
+pub fn capability_security(endpoints: &Endpoints) -> Value {
+    let uri = |name: &str, url: String| json!({"url": name, "valueUri": url});
+    json!({
+        "cors": true,
+        "service": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR"
+        }], "text": "OAuth 2 with SMART App Launch 2.2 (see .well-known/smart-configuration)"}],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                uri("token", endpoints.token()),
+                uri("authorize", endpoints.authorize()),
+                uri("introspect", endpoints.introspect()),
+                uri("revoke", endpoints.revoke()),
+                uri("register", endpoints.register()),
+                uri("manage", endpoints.manage()),
+            ]
+        }]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
