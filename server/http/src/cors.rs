@@ -41,11 +41,13 @@ const ALLOWED_HEADERS: &str = "Authorization, Content-Type, Accept, If-Match, If
 const EXPOSED_HEADERS: &str =
     "Location, Content-Location, ETag, Last-Modified, X-Request-Id, WWW-Authenticate";
 
-/// The browser origins registered on OAuth clients, cached for [`ORIGINS_TTL`].
+/// The browser origins registered on OAuth clients, cached for [`ORIGINS_TTL`]. Cloned with
+/// the app state on every request, so the cache sits behind one `Arc` (a moka cache's own
+/// clone touches several reference counts and channels).
 #[derive(Clone)]
 pub struct Origins {
     store: Arc<dyn AuthStore>,
-    cache: moka::sync::Cache<(), Arc<HashSet<String>>>,
+    cache: Arc<moka::sync::Cache<(), Arc<HashSet<String>>>>,
 }
 
 impl std::fmt::Debug for Origins {
@@ -59,10 +61,12 @@ impl Origins {
     pub fn new(store: Arc<dyn AuthStore>) -> Self {
         Origins {
             store,
-            cache: moka::sync::Cache::builder()
-                .max_capacity(1)
-                .time_to_live(ORIGINS_TTL)
-                .build(),
+            cache: Arc::new(
+                moka::sync::Cache::builder()
+                    .max_capacity(1)
+                    .time_to_live(ORIGINS_TTL)
+                    .build(),
+            ),
         }
     }
 
