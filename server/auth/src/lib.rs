@@ -20,6 +20,7 @@ pub mod pkce;
 pub mod registration;
 pub mod roles;
 pub mod scope;
+pub mod sharing;
 pub mod token;
 pub mod totp;
 

@@ -30,6 +30,8 @@ pub struct AppState {
     pub require_auth: bool,
     /// First-party accounts (`/api/auth`).
     pub accounts: Arc<curanet_auth::accounts::Accounts>,
+    /// Emergency share links (`/api/emergency-links`, `/emergency/{token}`).
+    pub emergency: Arc<curanet_auth::sharing::ShareLinks>,
 }
 
 /// The whole HTTP API: `/fhir/...`, the discovery documents, `/oauth/...`, `/healthz`, `/readyz`.
@@ -115,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/smart-style.json", get(oauth::smart_style))
         .route("/api/launch", post(oauth::launch))
         .nest("/api/auth", crate::handlers::accounts::router())
+        .merge(crate::handlers::emergency::router())
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .fallback(fallback::not_found)

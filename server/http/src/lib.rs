@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 mod cors;
+pub mod emergency;
 mod error;
 mod fhir_headers;
 mod handlers;

@@ -24,7 +24,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// A whole page around `body`.
-fn layout(title: &str, body: &str) -> String {
+pub(crate) fn layout(title: &str, body: &str) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en">

@@ -61,7 +61,9 @@ fn app(state: AppState) -> axum::Router {
                 .and_then(|id| id.header_value().to_str().ok())
                 .unwrap_or("-")
                 .to_string();
-            tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+            // An emergency link's path is its bearer secret: logged as `/emergency/{token}`.
+            let path = crate::handlers::emergency::loggable_path(req.uri().path());
+            tracing::info_span!("request", method = %req.method(), uri = %path, request_id = %id)
         })
         .on_request(())
         .on_response(|res: &Response<_>, latency: Duration, _span: &Span| {
@@ -105,6 +107,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     tracing::info!(issuer = %endpoints.issuer, "authorization server");
     let authority =
         Arc::new(Authority::start(auth_store.clone(), endpoints, kek.clone(), unix_now()).await?);
+    let emergency = crate::emergency::service(&config, auth_store.clone())?;
     let accounts = crate::accounts::start(
         &config,
         auth_store,
@@ -126,6 +129,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
         authority,
         require_auth: config.require_auth,
         accounts,
+        emergency,
     };
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "listening; FHIR base at http://{addr}/fhir");
     let (tx, rx) = oneshot::channel::<()>();

@@ -25,6 +25,7 @@ pub use auth::{
     NewSecurityEvent, NewSession, NewVerificationCode, OAuthClient, RefreshToken, Role, Rotation,
     SecurityEvent, Session, SigningKeyRecord,
 };
+pub use auth::{ShareAccess, ShareLink, ShareLinkStore, ShareLinkSummary};
 pub use error::StoreError;
 pub use index::{
     CompositeEntry, DateEntry, IndexRows, Indexing, NumberEntry, QuantityEntry, ReferenceEntry,

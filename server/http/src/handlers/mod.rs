@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod authorize;
 pub mod discovery;
+pub mod emergency;
 pub mod fallback;
 pub mod health;
 pub mod history;

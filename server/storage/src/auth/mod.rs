@@ -15,6 +15,7 @@ mod accounts;
 pub(crate) mod engine;
 mod oauth;
 mod records;
+mod share_links;
 
 pub use records::{
     Account, AccountStatus, AuthorizationCode, Channel, ClientKind, CodePurpose, CodeTake,
@@ -22,6 +23,7 @@ pub use records::{
     NewSession, NewVerificationCode, OAuthClient, RefreshToken, Role, Rotation, SecurityEvent,
     Session, SigningKeyRecord,
 };
+pub use share_links::{ShareAccess, ShareLink, ShareLinkStore, ShareLinkSummary};
 
 use accounts::AccountKey;
 use engine::Engine;
@@ -29,9 +31,10 @@ use engine::Engine;
 use crate::Result;
 
 /// Where accounts, sessions, OAuth clients, codes, grants, refresh tokens and signing keys are
-/// kept. Methods that change one row by key return whether the row exists.
+/// kept. Methods that change one row by key return whether the row exists. The emergency share
+/// links are kept beside them: an `Arc<dyn AuthStore>` coerces to an `Arc<dyn ShareLinkStore>`.
 #[async_trait::async_trait]
-pub trait AuthStore: Send + Sync {
+pub trait AuthStore: ShareLinkStore + Send + Sync {
     /// Creates an account; [`StoreError::Duplicate`](crate::StoreError::Duplicate) names the
     /// taken `email`, `phone` or `account id`.
     async fn create_account(&self, account: NewAccount) -> Result<()>;
@@ -254,6 +257,8 @@ macro_rules! run {
             .await
     };
 }
+// Also for the other stores on the same engines (`share_links.rs`, `audit.rs`).
+pub(crate) use run;
 
 #[async_trait::async_trait]
 impl<S: Engine> AuthStore for S {
