@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod audit;
 pub mod app_grants;
 pub mod authority;
 pub mod authorize;

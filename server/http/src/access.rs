@@ -45,7 +45,7 @@ pub struct VerifiedAccess {
 
 /// What a request (or a Bundle entry) asks to do, as far as scopes are concerned.
 #[derive(Debug, Clone, PartialEq)]
-enum Target {
+pub(crate) enum Target {
     /// Needs no token.
     Public,
     /// One interaction on a type (`*` at system level), with the instance id when there is one.
@@ -63,7 +63,7 @@ enum Target {
 }
 
 /// Maps a method and the path below `/fhir` onto what it asks to do.
-fn classify(method: &Method, path: &str) -> Target {
+pub(crate) fn classify(method: &Method, path: &str) -> Target {
     use Interaction::*;
     // Types, ids and operation names never need escapes; an escaped path could name a type
     // other than the one we would check.
@@ -723,7 +723,13 @@ pub async fn require_token(
     };
     let levels = match token_levels(&scopes, claims.patient.as_deref()) {
         Ok(levels) => levels,
-        Err(message) => return forbidden(message).into_response(),
+        Err(message) => {
+            let mut response = forbidden(message).into_response();
+            response
+                .extensions_mut()
+                .insert(VerifiedAccess { claims, scopes });
+            return response;
+        }
     };
     let defs = state.engine.definitions().clone();
     let access = TokenAccess {
@@ -732,7 +738,7 @@ pub async fn require_token(
         levels,
         defs: &defs,
     };
-    match authorize(&state, request, &access).await {
+    let mut response = match authorize(&state, request, &access).await {
         Ok(Admitted {
             mut request,
             dropped,
@@ -757,7 +763,12 @@ pub async fn require_token(
         }
         Err(Refusal::Error(e)) => e.into_response(),
         Err(Refusal::Response(r)) => *r,
-    }
+    };
+    // The audit trail (outside this layer) names the token's user and client, allowed or not.
+    response
+        .extensions_mut()
+        .insert(VerifiedAccess { claims, scopes });
+    response
 }
 
 /// A request allowed through, as narrowed.

@@ -32,6 +32,8 @@ pub struct AppState {
     pub accounts: Arc<curanet_auth::accounts::Accounts>,
     /// Emergency share links (`/api/emergency-links`, `/emergency/{token}`).
     pub emergency: Arc<curanet_auth::sharing::ShareLinks>,
+    /// The audit trail's recorder (every `/fhir` interaction).
+    pub audit: crate::audit::Recorder,
 }
 
 /// The whole HTTP API: `/fhir/...`, the discovery documents, `/oauth/...`, `/healthz`, `/readyz`.
@@ -121,7 +123,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .fallback(fallback::not_found)
+        .layer(axum::middleware::from_fn(crate::audit::append_only_guard))
         .layer(from_fn_with_state(state.clone(), access::require_token))
+        .layer(from_fn_with_state(state.clone(), crate::audit::record))
         .layer(from_fn_with_state(state.clone(), crate::cors::cors))
         .with_state(state)
 }

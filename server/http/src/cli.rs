@@ -1,4 +1,5 @@
-//! The command line: `curanet serve`, `curanet migrate`, `curanet reindex`, `curanet client add`.
+//! The command line: `curanet serve`, `curanet migrate`, `curanet reindex`, `curanet client add`,
+//! `curanet audit verify`.
 
 use std::process::ExitCode;
 
@@ -28,6 +29,17 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(crate::accounts::UserCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `curanet audit ...`.
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the audit trail's hash chain: prints OK with the number of records, or names the
+    /// first broken link (exit code 1).
+    Verify(StorageConfig),
 }
 
 /// `curanet client ...`.
@@ -97,9 +109,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = match &cli.command {
         Command::Serve(c) => c.log_format,
-        Command::Migrate(_) | Command::Reindex(_) | Command::Client(_) | Command::User(_) => {
-            LogFormat::Pretty
-        }
+        Command::Migrate(_)
+        | Command::Reindex(_)
+        | Command::Client(_)
+        | Command::User(_)
+        | Command::Audit(_) => LogFormat::Pretty,
     };
     init_logging(format);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -115,6 +129,7 @@ pub fn main() -> ExitCode {
             Command::Reindex(args) => reindex(args).await,
             Command::Client(ClientCommand::Add(args)) => add_client(args).await,
             Command::User(command) => crate::accounts::user_command(command).await,
+            Command::Audit(AuditCommand::Verify(storage)) => audit_verify(storage).await,
             Command::Migrate(storage) => {
                 let url = storage.resolved_database_url();
                 let store = curanet_storage::open(&url, &storage.store_options()).await?;
@@ -129,6 +144,32 @@ pub fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "curanet stopped with an error");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `curanet audit verify`.
+async fn audit_verify(storage: StorageConfig) -> Result<(), crate::server::BoxError> {
+    let url = storage.resolved_database_url();
+    let (store, _, chain) =
+        curanet_storage::open_with_audit(&url, &storage.store_options()).await?;
+    let verification = crate::audit::verify(store.as_ref(), chain.as_ref()).await;
+    store.close().await;
+    match verification? {
+        crate::audit::Verification::Intact { count } => {
+            println!("OK: the audit chain is intact ({count} records)");
+            Ok(())
+        }
+        crate::audit::Verification::Broken {
+            seq,
+            resource_id,
+            reason,
+        } => {
+            println!("BROKEN at record {seq} (AuditEvent/{resource_id}): {reason}");
+            Err(
+                format!("the audit chain is broken at record {seq} (AuditEvent/{resource_id})")
+                    .into(),
+            )
         }
     }
 }

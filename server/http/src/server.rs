@@ -95,8 +95,8 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     }
     let kek = key_encryption_key(&config)?;
     let url = config.storage.resolved_database_url();
-    let (store, auth_store) =
-        curanet_storage::open_with_auth(&url, &config.storage.store_options()).await?;
+    let (store, auth_store, audit_chain) =
+        curanet_storage::open_with_audit(&url, &config.storage.store_options()).await?;
     tracing::info!(database = %crate::cli::redact(&url), backend = ?store.backend(), "store open");
     let origins = crate::cors::Origins::new(auth_store.clone());
     let engine = Engine::new(store.clone(), defs);
@@ -118,6 +118,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     )
     .await?;
     let maintenance = tokio::spawn(maintain_keys(authority.clone()));
+    let audit = crate::audit::Recorder::start(engine.clone(), audit_chain);
     let state = AppState {
         engine,
         base_url: config
@@ -130,6 +131,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
         require_auth: config.require_auth,
         accounts,
         emergency,
+        audit: audit.clone(),
     };
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "listening; FHIR base at http://{addr}/fhir");
     let (tx, rx) = oneshot::channel::<()>();
@@ -143,6 +145,8 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
             })
             .await?;
         maintenance.abort();
+        // Every request has finished: its audit record is queued; write them all.
+        audit.close().await;
         store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -5,6 +5,7 @@
 //! once [`Store::write`] returns: SQLite runs in WAL mode with `synchronous=FULL` and commits
 //! concurrent writes together (group commit); PostgreSQL groups WAL flushes of concurrent commits.
 
+mod audit;
 mod auth;
 mod error;
 mod index;
@@ -19,6 +20,7 @@ pub mod testing;
 mod tx;
 mod write;
 
+pub use audit::{AuditStore, ChainLink, LinkHash};
 pub use auth::{
     Account, AccountStatus, AuthStore, AuthorizationCode, Channel, ClientKind, CodePurpose,
     CodeTake, FailureScope, Grant, LaunchContext, LoginFailure, NewAccount, NewGrant,
@@ -129,6 +131,22 @@ pub async fn open_with_auth(
         let path = path.strip_prefix("//").unwrap_or(path);
         let store = Arc::new(SqliteStore::open(std::path::Path::new(path), options).await?);
         Ok((store.clone(), store))
+    }
+}
+
+/// Opens the store as [`open_with_auth`] does, and hands it out also as the [`AuditStore`].
+pub async fn open_with_audit(
+    database_url: &str,
+    options: &StoreOptions,
+) -> Result<(Arc<dyn Store>, Arc<dyn AuthStore>, Arc<dyn AuditStore>)> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        let store = Arc::new(PostgresStore::open(database_url, options).await?);
+        Ok((store.clone(), store.clone(), store))
+    } else {
+        let path = database_url.strip_prefix("sqlite:").unwrap_or(database_url);
+        let path = path.strip_prefix("//").unwrap_or(path);
+        let store = Arc::new(SqliteStore::open(std::path::Path::new(path), options).await?);
+        Ok((store.clone(), store.clone(), store))
     }
 }
 

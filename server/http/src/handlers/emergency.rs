@@ -86,12 +86,11 @@ impl IntoResponse for Failure {
 type Answer = Result<Response, Response>;
 
 /// The account behind the bearer token (a full token, not a 2FA-enrollment one).
-fn caller(Authenticated(caller): Authenticated) -> Result<String, Response> {
+fn caller(Authenticated(caller): Authenticated) -> Result<String, AccountFailure> {
     if caller.enrollment_only {
         return Err(AccountFailure(AccountError::Forbidden(
             "finish enrolling two-factor authentication first".into(),
-        ))
-        .into_response());
+        )));
     }
     Ok(caller.account_id)
 }
@@ -139,7 +138,7 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let account_id = caller(auth)?;
+    let account_id = caller(auth).map_err(IntoResponse::into_response)?;
     let run = async {
         // Who may share is decided before the body is read.
         state.emergency.patient_of(&account_id).await?;
@@ -177,7 +176,7 @@ async fn create(
 
 /// `GET /api/emergency-links`: `{"links": [...]}`, newest first.
 async fn list(State(state): State<AppState>, auth: Authenticated) -> Answer {
-    let account_id = caller(auth)?;
+    let account_id = caller(auth).map_err(IntoResponse::into_response)?;
     let now = unix_now();
     let run = async {
         let links = state.emergency.list(&account_id).await?;
@@ -193,7 +192,7 @@ async fn revoke(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> Answer {
-    let account_id = caller(auth)?;
+    let account_id = caller(auth).map_err(IntoResponse::into_response)?;
     state
         .emergency
         .revoke(&account_id, &id, unix_now())
@@ -212,7 +211,7 @@ async fn accesses(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> Answer {
-    let account_id = caller(auth)?;
+    let account_id = caller(auth).map_err(IntoResponse::into_response)?;
     let uses = state
         .emergency
         .accesses(&account_id, &id)
@@ -344,7 +343,7 @@ async fn open(
             false,
             headers,
         ),
-        Err(OpenError::WrongPasscode { remaining }) if remaining == 0 => {
+        Err(OpenError::WrongPasscode { remaining: 0 }) => {
             // The attempt that locked the link: from now on it is not found.
             passcode_refused(
                 "invalid_passcode",

@@ -1,0 +1,613 @@
+//! AuditEvents of the FHIR REST API in the shape of IHE Basic Audit Log Patterns (BALP), and the
+//! hash chain that makes the stored audit trail tamper-evident. Plain functions: the `http` crate
+//! gathers what a request did ([`RestEvent`]) and stores the result; nothing here knows HTTP or
+//! SQL.
+//!
+//! The chain: record `n` carries `hash_n = SHA-256(hash_{n-1} ‖ "\n" ‖ canonical JSON of
+//! record n)` (hex), starting from [`GENESIS`]. Canonical JSON is the stored AuditEvent with the
+//! keys of every object sorted and no whitespace ([`canonical_json`]), so re-serialising the
+//! same resource always gives the same bytes, and changing any element (or `meta`) of a stored
+//! record, or removing or reordering records, breaks the link at that record.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// The previous hash of the first record in the chain.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+const AUDIT_EVENT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-event-type";
+const RESTFUL_INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
+const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
+const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
+const SOURCE_TYPE: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
+const BALP_ENTITY_TYPE: &str = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType";
+/// Identifier system of OAuth client ids in agents.
+pub const CLIENT_ID_SYSTEM: &str = "https://curanet.in/fhir/sid/oauth-client";
+/// Identifier system of account ids (token subjects) in agents.
+pub const ACCOUNT_SYSTEM: &str = "https://curanet.in/fhir/sid/account";
+
+/// The token behind a request: who and which app (never the token itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenAgent {
+    /// `sub`: the account id, or the client id for backend services.
+    pub subject: String,
+    /// `client_id`.
+    pub client_id: String,
+    /// `fhirUser` (`Practitioner/1`, or an absolute URL).
+    pub fhir_user: Option<String>,
+    /// `jti`, recorded as the agent's policy `urn:ietf:params:oauth:jti:<jti>` (BALP).
+    pub jti: String,
+}
+
+/// One FHIR REST interaction as the server saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestEvent {
+    /// When it happened (FHIR instant).
+    pub recorded: String,
+    /// The `restful-interaction` code: `read`, `vread`, `search-type`, `create`, `operation`, ...
+    pub interaction: String,
+    /// The resource type addressed, if any.
+    pub resource_type: Option<String>,
+    /// The resource id addressed (or created), if any.
+    pub id: Option<String>,
+    /// The version addressed or written, if known.
+    pub version: Option<String>,
+    /// The operation's name without `$`, for `operation`.
+    pub operation: Option<String>,
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// Why it failed (the OperationOutcome's text), for failures.
+    pub outcome_desc: Option<String>,
+    /// The verified token, if the request had one.
+    pub token: Option<TokenAgent>,
+    /// The peer's IP address.
+    pub peer: Option<String>,
+    /// The request id (`X-Request-Id`).
+    pub request_id: Option<String>,
+    /// The raw query of a search (the URL's query string, or a `_search` form body).
+    pub query: Option<String>,
+    /// Ids of the patients the request was about.
+    pub patients: Vec<String>,
+    /// This server (the FHIR base URL), the `source.observer`.
+    pub server: String,
+}
+
+/// The AuditEvent `action` of a `restful-interaction` code: C, R, U, D or E.
+pub fn action(interaction: &str) -> &'static str {
+    match interaction {
+        "create" => "C",
+        "read" | "vread" | "history-instance" | "history-type" | "history-system"
+        | "capabilities" => "R",
+        "update" | "patch" => "U",
+        "delete" => "D",
+        _ => "E",
+    }
+}
+
+/// The AuditEvent `outcome` of an HTTP status: `0` success, `4` minor failure (a client error),
+/// `8` serious failure (a denial — 401, 403 — or a server error).
+pub fn outcome(status: u16) -> &'static str {
+    match status {
+        0..=399 => "0",
+        401 | 403 => "8",
+        400..=499 => "4",
+        _ => "8",
+    }
+}
+
+fn coding(system: &str, code: &str, display: &str) -> Value {
+    json!({"system": system, "code": code, "display": display})
+}
+
+/// `Patient/{id}` unless it already is a reference.
+fn patient_reference(id: &str) -> String {
+    if id.contains('/') {
+        id.to_string()
+    } else {
+        format!("Patient/{id}")
+    }
+}
+
+/// The BALP-shaped AuditEvent of a REST interaction.
+pub fn rest_audit_event(event: &RestEvent) -> Value {
+    let action = action(&event.interaction);
+    let network = |address: &str| json!({"address": address, "type": "2"});
+    // BALP: on reads the server is the source of the data and the client its destination; on
+    // queries and writes the client is the source.
+    let (client_role, server_role) = if action == "R" {
+        (
+            coding(DCM, "110152", "Destination Role ID"),
+            coding(DCM, "110153", "Source Role ID"),
+        )
+    } else {
+        (
+            coding(DCM, "110153", "Source Role ID"),
+            coding(DCM, "110152", "Destination Role ID"),
+        )
+    };
+    let mut agents = Vec::new();
+    let mut user = Map::new();
+    user.insert(
+        "type".into(),
+        json!({"coding": [coding(PARTICIPATION, "IRCP", "information recipient")]}),
+    );
+    match &event.token {
+        Some(token) => {
+            let who = match &token.fhir_user {
+                Some(fhir_user) => json!({"reference": fhir_user}),
+                None => json!({"identifier": {"system": ACCOUNT_SYSTEM, "value": token.subject}}),
+            };
+            user.insert("who".into(), who);
+            user.insert("altId".into(), json!(token.subject));
+        }
+        None => {
+            user.insert("name".into(), json!("unauthenticated"));
+        }
+    }
+    user.insert("requestor".into(), json!(true));
+    if let Some(token) = &event.token
+        && !token.jti.is_empty()
+    {
+        user.insert(
+            "policy".into(),
+            json!([format!("urn:ietf:params:oauth:jti:{}", token.jti)]),
+        );
+    }
+    if let Some(peer) = &event.peer {
+        user.insert("network".into(), network(peer));
+    }
+    agents.push(Value::Object(user));
+    if let Some(token) = &event.token {
+        let mut client = json!({
+            "type": {"coding": [client_role]},
+            "who": {"identifier": {"system": CLIENT_ID_SYSTEM, "value": token.client_id}},
+            "requestor": false,
+        });
+        if let Some(peer) = &event.peer {
+            client["network"] = network(peer);
+        }
+        agents.push(client);
+    }
+    agents.push(json!({
+        "type": {"coding": [server_role]},
+        "who": {"identifier": {"value": event.server}, "display": "CuraNet FHIR server"},
+        "requestor": false,
+        "network": {"address": event.server, "type": "5"},
+    }));
+
+    let mut entities = Vec::new();
+    let mut patients: Vec<String> = event
+        .patients
+        .iter()
+        .map(|p| patient_reference(p))
+        .collect();
+    patients.sort();
+    patients.dedup();
+    for patient in patients {
+        entities.push(json!({
+            "what": {"reference": patient},
+            "type": coding(ENTITY_TYPE, "1", "Person"),
+            "role": coding(OBJECT_ROLE, "1", "Patient"),
+        }));
+    }
+    if let (Some(ty), Some(id)) = (&event.resource_type, &event.id) {
+        let reference = match &event.version {
+            Some(v) => format!("{ty}/{id}/_history/{v}"),
+            None => format!("{ty}/{id}"),
+        };
+        let mut data = json!({
+            "what": {"reference": reference},
+            "type": coding(ENTITY_TYPE, "2", "System Object"),
+            "role": coding(OBJECT_ROLE, "4", "Domain Resource"),
+        });
+        if let Some(op) = &event.operation {
+            data["description"] = json!(format!("${op}"));
+        }
+        entities.push(data);
+    } else if let Some(op) = &event.operation {
+        entities.push(json!({
+            "type": coding(ENTITY_TYPE, "2", "System Object"),
+            "description": format!(
+                "${op} on {}",
+                event.resource_type.as_deref().unwrap_or("the server")
+            ),
+        }));
+    }
+    if let Some(query) = &event.query {
+        let mut q = json!({
+            "type": coding(ENTITY_TYPE, "2", "System Object"),
+            "role": coding(OBJECT_ROLE, "24", "Query"),
+            "query": STANDARD.encode(query.as_bytes()),
+        });
+        if let Some(ty) = &event.resource_type {
+            q["description"] = json!(ty);
+        }
+        entities.push(q);
+    }
+    if let Some(request_id) = &event.request_id {
+        entities.push(json!({
+            "what": {"identifier": {"value": request_id}},
+            "type": coding(BALP_ENTITY_TYPE, "XrequestId", "X-Request-Id"),
+        }));
+    }
+
+    let mut audit = json!({
+        "resourceType": "AuditEvent",
+        "type": coding(AUDIT_EVENT_TYPE, "rest", "RESTful Operation"),
+        "subtype": [{"system": RESTFUL_INTERACTION, "code": event.interaction}],
+        "action": action,
+        "recorded": event.recorded,
+        "outcome": outcome(event.status),
+        "agent": agents,
+        "source": {
+            "site": "CuraNet",
+            "observer": {"identifier": {"value": event.server}, "display": "CuraNet FHIR server"},
+            "type": [coding(SOURCE_TYPE, "4", "Application Server")],
+        },
+    });
+    if outcome(event.status) != "0" {
+        let desc = match &event.outcome_desc {
+            Some(d) if !d.is_empty() => format!("HTTP {}: {d}", event.status),
+            _ => format!("HTTP {}", event.status),
+        };
+        audit["outcomeDesc"] = json!(desc);
+    }
+    if !entities.is_empty() {
+        audit["entity"] = Value::Array(entities);
+    }
+    audit
+}
+
+/// The JSON text of `value` with the keys of every object sorted (by their UTF-8 bytes) and no
+/// whitespace: the same resource always gives the same text, whatever order it was stored in.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The canonical text of a stored resource's JSON text; `None` when it is not JSON.
+pub fn canonical_text(stored: &str) -> Option<String> {
+    serde_json::from_str::<Value>(stored)
+        .ok()
+        .map(|v| canonical_json(&v))
+}
+
+/// The hash of a record chained to `previous` (hex SHA-256 of `previous ‖ "\n" ‖ canonical`).
+pub fn link_hash(previous: &str, canonical: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(previous.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical.as_bytes());
+    data_encoding::HEXLOWER.encode(&hasher.finalize())
+}
+
+/// One stored link of the chain, as read back for verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link<'a> {
+    pub seq: i64,
+    pub resource_id: &'a str,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+}
+
+/// Why a link does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Broken {
+    /// The link does not continue the one before it (a record was removed or reordered).
+    Sequence { expected_prev: String },
+    /// The AuditEvent the link names is gone (deleted from the database).
+    Missing,
+    /// The AuditEvent's content no longer gives the hash stored for it (it was changed).
+    Content,
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Broken::Sequence { .. } => {
+                f.write_str("does not continue the previous record (removed or reordered)")
+            }
+            Broken::Missing => f.write_str("the AuditEvent is missing"),
+            Broken::Content => f.write_str("the AuditEvent's content was changed"),
+        }
+    }
+}
+
+/// Checks one link against the hash of the link before it and the record's stored JSON text
+/// (`None` when the record is gone); the hash the next link must continue from.
+pub fn check_link(previous: &str, link: &Link<'_>, stored: Option<&str>) -> Result<String, Broken> {
+    if link.prev_hash != previous {
+        return Err(Broken::Sequence {
+            expected_prev: previous.to_string(),
+        });
+    }
+    let Some(stored) = stored else {
+        return Err(Broken::Missing);
+    };
+    let canonical = canonical_text(stored).ok_or(Broken::Content)?;
+    if link_hash(previous, &canonical) != link.hash {
+        return Err(Broken::Content);
+    }
+    Ok(link.hash.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> TokenAgent {
+        TokenAgent {
+            subject: "acct-1".into(),
+            client_id: "app-1".into(),
+            fhir_user: Some("Practitioner/d1".into()),
+            jti: "jti-123".into(),
+        }
+    }
+
+    fn read_event() -> RestEvent {
+        RestEvent {
+            recorded: "2026-01-02T03:04:05.678Z".into(),
+            interaction: "read".into(),
+            resource_type: Some("Observation".into()),
+            id: Some("o1".into()),
+            status: 200,
+            token: Some(token()),
+            peer: Some("127.0.0.1".into()),
+            request_id: Some("req-1".into()),
+            patients: vec!["p1".into()],
+            server: "http://curanet.test/fhir".into(),
+            ..RestEvent::default()
+        }
+    }
+
+    fn entity_with_role<'a>(ae: &'a Value, role: &str) -> Option<&'a Value> {
+        ae["entity"]
+            .as_array()?
+            .iter()
+            .find(|e| e["role"]["code"] == role)
+    }
+
+    #[test]
+    fn actions_and_outcomes() {
+        for (i, a) in [
+            ("create", "C"),
+            ("read", "R"),
+            ("vread", "R"),
+            ("history-instance", "R"),
+            ("update", "U"),
+            ("patch", "U"),
+            ("delete", "D"),
+            ("search-type", "E"),
+            ("search-system", "E"),
+            ("operation", "E"),
+            ("transaction", "E"),
+        ] {
+            assert_eq!(action(i), a, "{i}");
+        }
+        for (s, o) in [
+            (200, "0"),
+            (201, "0"),
+            (304, "0"),
+            (400, "4"),
+            (404, "4"),
+            (410, "4"),
+            (401, "8"),
+            (403, "8"),
+            (500, "8"),
+            (503, "8"),
+        ] {
+            assert_eq!(outcome(s), o, "{s}");
+        }
+    }
+
+    #[test]
+    fn read_is_balp_shaped() {
+        let ae = rest_audit_event(&read_event());
+        assert_eq!(ae["resourceType"], "AuditEvent");
+        assert_eq!(ae["type"]["code"], "rest");
+        assert_eq!(ae["type"]["system"], AUDIT_EVENT_TYPE);
+        assert_eq!(ae["subtype"][0]["system"], RESTFUL_INTERACTION);
+        assert_eq!(ae["subtype"][0]["code"], "read");
+        assert_eq!(ae["action"], "R");
+        assert_eq!(ae["outcome"], "0");
+        assert!(ae.get("outcomeDesc").is_none());
+        let agents = ae["agent"].as_array().unwrap();
+        assert_eq!(agents.len(), 3);
+        assert_eq!(agents[0]["who"]["reference"], "Practitioner/d1");
+        assert_eq!(agents[0]["requestor"], true);
+        assert_eq!(agents[0]["policy"][0], "urn:ietf:params:oauth:jti:jti-123");
+        assert_eq!(agents[0]["network"]["address"], "127.0.0.1");
+        assert_eq!(agents[1]["who"]["identifier"]["value"], "app-1");
+        assert_eq!(agents[1]["type"]["coding"][0]["code"], "110152");
+        assert_eq!(agents[1]["requestor"], false);
+        assert_eq!(agents[2]["type"]["coding"][0]["code"], "110153");
+        assert_eq!(
+            ae["source"]["observer"]["identifier"]["value"],
+            "http://curanet.test/fhir"
+        );
+        let patient = entity_with_role(&ae, "1").unwrap();
+        assert_eq!(patient["what"]["reference"], "Patient/p1");
+        let data = entity_with_role(&ae, "4").unwrap();
+        assert_eq!(data["what"]["reference"], "Observation/o1");
+        let request = ae["entity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"]["code"] == "XrequestId")
+            .unwrap();
+        assert_eq!(request["what"]["identifier"]["value"], "req-1");
+        // The token's jti only: no other token material.
+        assert!(!ae.to_string().contains("Bearer"));
+    }
+
+    #[test]
+    fn search_records_the_query_and_denials_say_why() {
+        let ae = rest_audit_event(&RestEvent {
+            interaction: "search-type".into(),
+            id: None,
+            query: Some("patient=p1&code=1234-5".into()),
+            status: 403,
+            outcome_desc: Some("the token's scopes do not permit search-type".into()),
+            ..read_event()
+        });
+        assert_eq!(ae["action"], "E");
+        assert_eq!(ae["outcome"], "8");
+        assert!(ae["outcomeDesc"].as_str().unwrap().contains("HTTP 403"));
+        // On queries the client is the source.
+        assert_eq!(ae["agent"][1]["type"]["coding"][0]["code"], "110153");
+        let query = entity_with_role(&ae, "24").unwrap();
+        let decoded = STANDARD.decode(query["query"].as_str().unwrap()).unwrap();
+        assert_eq!(decoded, b"patient=p1&code=1234-5");
+        assert!(
+            query.get("name").is_none(),
+            "sev-1: name or query, not both"
+        );
+        assert!(entity_with_role(&ae, "4").is_none());
+    }
+
+    #[test]
+    fn unauthenticated_and_backend_agents() {
+        let ae = rest_audit_event(&RestEvent {
+            token: None,
+            status: 401,
+            ..read_event()
+        });
+        let agents = ae["agent"].as_array().unwrap();
+        assert_eq!(agents.len(), 2, "user and server, no client");
+        assert_eq!(agents[0]["name"], "unauthenticated");
+        assert!(agents[0].get("who").is_none());
+        assert_eq!(ae["outcome"], "8");
+
+        let ae = rest_audit_event(&RestEvent {
+            token: Some(TokenAgent {
+                fhir_user: None,
+                subject: "bulk".into(),
+                ..token()
+            }),
+            ..read_event()
+        });
+        assert_eq!(ae["agent"][0]["who"]["identifier"]["value"], "bulk");
+    }
+
+    #[test]
+    fn writes_name_the_version() {
+        let ae = rest_audit_event(&RestEvent {
+            interaction: "update".into(),
+            version: Some("3".into()),
+            ..read_event()
+        });
+        assert_eq!(ae["action"], "U");
+        assert_eq!(
+            entity_with_role(&ae, "4").unwrap()["what"]["reference"],
+            "Observation/o1/_history/3"
+        );
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_keeps_values() {
+        let a: Value =
+            serde_json::from_str(r#"{"b":1.50,"a":{"y":[2,{"d":1,"c":"x"}],"x":null}}"#).unwrap();
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"x":null,"y":[2,{"c":"x","d":1}]},"b":1.50}"#
+        );
+        let b: Value =
+            serde_json::from_str(r#"{ "a": {"x":null, "y":[2,{"c":"x","d":1}]}, "b":1.50 }"#)
+                .unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(
+            canonical_text("{\"k\":\"é\\n\"}").unwrap(),
+            "{\"k\":\"é\\n\"}"
+        );
+    }
+
+    #[test]
+    fn the_chain_detects_changes_removals_and_reordering() {
+        let records = [
+            r#"{"resourceType":"AuditEvent","id":"a"}"#,
+            r#"{"resourceType":"AuditEvent","id":"b"}"#,
+            r#"{"resourceType":"AuditEvent","id":"c"}"#,
+        ];
+        let mut hashes = vec![GENESIS.to_string()];
+        for r in &records {
+            let h = link_hash(hashes.last().unwrap(), &canonical_text(r).unwrap());
+            hashes.push(h);
+        }
+        let ids = ["a", "b", "c"];
+        let link = |i: usize| Link {
+            seq: i as i64 + 1,
+            resource_id: ids[i],
+            prev_hash: &hashes[i],
+            hash: &hashes[i + 1],
+        };
+        // Intact.
+        let mut prev = GENESIS.to_string();
+        for (i, r) in records.iter().enumerate() {
+            prev = check_link(&prev, &link(i), Some(r)).unwrap();
+        }
+        assert_eq!(prev, hashes[3]);
+        // Key order does not matter.
+        assert!(
+            check_link(
+                GENESIS,
+                &link(0),
+                Some(r#"{"id":"a","resourceType":"AuditEvent"}"#)
+            )
+            .is_ok()
+        );
+        // A changed record.
+        assert_eq!(
+            check_link(
+                GENESIS,
+                &link(0),
+                Some(r#"{"resourceType":"AuditEvent","id":"z"}"#)
+            ),
+            Err(Broken::Content)
+        );
+        // A missing record.
+        assert_eq!(check_link(GENESIS, &link(0), None), Err(Broken::Missing));
+        // A removed link: record c right after a.
+        assert!(matches!(
+            check_link(&hashes[1], &link(2), Some(records[2])),
+            Err(Broken::Sequence { .. })
+        ));
+        // The hash depends on the previous one.
+        assert_ne!(link_hash(GENESIS, "x"), link_hash(&hashes[1], "x"));
+        assert_eq!(link_hash(GENESIS, "x").len(), 64);
+    }
+}

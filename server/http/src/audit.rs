@@ -1,0 +1,765 @@
+//! The audit trail of the FHIR API: every `/fhir` interaction (allowed or refused, 401 and 403
+//! included; not the public CapabilityStatement and discovery document) is recorded as a
+//! BALP-shaped AuditEvent (`curanet_auth::audit`), stored as an ordinary resource so that
+//! `AuditEvent?patient=` works, and chained by hash (`audit_chain`, see
+//! `curanet_storage::AuditStore`) so that a changed, removed or reordered record is detected by
+//! `curanet audit verify`.
+//!
+//! The middleware ([`record`]) notes what the request asked and what it got, and hands that to a
+//! background writer through a bounded queue (full: the request waits, nothing is dropped). The
+//! writer builds the AuditEvents and stores what gathered every second (or 500 at once): the
+//! resources in one atomic write, then their links in one transaction that holds the chain's head
+//! row. So a crash loses at most the last second of records; graceful shutdown ([`Recorder::close`])
+//! flushes everything queued. AuditEvents are append-only: creating, updating, patching or
+//! deleting one through the API (also inside a Bundle) is refused for everyone (403).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use curanet_auth::audit::{
+    Broken, GENESIS, Link, RestEvent, TokenAgent, canonical_text, check_link, link_hash,
+    rest_audit_event,
+};
+use curanet_auth::scope::Interaction;
+use curanet_engine::Engine;
+use curanet_fhir::IssueType;
+use curanet_storage::{AuditStore, Store, StoreError};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tower_http::request_id::RequestId;
+
+use crate::access::{Target, VerifiedAccess, classify};
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// Records waiting to be written, at most.
+const QUEUE: usize = 65_536;
+/// Records written in one batch, at most.
+const BATCH: usize = 500;
+/// Longest a record waits in memory before it is written (the crash window).
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Largest answer body looked into (for the patient of a read, or the reason of a failure).
+const PEEK_BYTES: u64 = 1024 * 1024;
+
+/// A request's record before it is built: the event, and the body of a read's answer, whose
+/// patient the writer looks up.
+struct Pending {
+    event: RestEvent,
+    answer: Option<Bytes>,
+}
+
+/// The handle requests use to record (cheap to clone).
+#[derive(Clone)]
+pub struct Recorder {
+    queue: mpsc::Sender<Pending>,
+    control: Arc<Control>,
+}
+
+struct Control {
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Recorder {
+    /// Starts the background writer over the engine (AuditEvents) and the chain.
+    pub fn start(engine: Engine, chain: Arc<dyn AuditStore>) -> Recorder {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(writer(engine, chain, rx, stopped));
+        Recorder {
+            queue,
+            control: Arc::new(Control {
+                stop: Mutex::new(Some(stop)),
+                task: tokio::sync::Mutex::new(Some(task)),
+            }),
+        }
+    }
+
+    /// Queues a record; waits only while the queue is full.
+    async fn submit(&self, pending: Pending) {
+        if let Err(mpsc::error::TrySendError::Full(pending)) = self.queue.try_send(pending) {
+            let _ = self.queue.send(pending).await;
+        }
+    }
+
+    /// Writes everything queued and stops the writer (graceful shutdown).
+    pub async fn close(&self) {
+        if let Some(stop) = self.control.stop.lock().expect("audit stop lock").take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.control.task.lock().await.take()
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "the audit writer failed");
+        }
+    }
+}
+
+/// The background writer: batches of at most [`BATCH`], at least every [`FLUSH_INTERVAL`].
+async fn writer(
+    engine: Engine,
+    chain: Arc<dyn AuditStore>,
+    mut rx: mpsc::Receiver<Pending>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            _ = tick.tick() => {
+                flush(&engine, chain.as_ref(), &mut batch).await;
+            }
+            received = rx.recv() => match received {
+                Some(p) => {
+                    batch.push(p);
+                    if batch.len() >= BATCH {
+                        flush(&engine, chain.as_ref(), &mut batch).await;
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    // Shutdown: what is queued is written too.
+    rx.close();
+    while let Some(p) = rx.recv().await {
+        batch.push(p);
+        if batch.len() >= BATCH {
+            flush(&engine, chain.as_ref(), &mut batch).await;
+        }
+    }
+    flush(&engine, chain.as_ref(), &mut batch).await;
+}
+
+/// Stores a batch: the AuditEvents in one write, then their links in one transaction. A failure
+/// is logged and the batch retried a few times; records are never written half-chained on
+/// purpose, but a crash between the two writes leaves records outside the chain (reported by
+/// `curanet audit verify` as unchained, not as broken).
+async fn flush(engine: &Engine, chain: &dyn AuditStore, batch: &mut Vec<Pending>) {
+    if batch.is_empty() {
+        return;
+    }
+    let events: Vec<Value> = batch.drain(..).map(build).collect();
+    let mut attempt = 0;
+    let stored = loop {
+        attempt += 1;
+        match engine.store_audit_events(events.clone()).await {
+            Ok(stored) => break stored,
+            Err(e) if attempt < 3 => {
+                tracing::warn!(error = %e, attempt, "storing AuditEvents failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = events.len(), "AuditEvents LOST: storing them failed");
+                return;
+            }
+        }
+    };
+    let records: Vec<(String, String)> = stored
+        .iter()
+        .map(|v| {
+            let text = v.content.as_deref().unwrap_or("");
+            (v.id.clone(), canonical_text(text).unwrap_or_default())
+        })
+        .collect();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match chain.append_audit_links(records.clone(), link_hash).await {
+            Ok(_) => return,
+            Err(e) if attempt < 5 => {
+                tracing::warn!(error = %e, attempt, "appending to the audit chain failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = records.len(), "AuditEvents stored but NOT chained");
+                return;
+            }
+        }
+    }
+}
+
+/// The AuditEvent of a pending record, with the patient of a read's answer.
+fn build(pending: Pending) -> Value {
+    let mut event = pending.event;
+    if let Some(answer) = pending.answer
+        && let Ok(resource) = serde_json::from_slice::<Value>(&answer)
+    {
+        event.patients.extend(patients_of(&resource));
+    }
+    rest_audit_event(&event)
+}
+
+/// The patients a resource is about: its `patient`, `subject` or `beneficiary` when they are
+/// Patient references.
+fn patients_of(resource: &Value) -> Vec<String> {
+    ["patient", "subject", "beneficiary"]
+        .iter()
+        .filter_map(|k| resource.get(*k)?.get("reference")?.as_str())
+        .filter_map(patient_id)
+        .collect()
+}
+
+/// `p1` of `Patient/p1`, `http://x/fhir/Patient/p1` or `Patient/p1/_history/2`.
+fn patient_id(reference: &str) -> Option<String> {
+    let (before, rest) = reference.rsplit_once("Patient/")?;
+    if !(before.is_empty() || before.ends_with('/')) {
+        return None;
+    }
+    let id = rest.split('/').next()?;
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// Whether `path` (below the server root) is audited: `/fhir` except the public documents.
+fn audited(path: &str) -> bool {
+    (path == "/fhir" || path.starts_with("/fhir/"))
+        && path != "/fhir/metadata"
+        && !path.starts_with("/fhir/.well-known/")
+}
+
+/// Marks a request that would write an AuditEvent, for [`append_only_guard`].
+#[derive(Debug, Clone, Copy)]
+struct WritesAuditEvent;
+
+/// The middleware inside the token check: refuses what [`record`] marked as writing an
+/// AuditEvent (after the token was checked, so the refusal's record names the user).
+pub async fn append_only_guard(request: Request, next: Next) -> Response {
+    if request.extensions().get::<WritesAuditEvent>().is_some() {
+        return append_only();
+    }
+    next.run(request).await
+}
+
+/// 403: AuditEvents are written by the server alone.
+fn append_only() -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        IssueType::Forbidden,
+        "AuditEvents are append-only and written by the server alone: they cannot be created, \
+         updated, patched or deleted through the API",
+    )
+    .into_response()
+}
+
+/// Whether a request would write an AuditEvent (outside a Bundle).
+fn writes_audit_event(target: &Target) -> bool {
+    match target {
+        Target::Interaction(i, ty, _) | Target::Conditional(i, ty) => {
+            ty == "AuditEvent"
+                && matches!(
+                    i,
+                    Interaction::Create
+                        | Interaction::Update
+                        | Interaction::Patch
+                        | Interaction::Delete
+                )
+        }
+        Target::Operation(name, Some(ty), _) => {
+            ty == "AuditEvent" && matches!(name.as_str(), "meta-add" | "meta-delete")
+        }
+        _ => false,
+    }
+}
+
+/// Whether a Bundle's entries would write an AuditEvent.
+fn bundle_writes_audit_event(bundle: &Value) -> bool {
+    let Some(entries) = bundle.get("entry").and_then(Value::as_array) else {
+        return false;
+    };
+    entries.iter().any(|e| {
+        let method = e["request"]["method"].as_str().unwrap_or("");
+        if method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD") {
+            return false;
+        }
+        let url = e["request"]["url"].as_str().unwrap_or("");
+        let path = url.split('?').next().unwrap_or("");
+        let path = path.rsplit_once("/fhir/").map_or(path, |(_, p)| p);
+        let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        first == "AuditEvent"
+            || e["resource"]["resourceType"] == "AuditEvent"
+            || (method.eq_ignore_ascii_case("POST")
+                && path.contains("$meta-")
+                && first == "AuditEvent")
+    })
+}
+
+/// What a request was, as the audit record names it.
+struct Asked {
+    interaction: String,
+    resource_type: Option<String>,
+    id: Option<String>,
+    version: Option<String>,
+    operation: Option<String>,
+    query: Option<String>,
+    patients: Vec<String>,
+}
+
+fn asked(target: &Target, path: &str, query: Option<&str>) -> Asked {
+    let mut a = Asked {
+        interaction: "operation".into(),
+        resource_type: None,
+        id: None,
+        version: None,
+        operation: None,
+        query: None,
+        patients: Vec::new(),
+    };
+    match target {
+        Target::Interaction(i, ty, id) => {
+            a.interaction = i.code().to_string();
+            a.resource_type = (ty != "*").then(|| ty.clone());
+            a.id = id.clone();
+            if *i == Interaction::Vread {
+                a.version = path.rsplit('/').next().map(str::to_string);
+            }
+        }
+        Target::Conditional(i, ty) => {
+            a.interaction = i.code().to_string();
+            a.resource_type = Some(ty.clone());
+            a.query = query.map(str::to_string);
+        }
+        Target::Operation(name, ty, id) => {
+            a.operation = Some(name.clone());
+            a.resource_type = ty.clone();
+            a.id = id.clone();
+        }
+        Target::Bundle => a.interaction = "transaction".into(),
+        Target::Public | Target::Unknown | Target::NoRoute => {
+            let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+            a.resource_type = segments.first().map(|s| s.to_string());
+            a.id = segments.get(1).map(|s| s.to_string());
+        }
+    }
+    let searching = matches!(a.interaction.as_str(), "search-type" | "search-system")
+        || a.operation.as_deref() == Some("lastn");
+    if searching {
+        a.query = Some(query.unwrap_or("").to_string());
+    }
+    if a.resource_type.as_deref() == Some("Patient")
+        && let Some(id) = &a.id
+    {
+        a.patients.push(id.clone());
+    }
+    if let Some(q) = query {
+        for (name, value) in form_urlencoded::parse(q.as_bytes()) {
+            let name = name.split(':').next().unwrap_or("");
+            match name {
+                "patient" => a.patients.extend(
+                    value
+                        .split(',')
+                        .map(|v| patient_id(v).unwrap_or_else(|| v.to_string()))
+                        .filter(|v| !v.is_empty() && !v.contains('/')),
+                ),
+                "subject" => a.patients.extend(value.split(',').filter_map(patient_id)),
+                "_id" if a.resource_type.as_deref() == Some("Patient") => {
+                    a.patients.extend(value.split(',').map(str::to_string));
+                }
+                _ => {}
+            }
+        }
+    }
+    a
+}
+
+/// The body of a response, when it is small and its size known; the response rebuilt.
+async fn peek(response: Response) -> (Response, Option<Bytes>) {
+    let small = response
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= PEEK_BYTES);
+    if !small {
+        return (response, None);
+    }
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, PEEK_BYTES as usize).await {
+        Ok(bytes) => (
+            Response::from_parts(parts, Body::from(bytes.clone())),
+            Some(bytes),
+        ),
+        Err(_) => (Response::from_parts(parts, Body::empty()), None),
+    }
+}
+
+/// The text of an OperationOutcome answer's first issue.
+fn outcome_text(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let issue = v.get("issue")?.get(0)?;
+    issue
+        .get("diagnostics")
+        .or_else(|| issue.get("details").and_then(|d| d.get("text")))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// `(id, version)` of `.../Type/id/_history/n`.
+fn location_version(location: &str) -> Option<(String, String)> {
+    let segments: Vec<&str> = location.split('/').collect();
+    let at = segments.iter().rposition(|s| *s == "_history")?;
+    Some((
+        segments.get(at.checked_sub(1)?)?.to_string(),
+        segments.get(at + 1)?.to_string(),
+    ))
+}
+
+/// The middleware (outside the token check): marks writes of AuditEvents for refusal, runs the
+/// request, and records it.
+pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    if !audited(&path) {
+        return next.run(request).await;
+    }
+    let recorded = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let method = request.method().clone();
+    let below = path.strip_prefix("/fhir").unwrap_or("");
+    let target = classify(&method, below);
+    let mut query = request.uri().query().map(str::to_string);
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .map(str::to_string);
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let server = match &state.base_url {
+        Some(b) => b.to_string(),
+        None => format!(
+            "http://{}/fhir",
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost")
+        ),
+    };
+    let mut interaction_override = None;
+    let mut request = request;
+    let refused = if writes_audit_event(&target) {
+        true
+    } else if target == Target::Bundle || (method == Method::POST && below.ends_with("_search")) {
+        // A Bundle is checked for AuditEvent writes (and named batch or transaction); a
+        // `_search` form is the search's query. Both are read here and passed on.
+        let (parts, body) = request.into_parts();
+        let bytes = match crate::handlers::read_body(&state, body).await {
+            Ok(b) => b,
+            Err(e) => return e.into_response(),
+        };
+        let mut refused = false;
+        if target == Target::Bundle {
+            if let Ok(bundle) = serde_json::from_slice::<Value>(&bytes) {
+                refused = bundle_writes_audit_event(&bundle);
+                if bundle["type"] == "batch" {
+                    interaction_override = Some("batch");
+                }
+            }
+        } else if let Ok(form) = std::str::from_utf8(&bytes) {
+            query = Some(match query.take() {
+                Some(q) if !q.is_empty() && !form.is_empty() => format!("{q}&{form}"),
+                Some(q) if form.is_empty() => q,
+                _ => form.to_string(),
+            });
+        }
+        request = Request::from_parts(parts, Body::from(bytes));
+        refused
+    } else {
+        false
+    };
+    let mut asked = asked(&target, below, query.as_deref());
+    if let Some(i) = interaction_override {
+        asked.interaction = i.into();
+    }
+
+    if refused {
+        request.extensions_mut().insert(WritesAuditEvent);
+    }
+    let mut response = next.run(request).await;
+    let status = response.status();
+    let token = response
+        .extensions()
+        .get::<VerifiedAccess>()
+        .map(|v| &v.claims);
+    if let Some(claims) = token
+        && let Some(patient) = &claims.patient
+    {
+        asked.patients.push(patient.clone());
+    }
+    let token = token.map(|c| TokenAgent {
+        subject: c.sub.clone(),
+        client_id: c.client_id.clone(),
+        fhir_user: c.fhir_user.clone(),
+        jti: c.jti.clone(),
+    });
+    if status.is_success() {
+        let headers = response.headers();
+        if let Some((id, version)) = headers
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(location_version)
+        {
+            asked.id.get_or_insert(id);
+            asked.version = Some(version);
+        } else if matches!(asked.interaction.as_str(), "update" | "patch")
+            && let Some(etag) = headers.get(header::ETAG).and_then(|e| e.to_str().ok())
+        {
+            asked.version = Some(etag.trim_start_matches("W/").trim_matches('"').to_string());
+        }
+    }
+    let mut outcome_desc = None;
+    let mut answer = None;
+    let read_of_record = status == StatusCode::OK
+        && matches!(asked.interaction.as_str(), "read" | "vread")
+        && asked.resource_type.as_deref() != Some("Patient");
+    if read_of_record || status.is_client_error() || status.is_server_error() {
+        let (r, body) = peek(response).await;
+        response = r;
+        if read_of_record {
+            answer = body;
+        } else {
+            outcome_desc = body.as_deref().and_then(outcome_text);
+        }
+    }
+    let event = RestEvent {
+        recorded,
+        interaction: asked.interaction,
+        resource_type: asked.resource_type,
+        id: asked.id,
+        version: asked.version,
+        operation: asked.operation,
+        status: status.as_u16(),
+        outcome_desc,
+        token,
+        peer,
+        request_id,
+        query: asked.query,
+        patients: asked.patients,
+        server,
+    };
+    state.audit.submit(Pending { event, answer }).await;
+    response
+}
+
+/// What `curanet audit verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Every link holds; `count` records.
+    Intact { count: i64 },
+    /// The first link that does not hold.
+    Broken {
+        seq: i64,
+        resource_id: String,
+        reason: Broken,
+    },
+}
+
+/// Walks the chain from the first link, checking each against the stored AuditEvent.
+pub async fn verify(store: &dyn Store, chain: &dyn AuditStore) -> Result<Verification, StoreError> {
+    let mut previous = GENESIS.to_string();
+    let mut after = 0;
+    let mut count = 0;
+    loop {
+        let links = chain.audit_links(after, 1000).await?;
+        if links.is_empty() {
+            return Ok(Verification::Intact { count });
+        }
+        for l in &links {
+            let stored = store.read("AuditEvent", &l.resource_id).await?;
+            let content = stored.as_ref().and_then(|v| v.content.as_deref());
+            let link = Link {
+                seq: l.seq,
+                resource_id: &l.resource_id,
+                prev_hash: &l.prev_hash,
+                hash: &l.hash,
+            };
+            match check_link(&previous, &link, content) {
+                Ok(next) => previous = next,
+                Err(reason) => {
+                    return Ok(Verification::Broken {
+                        seq: l.seq,
+                        resource_id: l.resource_id.clone(),
+                        reason,
+                    });
+                }
+            }
+            if l.seq != after + 1 {
+                return Ok(Verification::Broken {
+                    seq: l.seq,
+                    resource_id: l.resource_id.clone(),
+                    reason: Broken::Sequence {
+                        expected_prev: previous,
+                    },
+                });
+            }
+            after = l.seq;
+            count += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_events_conform_to_r4() {
+        let validator = curanet_fhir::Validator::new(curanet_fhir::Definitions::shared());
+        let token = TokenAgent {
+            subject: "acct-1".into(),
+            client_id: "app".into(),
+            fhir_user: Some("Practitioner/d1".into()),
+            jti: "abc".into(),
+        };
+        let base = RestEvent {
+            recorded: "2026-01-02T03:04:05.678Z".into(),
+            interaction: "read".into(),
+            resource_type: Some("Observation".into()),
+            id: Some("o1".into()),
+            status: 200,
+            token: Some(token),
+            peer: Some("10.0.0.1".into()),
+            request_id: Some("r1".into()),
+            patients: vec!["p1".into()],
+            server: "http://curanet.test/fhir".into(),
+            ..RestEvent::default()
+        };
+        let events = [
+            base.clone(),
+            RestEvent {
+                interaction: "search-type".into(),
+                id: None,
+                query: Some("patient=p1".into()),
+                ..base.clone()
+            },
+            RestEvent {
+                status: 403,
+                outcome_desc: Some("no".into()),
+                ..base.clone()
+            },
+            RestEvent {
+                status: 401,
+                token: None,
+                peer: None,
+                ..base.clone()
+            },
+            RestEvent {
+                interaction: "operation".into(),
+                operation: Some("everything".into()),
+                resource_type: Some("Patient".into()),
+                id: Some("p1".into()),
+                ..base.clone()
+            },
+            RestEvent {
+                interaction: "operation".into(),
+                operation: Some("meta".into()),
+                resource_type: None,
+                id: None,
+                ..base.clone()
+            },
+            RestEvent {
+                interaction: "update".into(),
+                version: Some("2".into()),
+                ..base
+            },
+        ];
+        for event in &events {
+            let ae = rest_audit_event(event);
+            let errors: Vec<_> = validator
+                .validate(&ae)
+                .into_iter()
+                .filter(curanet_fhir::Issue::is_error)
+                .collect();
+            assert!(errors.is_empty(), "{ae}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn patient_references() {
+        assert_eq!(patient_id("Patient/p1").as_deref(), Some("p1"));
+        assert_eq!(
+            patient_id("http://x/fhir/Patient/p1/_history/2").as_deref(),
+            Some("p1")
+        );
+        assert_eq!(patient_id("Group/g1"), None);
+        let obs = serde_json::json!({"subject": {"reference": "Patient/p9"}});
+        assert_eq!(patients_of(&obs), vec!["p9".to_string()]);
+    }
+
+    #[test]
+    fn what_is_audited_and_refused() {
+        assert!(audited("/fhir/Patient/1"));
+        assert!(audited("/fhir"));
+        assert!(!audited("/fhir/metadata"));
+        assert!(!audited("/fhir/.well-known/smart-configuration"));
+        assert!(!audited("/oauth/token"));
+        for (m, p) in [
+            (Method::POST, "/AuditEvent"),
+            (Method::PUT, "/AuditEvent/1"),
+            (Method::PUT, "/AuditEvent"),
+            (Method::PATCH, "/AuditEvent/1"),
+            (Method::DELETE, "/AuditEvent/1"),
+            (Method::DELETE, "/AuditEvent"),
+            (Method::POST, "/AuditEvent/1/$meta-add"),
+        ] {
+            assert!(writes_audit_event(&classify(&m, p)), "{m} {p}");
+        }
+        for (m, p) in [
+            (Method::GET, "/AuditEvent/1"),
+            (Method::GET, "/AuditEvent"),
+            (Method::POST, "/AuditEvent/_search"),
+            (Method::PUT, "/Patient/1"),
+        ] {
+            assert!(!writes_audit_event(&classify(&m, p)), "{m} {p}");
+        }
+        let bundle = serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": "AuditEvent/1"}},
+        ]});
+        assert!(!bundle_writes_audit_event(&bundle));
+        for (method, url) in [
+            ("DELETE", "AuditEvent/1"),
+            ("PUT", "http://x/fhir/AuditEvent/1"),
+            ("POST", "AuditEvent"),
+        ] {
+            let bundle = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"request": {"method": "GET", "url": "Patient/1"}},
+                {"request": {"method": method, "url": url}},
+            ]});
+            assert!(bundle_writes_audit_event(&bundle), "{method} {url}");
+        }
+    }
+
+    #[test]
+    fn what_a_request_asked() {
+        let a = asked(
+            &classify(&Method::GET, "/Observation"),
+            "/Observation",
+            Some("patient=Patient/p1&code=x"),
+        );
+        assert_eq!(a.interaction, "search-type");
+        assert_eq!(a.query.as_deref(), Some("patient=Patient/p1&code=x"));
+        assert_eq!(a.patients, vec!["p1".to_string()]);
+        let a = asked(&classify(&Method::GET, "/Patient/p2"), "/Patient/p2", None);
+        assert_eq!(a.interaction, "read");
+        assert_eq!(a.patients, vec!["p2".to_string()]);
+        assert!(a.query.is_none());
+        let a = asked(
+            &classify(&Method::GET, "/Observation/o1/_history/3"),
+            "/Observation/o1/_history/3",
+            None,
+        );
+        assert_eq!(a.interaction, "vread");
+        assert_eq!(a.version.as_deref(), Some("3"));
+        assert_eq!(
+            location_version("http://h/fhir/Observation/o9/_history/1"),
+            Some(("o9".to_string(), "1".to_string()))
+        );
+    }
+}

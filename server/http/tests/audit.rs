@@ -1,0 +1,492 @@
+//! The audit trail against the real binary on both engines: a read, a search, a refused read
+//! (403) and a request without a token (401) each leave a BALP-shaped AuditEvent; searches
+//! record their query, never their results; no token is stored; AuditEvents cannot be
+//! written through the API; a patient lists who accessed their records; SIGTERM flushes the
+//! queue; `curanet audit verify` passes on the clean chain and names a record changed in the
+//! database.
+
+// The shared fixtures serve several test files; this one does not use all of them.
+#[allow(dead_code)]
+#[macro_use]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use common::tokens::{Minter, server_args};
+use common::{Database, Process};
+use curanet_http::testing::TestBackend;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+on_both_backends!(interactions_are_audited_and_chained, audit_trail);
+
+/// A request with an optional bearer token and request id: (status, body).
+async fn call(
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    request_id: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut r = client
+        .request(method, url)
+        .header("x-request-id", request_id);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        let content_type = if b.is_array() {
+            "application/json-patch+json"
+        } else {
+            "application/fhir+json"
+        };
+        r = r.header("content-type", content_type).body(b.to_string());
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The `jti` of a JWT (its payload, unverified).
+fn jti(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["jti"].as_str().unwrap().to_string()
+}
+
+/// The request id an AuditEvent names.
+fn request_id_of(ae: &Value) -> Option<&str> {
+    ae["entity"]
+        .as_array()?
+        .iter()
+        .find(|e| e["type"]["code"] == "XrequestId")?["what"]["identifier"]["value"]
+        .as_str()
+}
+
+/// The entity with this `object-role` code.
+fn entity<'a>(ae: &'a Value, role: &str) -> Option<&'a Value> {
+    ae["entity"]
+        .as_array()?
+        .iter()
+        .find(|e| e["role"]["code"] == role)
+}
+
+/// Every stored AuditEvent (as the admin sees them through the API).
+async fn audit_events(client: &reqwest::Client, base: &str, admin: &str) -> Vec<Value> {
+    let (status, bundle) = call(
+        client,
+        Method::GET,
+        &format!("{base}/AuditEvent?_count=1000"),
+        Some(admin),
+        "audit-list",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{bundle}");
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+/// Waits (up to 3 s, the flush interval and then some) until AuditEvents with these request ids
+/// are stored; returns them in the same order.
+async fn wait_for(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    request_ids: &[&str],
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let all = audit_events(client, base, admin).await;
+        let found: Vec<Option<Value>> = request_ids
+            .iter()
+            .map(|id| all.iter().find(|ae| request_id_of(ae) == Some(id)).cloned())
+            .collect();
+        if found.iter().all(Option::is_some) {
+            return found.into_iter().map(Option::unwrap).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no AuditEvent within 3 s for {:?}",
+            request_ids
+                .iter()
+                .zip(&found)
+                .filter(|(_, f)| f.is_none())
+                .map(|(id, _)| id)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One text column of every row a statement returns, on either engine.
+async fn texts(url: &str, statement: &'static str, binds: &[&str]) -> Vec<String> {
+    use sqlx::{Connection, Row};
+    if url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        let mut q = sqlx::query(statement);
+        for b in binds {
+            q = q.bind(b.to_string());
+        }
+        let rows = q.fetch_all(&mut conn).await.unwrap();
+        rows.iter().map(|r| r.get::<String, _>(0)).collect()
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let mut q = sqlx::query(statement);
+        for b in binds {
+            q = q.bind(b.to_string());
+        }
+        let rows = q.fetch_all(&mut conn).await.unwrap();
+        rows.iter().map(|r| r.get::<String, _>(0)).collect()
+    }
+}
+
+/// Runs a changing statement on either engine.
+async fn execute(url: &str, statement: &'static str, binds: &[&str]) {
+    use sqlx::Connection;
+    if url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        let mut q = sqlx::query(statement);
+        for b in binds {
+            q = q.bind(b.to_string());
+        }
+        q.execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let mut q = sqlx::query(statement);
+        for b in binds {
+            q = q.bind(b.to_string());
+        }
+        q.execute(&mut conn).await.unwrap();
+    }
+}
+
+/// `curanet audit verify` on the database: (success, stdout).
+fn verify(url: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_curanet"))
+        .args(["audit", "verify", "--database-url", url])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+async fn audit_trail(backend: TestBackend) {
+    let Some(db) = Database::create(backend, "audit").await else {
+        return;
+    };
+    let server = Process::start(&db.url, &server_args(&["--require-auth"])).await;
+    let base = server.base.clone();
+    let client = reqwest::Client::new();
+    let minter = Minter::open(&db.url).await;
+    let admin = minter.user("dr-admin", "user/*.cruds");
+
+    let (status, patient) = call(
+        &client,
+        Method::POST,
+        &format!("{base}/Patient"),
+        Some(&admin),
+        "audit-create-patient",
+        Some(&common::patient(1)),
+    )
+    .await;
+    assert_eq!(status, 201, "{patient}");
+    let a = patient["id"].as_str().unwrap().to_string();
+    let (status, obs) = call(
+        &client,
+        Method::POST,
+        &format!("{base}/Observation"),
+        Some(&admin),
+        "audit-create-obs",
+        Some(&json!({
+            "resourceType": "Observation", "status": "final",
+            "code": {"text": "glucose"}, "subject": {"reference": format!("Patient/{a}")},
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{obs}");
+    let o = obs["id"].as_str().unwrap().to_string();
+
+    // A read by the patient, a search by the clinician, a refused read, a request without token.
+    let reader = minter.patient(&a, "patient/*.rs");
+    let (status, body) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/Observation/{o}"),
+        Some(&reader),
+        "audit-read",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let query = format!("patient={a}&code:text=glucose");
+    let (status, body) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/Observation?{query}"),
+        Some(&admin),
+        "audit-search",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], 1, "{body}");
+    let narrow = minter.user("dr-narrow", "user/Patient.rs");
+    let (status, body) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/Observation/{o}"),
+        Some(&narrow),
+        "audit-denied",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/Patient/{a}"),
+        None,
+        "audit-anonymous",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let found = wait_for(
+        &client,
+        &base,
+        &admin,
+        &[
+            "audit-create-obs",
+            "audit-read",
+            "audit-search",
+            "audit-denied",
+            "audit-anonymous",
+        ],
+    )
+    .await;
+    let [created, read, search, denied, anonymous] = &found[..] else {
+        unreachable!()
+    };
+
+    // Create: action C, the version written.
+    assert_eq!(created["action"], "C");
+    assert_eq!(created["subtype"][0]["code"], "create");
+    assert_eq!(
+        entity(created, "4").unwrap()["what"]["reference"],
+        format!("Observation/{o}/_history/1")
+    );
+
+    // Read: BALP Read with the patient, the data, the user (fhirUser, jti), the client, the server.
+    assert_eq!(read["type"]["code"], "rest");
+    assert_eq!(read["subtype"][0]["code"], "read");
+    assert_eq!(read["action"], "R");
+    assert_eq!(read["outcome"], "0");
+    assert!(read["recorded"].as_str().unwrap().ends_with('Z'));
+    let user = &read["agent"][0];
+    assert_eq!(user["who"]["reference"], format!("Patient/{a}"));
+    assert_eq!(user["requestor"], true);
+    assert_eq!(
+        user["policy"][0],
+        format!("urn:ietf:params:oauth:jti:{}", jti(&reader))
+    );
+    assert_eq!(user["network"]["address"], "127.0.0.1");
+    let app = &read["agent"][1];
+    assert_eq!(app["who"]["identifier"]["value"], "test-app");
+    assert_eq!(app["type"]["coding"][0]["code"], "110152");
+    assert_eq!(read["agent"][2]["type"]["coding"][0]["code"], "110153");
+    assert_eq!(
+        entity(read, "1").unwrap()["what"]["reference"],
+        format!("Patient/{a}")
+    );
+    assert_eq!(
+        entity(read, "4").unwrap()["what"]["reference"],
+        format!("Observation/{o}")
+    );
+
+    // Search: the raw query, the patient searched for, never the results.
+    assert_eq!(search["subtype"][0]["code"], "search-type");
+    assert_eq!(search["action"], "E");
+    assert_eq!(search["outcome"], "0");
+    let q = entity(search, "24").unwrap();
+    assert_eq!(
+        STANDARD.decode(q["query"].as_str().unwrap()).unwrap(),
+        query.as_bytes()
+    );
+    assert_eq!(
+        entity(search, "1").unwrap()["what"]["reference"],
+        format!("Patient/{a}")
+    );
+    assert!(
+        !search.to_string().contains(&o),
+        "the search's record names a result: {search}"
+    );
+    assert_eq!(
+        search["agent"][0]["who"]["reference"],
+        "Practitioner/dr-admin"
+    );
+
+    // Refused: serious failure with the reason, the user still named.
+    assert_eq!(denied["subtype"][0]["code"], "read");
+    assert_eq!(denied["outcome"], "8");
+    assert!(
+        denied["outcomeDesc"].as_str().unwrap().contains("403"),
+        "{denied}"
+    );
+    assert_eq!(
+        denied["agent"][0]["who"]["reference"],
+        "Practitioner/dr-narrow"
+    );
+    // No token: serious failure, nobody named.
+    assert_eq!(anonymous["outcome"], "8");
+    assert_eq!(anonymous["agent"][0]["name"], "unauthenticated");
+    assert!(anonymous["agent"][0].get("who").is_none());
+    assert_eq!(
+        entity(anonymous, "4").unwrap()["what"]["reference"],
+        format!("Patient/{a}")
+    );
+
+    // AuditEvents are append-only, for everyone (the admin has user/*.cruds).
+    let id = read["id"].as_str().unwrap().to_string();
+    let mut changed = read.clone();
+    changed["outcome"] = json!("4");
+    for (method, url, body) in [
+        (
+            Method::PUT,
+            format!("{base}/AuditEvent/{id}"),
+            Some(changed),
+        ),
+        (Method::DELETE, format!("{base}/AuditEvent/{id}"), None),
+        (
+            Method::PATCH,
+            format!("{base}/AuditEvent/{id}"),
+            Some(json!([{"op": "replace", "path": "/outcome", "value": "4"}])),
+        ),
+        (
+            Method::POST,
+            format!("{base}/AuditEvent"),
+            Some(json!({"resourceType": "AuditEvent"})),
+        ),
+        (Method::DELETE, format!("{base}/AuditEvent?_id={id}"), None),
+        (
+            Method::POST,
+            base.clone(),
+            Some(
+                json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                    {"request": {"method": "DELETE", "url": format!("AuditEvent/{id}")}},
+                ]}),
+            ),
+        ),
+    ] {
+        let (status, outcome) = call(
+            &client,
+            method.clone(),
+            &url,
+            Some(&admin),
+            "audit-tamper",
+            body.as_ref(),
+        )
+        .await;
+        assert_eq!(status, 403, "{method} {url}: {outcome}");
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        assert_eq!(outcome["issue"][0]["code"], "forbidden");
+    }
+
+    // The patient lists who accessed their records; none of another patient's.
+    let (status, mine) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/AuditEvent?patient={a}&_count=1000"),
+        Some(&reader),
+        "audit-mine",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{mine}");
+    let mine: Vec<&Value> = mine["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    assert!(mine.iter().any(|ae| ae["id"] == id.as_str()));
+    assert!(
+        mine.iter()
+            .any(|ae| request_id_of(ae) == Some("audit-search"))
+    );
+    let (status, others) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/AuditEvent?patient=someone-else"),
+        Some(&reader),
+        "audit-others",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{others}");
+    assert_eq!(others["total"], 0, "{others}");
+
+    // A read just before SIGTERM is written by the shutdown.
+    let (status, _) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/Patient/{a}"),
+        Some(&admin),
+        "audit-before-shutdown",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(server.terminate().success());
+    let stored = texts(
+        &db.url,
+        "SELECT content FROM resource_versions WHERE resource_type = 'AuditEvent'",
+        &[],
+    )
+    .await;
+    assert!(
+        stored.iter().any(|c| c.contains("audit-before-shutdown")),
+        "the last read was not flushed at shutdown"
+    );
+    // No token is stored, only its jti.
+    for token in [&admin, &reader, &narrow] {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(
+            stored.iter().all(|c| !c.contains(signature)),
+            "a token is stored"
+        );
+    }
+
+    // The chain: intact, then broken at the record changed in the database.
+    let (ok, out) = verify(&db.url);
+    assert!(ok, "{out}");
+    assert!(out.starts_with("OK"), "{out}");
+    assert!(
+        out.contains(&format!("({} records)", stored.len())),
+        "{out}"
+    );
+    execute(
+        &db.url,
+        "UPDATE resource_versions SET content = replace(content, 'audit-read', 'audit-reaD') \
+         WHERE resource_type = 'AuditEvent' AND id = $1",
+        &[&id],
+    )
+    .await;
+    let (ok, out) = verify(&db.url);
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("AuditEvent/{id}")), "{out}");
+    assert!(out.contains("changed"), "{out}");
+
+    db.remove().await;
+}
