@@ -426,6 +426,13 @@ async fn patient_lifecycle(backend: TestBackend) {
         )
         .await;
     assert_eq!(status, 401);
+    // ... and its access token with it, at once.
+    let info = env.introspect(access_a).await;
+    assert_eq!(
+        info,
+        json!({"active": false}),
+        "the access token outlived sign-out"
+    );
 
     // Change password: needs the current one, obeys the policy, ends the other sessions.
     let c = env.tokens(email, PASSWORD, None).await;
@@ -584,8 +591,8 @@ async fn lockout_and_reset(backend: TestBackend) {
             (429, "slow_down"),
             "{identifier}"
         );
-        assert_eq!(headers["retry-after"], "1");
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(headers["retry-after"], "2");
+        tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(env.login(identifier, "not the password", None).await.0, 401);
         let (status, headers, _) = env
             .post(
@@ -595,8 +602,8 @@ async fn lockout_and_reset(backend: TestBackend) {
             )
             .await;
         assert_eq!(status, 429);
-        assert_eq!(headers["retry-after"], "2");
-        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(headers["retry-after"], "3");
+        tokio::time::sleep(Duration::from_millis(3100)).await;
         assert_eq!(env.login(identifier, "not the password", None).await.0, 401);
         // Locked now: even the right password is refused, for 15 minutes.
         let (status, headers, body) = env

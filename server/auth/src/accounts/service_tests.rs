@@ -284,7 +284,7 @@ async fn locks_expire_and_double_and_unknown_identifiers_lock_alike() {
         let last = now - policy::MAX_BACKOFF_SECONDS;
         assert!(matches!(
             f.sign_in(who, "wrong password", last).await,
-            Err(AccountError::SlowDown { retry_after: 1 })
+            Err(AccountError::SlowDown { retry_after: 2 })
         ));
         // The fifth failure locks for 15 minutes, even the right password.
         let now = fail(&f, who, 2, now).await;

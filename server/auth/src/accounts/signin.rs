@@ -288,6 +288,7 @@ impl Accounts {
             patient,
             refresh.value,
             &signed_in.session_id,
+            &grant.id,
             now,
         )
     }
@@ -352,6 +353,7 @@ impl Accounts {
             patient,
             next.value,
             &session_id,
+            &grant.id,
             now,
         )
     }
@@ -371,7 +373,7 @@ impl Accounts {
         if grant.client_id != FIRST_PARTY_CLIENT {
             return Ok(());
         }
-        self.store.revoke_grant(&grant.id, now * MICROS).await?;
+        self.authority.revoke_grant(&grant.id, now).await?;
         if let Some(session) = &grant.session_id
             && self
                 .store
@@ -444,6 +446,7 @@ impl Accounts {
         patient: Option<String>,
         refresh_token: String,
         session_id: &str,
+        grant_id: &str,
         now: i64,
     ) -> Result<Tokens, AccountError> {
         let endpoints = self.authority.endpoints();
@@ -461,7 +464,8 @@ impl Accounts {
             encounter: None,
             fhir_user: fhir_user.clone(),
             fhir_context: Vec::new(),
-            grant_id: None,
+            // Signing out (or a stolen refresh token) revokes the grant, and with it this token.
+            grant_id: Some(grant_id.into()),
         };
         let minted = mint_access_token(
             &self.authority.ring(),
@@ -491,7 +495,7 @@ impl Accounts {
         let Some(grant) = self.store.get_grant(grant_id).await? else {
             return Ok(());
         };
-        self.store.revoke_grant(grant_id, now * MICROS).await?;
+        self.authority.revoke_grant(grant_id, now).await?;
         if let Some(session) = &grant.session_id {
             self.store
                 .revoke_session(&grant.account_id, session, now * MICROS)
@@ -531,12 +535,14 @@ impl Accounts {
         account: Option<&Account>,
         now: i64,
     ) -> Result<(), AccountError> {
-        // Failures are stored at whole seconds: one at second `t` holds back attempts until
-        // second `t + seconds`.
-        let count = |seconds: i64| {
+        // Failures are stored at whole seconds. A lock from a failure at second `t` lasts until
+        // second `t + seconds` (as `locked_until` does for known accounts); a back-off lasts
+        // through that second, because the attempt that failed may have started just before a
+        // second ended, and a shorter window could be over by the time its answer arrives.
+        let count = |seconds: i64, through: bool| {
             self.store.count_login_failures(
                 FailureScope::Subject(subject.into()),
-                (now - seconds) * MICROS + 1,
+                (now - seconds) * MICROS + i64::from(!through),
             )
         };
         let failures = match account {
@@ -551,9 +557,9 @@ impl Accounts {
                 a.failed_logins
             }
             None => {
-                let n = count(policy::FAILURE_WINDOW_SECONDS).await? as i64;
+                let n = count(policy::FAILURE_WINDOW_SECONDS, false).await? as i64;
                 if let Some(lock) = policy::lock_seconds(n)
-                    && count(lock).await? > 0
+                    && count(lock, false).await? > 0
                 {
                     return Err(AccountError::Locked { retry_after: lock });
                 }
@@ -561,9 +567,10 @@ impl Accounts {
             }
         };
         let backoff = policy::backoff_seconds(failures);
-        if backoff > 0 && count(backoff).await? > 0 {
+        if backoff > 0 && count(backoff, true).await? > 0 {
+            // An upper bound: the window ends with the second `t + backoff`.
             return Err(AccountError::SlowDown {
-                retry_after: backoff,
+                retry_after: backoff + 1,
             });
         }
         Ok(())
