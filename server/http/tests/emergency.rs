@@ -623,6 +623,49 @@ async fn emergency_links_end_to_end(backend: TestBackend) {
         "expired"
     );
 
+    // Concurrent guesses: exactly five are checked, whatever the interleaving.
+    let (status, guarded) = env
+        .make_link(
+            &patient_token,
+            json!({"scope": ["ALLERGIES"], "expiresIn": 2, "passcode": PASSCODE}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let guarded_url = guarded["shareUrl"].as_str().unwrap().to_string();
+    let guesses: Vec<_> = (0..10)
+        .map(|i| {
+            let (client, url) = (env.client.clone(), guarded_url.clone());
+            tokio::spawn(async move {
+                let r = client
+                    .get(url)
+                    .header("x-passcode", format!("guess-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 404, 429].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        env.open(&guarded_url, "application/json", Some(PASSCODE))
+            .await
+            .0,
+        404
+    );
+
     // The tokens never reach the log, though the requests do.
     let Env { server, .. } = env;
     let log = server.stop();
