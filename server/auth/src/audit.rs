@@ -262,6 +262,99 @@ pub fn rest_audit_event(event: &RestEvent) -> Value {
     audit
 }
 
+/// A sign-in or sign-out through the account API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignInEvent {
+    /// When it happened (FHIR instant).
+    pub recorded: String,
+    /// A sign-out (DCM 110123) rather than a sign-in (110122).
+    pub logout: bool,
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// Why it failed, for failures.
+    pub outcome_desc: Option<String>,
+    /// Who signed in (`fhirUser`), when known.
+    pub fhir_user: Option<String>,
+    /// The peer's IP address.
+    pub peer: Option<String>,
+    /// The request id (`X-Request-Id`).
+    pub request_id: Option<String>,
+    /// This server (the FHIR base URL).
+    pub server: String,
+}
+
+/// The AuditEvent of a sign-in or sign-out: DCM 110114 "User Authentication" with subtype
+/// 110122 "Login" or 110123 "Logout" (the R4 AuditEvent scenarios). A patient's own sign-ins
+/// carry them as the patient entity, so they list with `AuditEvent?patient=`.
+pub fn sign_in_audit_event(event: &SignInEvent) -> Value {
+    let mut user = Map::new();
+    match &event.fhir_user {
+        Some(fhir_user) => user.insert("who".into(), json!({"reference": fhir_user})),
+        None => user.insert("name".into(), json!("unidentified")),
+    };
+    user.insert("requestor".into(), json!(true));
+    if let Some(peer) = &event.peer {
+        user.insert("network".into(), json!({"address": peer, "type": "2"}));
+    }
+    let subtype = if event.logout {
+        coding(DCM, "110123", "Logout")
+    } else {
+        coding(DCM, "110122", "Login")
+    };
+    let mut audit = json!({
+        "resourceType": "AuditEvent",
+        "type": coding(DCM, "110114", "User Authentication"),
+        "subtype": [subtype],
+        "action": "E",
+        "recorded": event.recorded,
+        "outcome": outcome(event.status),
+        "agent": [
+            Value::Object(user),
+            {
+                "type": {"coding": [coding(DCM, "110150", "Application")]},
+                "who": {"identifier": {"value": event.server}, "display": "CuraNet FHIR server"},
+                "requestor": false,
+                "network": {"address": event.server, "type": "5"},
+            },
+        ],
+        "source": {
+            "site": "CuraNet",
+            "observer": {"identifier": {"value": event.server}, "display": "CuraNet FHIR server"},
+            "type": [coding(SOURCE_TYPE, "4", "Application Server")],
+        },
+    });
+    if outcome(event.status) != "0" {
+        audit["outcomeDesc"] = json!(match &event.outcome_desc {
+            Some(d) if !d.is_empty() => format!("HTTP {}: {d}", event.status),
+            _ => format!("HTTP {}", event.status),
+        });
+    }
+    let mut entities = Vec::new();
+    if let Some(patient) = event
+        .fhir_user
+        .as_deref()
+        .and_then(|u| u.rsplit_once("Patient/"))
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+    {
+        entities.push(json!({
+            "what": {"reference": format!("Patient/{patient}")},
+            "type": coding(ENTITY_TYPE, "1", "Person"),
+            "role": coding(OBJECT_ROLE, "1", "Patient"),
+        }));
+    }
+    if let Some(request_id) = &event.request_id {
+        entities.push(json!({
+            "what": {"identifier": {"value": request_id}},
+            "type": coding(BALP_ENTITY_TYPE, "XrequestId", "X-Request-Id"),
+        }));
+    }
+    if !entities.is_empty() {
+        audit["entity"] = Value::Array(entities);
+    }
+    audit
+}
+
 /// The JSON text of `value` with the keys of every object sorted (by their UTF-8 bytes) and no
 /// whitespace: the same resource always gives the same text, whatever order it was stored in.
 pub fn canonical_json(value: &Value) -> String {
@@ -536,6 +629,35 @@ mod tests {
             entity_with_role(&ae, "4").unwrap()["what"]["reference"],
             "Observation/o1/_history/3"
         );
+    }
+
+    #[test]
+    fn sign_ins_and_outs() {
+        let ae = sign_in_audit_event(&SignInEvent {
+            recorded: "2026-01-02T03:04:05.678Z".into(),
+            status: 200,
+            fhir_user: Some("Patient/p1".into()),
+            peer: Some("10.1.2.3".into()),
+            request_id: Some("r".into()),
+            server: "http://curanet.test/fhir".into(),
+            ..SignInEvent::default()
+        });
+        assert_eq!(ae["type"]["code"], "110114");
+        assert_eq!(ae["subtype"][0]["code"], "110122");
+        assert_eq!(ae["outcome"], "0");
+        assert_eq!(ae["agent"][0]["who"]["reference"], "Patient/p1");
+        assert_eq!(ae["entity"][0]["what"]["reference"], "Patient/p1");
+        let ae = sign_in_audit_event(&SignInEvent {
+            logout: true,
+            status: 401,
+            outcome_desc: Some("invalid_credentials".into()),
+            server: "http://curanet.test/fhir".into(),
+            ..SignInEvent::default()
+        });
+        assert_eq!(ae["subtype"][0]["code"], "110123");
+        assert_eq!(ae["outcome"], "8");
+        assert_eq!(ae["agent"][0]["name"], "unidentified");
+        assert!(ae.get("entity").is_none());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! BALP-shaped AuditEvent (`curanet_auth::audit`), stored as an ordinary resource so that
 //! `AuditEvent?patient=` works, and chained by hash (`audit_chain`, see
 //! `curanet_storage::AuditStore`) so that a changed, removed or reordered record is detected by
-//! `curanet audit verify`.
+//! `curanet audit verify`. Sign-ins and sign-outs through the account API (`/api/auth/login`,
+//! `/api/auth/logout`) are recorded too (DCM 110114 with 110122/110123), from the answer alone.
 //!
 //! The middleware ([`record`]) notes what the request asked and what it got, and hands that to a
 //! background writer through a bounded queue (full: the request waits, nothing is dropped). The
@@ -23,8 +24,8 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use curanet_auth::audit::{
-    Broken, GENESIS, Link, RestEvent, TokenAgent, canonical_text, check_link, link_hash,
-    rest_audit_event,
+    Broken, GENESIS, Link, RestEvent, SignInEvent, TokenAgent, canonical_text, check_link,
+    link_hash, rest_audit_event, sign_in_audit_event,
 };
 use curanet_auth::scope::Interaction;
 use curanet_engine::Engine;
@@ -47,11 +48,17 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Largest answer body looked into (for the patient of a read, or the reason of a failure).
 const PEEK_BYTES: u64 = 1024 * 1024;
 
-/// A request's record before it is built: the event, and the body of a read's answer, whose
-/// patient the writer looks up.
-struct Pending {
-    event: RestEvent,
-    answer: Option<Bytes>,
+/// A request's record before it is built.
+// The large variant is the common one: boxing it would cost every request an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Pending {
+    /// A FHIR interaction, and the body of a read's answer, whose patient the writer looks up.
+    Rest {
+        event: RestEvent,
+        answer: Option<Bytes>,
+    },
+    /// A sign-in or sign-out through the account API.
+    SignIn(SignInEvent),
 }
 
 /// The handle requests use to record (cheap to clone).
@@ -189,13 +196,17 @@ async fn flush(engine: &Engine, chain: &dyn AuditStore, batch: &mut Vec<Pending>
 
 /// The AuditEvent of a pending record, with the patient of a read's answer.
 fn build(pending: Pending) -> Value {
-    let mut event = pending.event;
-    if let Some(answer) = pending.answer
-        && let Ok(resource) = serde_json::from_slice::<Value>(&answer)
-    {
-        event.patients.extend(patients_of(&resource));
+    match pending {
+        Pending::Rest { mut event, answer } => {
+            if let Some(answer) = answer
+                && let Ok(resource) = serde_json::from_slice::<Value>(&answer)
+            {
+                event.patients.extend(patients_of(&resource));
+            }
+            rest_audit_event(&event)
+        }
+        Pending::SignIn(event) => sign_in_audit_event(&event),
     }
-    rest_audit_event(&event)
 }
 
 /// The patients a resource is about: its `patient`, `subject` or `beneficiary` when they are
@@ -283,11 +294,10 @@ fn bundle_writes_audit_event(bundle: &Value) -> bool {
         let path = url.split('?').next().unwrap_or("");
         let path = path.rsplit_once("/fhir/").map_or(path, |(_, p)| p);
         let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-        first == "AuditEvent"
+        // Any write under AuditEvent/ (also `$meta-add`; not a `_search`), or an AuditEvent
+        // body anywhere.
+        (first == "AuditEvent" && !path.ends_with("/_search"))
             || e["resource"]["resourceType"] == "AuditEvent"
-            || (method.eq_ignore_ascii_case("POST")
-                && path.contains("$meta-")
-                && first == "AuditEvent")
     })
 }
 
@@ -414,34 +424,20 @@ fn location_version(location: &str) -> Option<(String, String)> {
 /// request, and records it.
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
+    let sign_in = request.method() == Method::POST
+        && matches!(path.as_str(), "/api/auth/login" | "/api/auth/logout");
+    if sign_in {
+        return record_sign_in(state, request, next, path.ends_with("logout")).await;
+    }
     if !audited(&path) {
         return next.run(request).await;
     }
-    let recorded = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let recorded = now();
     let method = request.method().clone();
     let below = path.strip_prefix("/fhir").unwrap_or("");
     let target = classify(&method, below);
     let mut query = request.uri().query().map(str::to_string);
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .map(str::to_string);
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
-    let server = match &state.base_url {
-        Some(b) => b.to_string(),
-        None => format!(
-            "http://{}/fhir",
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost")
-        ),
-    };
+    let (request_id, peer, server) = origin(&state, &request);
     let mut interaction_override = None;
     let mut request = request;
     let refused = if writes_audit_event(&target) {
@@ -544,7 +540,69 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         patients: asked.patients,
         server,
     };
-    state.audit.submit(Pending { event, answer }).await;
+    state.audit.submit(Pending::Rest { event, answer }).await;
+    response
+}
+
+/// The current time as a FHIR instant (milliseconds, UTC).
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The request id, the peer's IP address and this server's FHIR base.
+fn origin(state: &AppState, request: &Request) -> (Option<String>, Option<String>, String) {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .map(str::to_string);
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let server = match &state.base_url {
+        Some(b) => b.to_string(),
+        None => format!(
+            "http://{}/fhir",
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost")
+        ),
+    };
+    (request_id, peer, server)
+}
+
+/// Records a sign-in (`POST /api/auth/login`) or sign-out (`/api/auth/logout`). Only the
+/// answer's `fhirUser` (or `error_description`) is read: never the request (it holds the
+/// password or refresh token) nor the tokens of the answer.
+async fn record_sign_in(state: AppState, request: Request, next: Next, logout: bool) -> Response {
+    let recorded = now();
+    let (request_id, peer, server) = origin(&state, &request);
+    let (response, body) = peek(next.run(request).await).await;
+    let answer: Option<Value> = body.and_then(|b| serde_json::from_slice(&b).ok());
+    let field = |name: &str| {
+        answer
+            .as_ref()
+            .and_then(|a| a.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let status = response.status();
+    let event = SignInEvent {
+        recorded,
+        logout,
+        status: status.as_u16(),
+        outcome_desc: (!status.is_success())
+            .then(|| field("error_description").or_else(|| field("error")))
+            .flatten(),
+        fhir_user: status.is_success().then(|| field("fhirUser")).flatten(),
+        peer,
+        request_id,
+        server,
+    };
+    state.audit.submit(Pending::SignIn(event)).await;
     response
 }
 
@@ -670,8 +728,30 @@ mod tests {
                 ..base
             },
         ];
-        for event in &events {
-            let ae = rest_audit_event(event);
+        let sign_ins = [
+            SignInEvent {
+                recorded: "2026-01-02T03:04:05.678Z".into(),
+                status: 200,
+                fhir_user: Some("Patient/p1".into()),
+                peer: Some("10.0.0.1".into()),
+                request_id: Some("r2".into()),
+                server: "http://curanet.test/fhir".into(),
+                ..SignInEvent::default()
+            },
+            SignInEvent {
+                recorded: "2026-01-02T03:04:05.678Z".into(),
+                logout: true,
+                status: 401,
+                outcome_desc: Some("invalid_credentials".into()),
+                server: "http://curanet.test/fhir".into(),
+                ..SignInEvent::default()
+            },
+        ];
+        let built = events
+            .iter()
+            .map(rest_audit_event)
+            .chain(sign_ins.iter().map(sign_in_audit_event));
+        for ae in built {
             let errors: Vec<_> = validator
                 .validate(&ae)
                 .into_iter()
@@ -721,6 +801,7 @@ mod tests {
         }
         let bundle = serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": [
             {"request": {"method": "GET", "url": "AuditEvent/1"}},
+            {"request": {"method": "POST", "url": "AuditEvent/_search"}},
         ]});
         assert!(!bundle_writes_audit_event(&bundle));
         for (method, url) in [

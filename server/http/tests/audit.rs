@@ -1,5 +1,5 @@
 //! The audit trail against the real binary on both engines: a read, a search, a refused read
-//! (403) and a request without a token (401) each leave a BALP-shaped AuditEvent; searches
+//! (403), a request without a token (401) and sign-ins each leave a BALP-shaped AuditEvent; searches
 //! record their query, never their results; no token is stored; AuditEvents cannot be
 //! written through the API; a patient lists who accessed their records; SIGTERM flushes the
 //! queue; `curanet audit verify` passes on the clean chain and names a record changed in the
@@ -21,6 +21,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 on_both_backends!(interactions_are_audited_and_chained, audit_trail);
+
+/// The password of the clinician who signs in.
+const PASSWORD: &str = "correct horse battery staple";
 
 /// A request with an optional bearer token and request id: (status, body).
 async fn call(
@@ -185,8 +188,28 @@ async fn audit_trail(backend: TestBackend) {
     let Some(db) = Database::create(backend, "audit").await else {
         return;
     };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_curanet"))
+        .args(["user", "create", "--database-url", &db.url])
+        .args([
+            "--role",
+            "doctor",
+            "--email",
+            "dr@audit.in",
+            "--name",
+            "Asha Rao",
+        ])
+        .env("CURANET_NEW_PASSWORD", PASSWORD)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let server = Process::start(&db.url, &server_args(&["--require-auth"])).await;
     let base = server.base.clone();
+    let root = base.trim_end_matches("/fhir").to_string();
     let client = reqwest::Client::new();
     let minter = Minter::open(&db.url).await;
     let admin = minter.user("dr-admin", "user/*.cruds");
@@ -263,6 +286,25 @@ async fn audit_trail(backend: TestBackend) {
     .await;
     assert_eq!(status, 401);
 
+    // A sign-in, and a failed one.
+    let sign_in = |password: &'static str, request_id: &'static str| {
+        let (client, root) = (client.clone(), root.clone());
+        async move {
+            let r = client
+                .post(format!("{root}/api/auth/login"))
+                .header("x-request-id", request_id)
+                .json(&json!({"identifier": "dr@audit.in", "password": password}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, signed_in) = sign_in(PASSWORD, "audit-login").await;
+    assert_eq!(status, 200, "{signed_in}");
+    let (status, body) = sign_in("not the password at all", "audit-login-failed").await;
+    assert_eq!(status, 401, "{body}");
+
     let found = wait_for(
         &client,
         &base,
@@ -273,12 +315,23 @@ async fn audit_trail(backend: TestBackend) {
             "audit-search",
             "audit-denied",
             "audit-anonymous",
+            "audit-login",
+            "audit-login-failed",
         ],
     )
     .await;
-    let [created, read, search, denied, anonymous] = &found[..] else {
+    let [created, read, search, denied, anonymous, login, failed] = &found[..] else {
         unreachable!()
     };
+
+    // Sign-ins: DCM 110114 / 110122, the user by fhirUser; nothing of the request or tokens.
+    assert_eq!(login["type"]["code"], "110114");
+    assert_eq!(login["subtype"][0]["code"], "110122");
+    assert_eq!(login["outcome"], "0");
+    assert_eq!(login["agent"][0]["who"]["reference"], signed_in["fhirUser"]);
+    assert_eq!(failed["subtype"][0]["code"], "110122");
+    assert_eq!(failed["outcome"], "8");
+    assert!(failed["agent"][0].get("who").is_none());
 
     // Create: action C, the version written.
     assert_eq!(created["action"], "C");
@@ -459,8 +512,13 @@ async fn audit_trail(backend: TestBackend) {
         stored.iter().any(|c| c.contains("audit-before-shutdown")),
         "the last read was not flushed at shutdown"
     );
-    // No token is stored, only its jti.
-    for token in [&admin, &reader, &narrow] {
+    // No token or password is stored, only the tokens' jti.
+    assert!(stored.iter().all(|c| !c.contains(PASSWORD)));
+    let issued = [
+        signed_in["access_token"].as_str().unwrap().to_string(),
+        signed_in["refresh_token"].as_str().unwrap().to_string(),
+    ];
+    for token in [&admin, &reader, &narrow, &issued[0], &issued[1]] {
         let signature = token.rsplit('.').next().unwrap();
         assert!(
             stored.iter().all(|c| !c.contains(signature)),
