@@ -5,8 +5,8 @@
 use std::fmt;
 
 use curanet_storage::{
-    Account, AccountStatus, FailureScope, LoginFailure, NewGrant, NewSession, Role, Rotation,
-    Session,
+    Account, AccountStatus, FailureScope, Grant, LoginFailure, NewGrant, NewSession, Role,
+    Rotation, Session,
 };
 use serde_json::{Value, json};
 
@@ -282,15 +282,7 @@ impl Accounts {
                 now * MICROS,
             )
             .await?;
-        self.mint(
-            account,
-            &scope,
-            patient,
-            refresh.value,
-            &signed_in.session_id,
-            &grant.id,
-            now,
-        )
+        self.mint(account, &grant, patient, refresh.value, now)
     }
 
     /// Exchanges a refresh token for new tokens; the old refresh token stops working. A token
@@ -347,15 +339,7 @@ impl Accounts {
             .get("patient")
             .and_then(Value::as_str)
             .map(str::to_string);
-        self.mint(
-            &account,
-            &grant.scope,
-            patient,
-            next.value,
-            &session_id,
-            &grant.id,
-            now,
-        )
+        self.mint(&account, &grant, patient, next.value, now)
     }
 
     /// Signs out: ends the session of a refresh token (and its grants). Unknown or spent
@@ -439,16 +423,18 @@ impl Accounts {
         Ok(())
     }
 
+    /// The tokens of `grant` (a session's grant of the first-party client).
     fn mint(
         &self,
         account: &Account,
-        scope: &str,
+        grant: &Grant,
         patient: Option<String>,
         refresh_token: String,
-        session_id: &str,
-        grant_id: &str,
         now: i64,
     ) -> Result<Tokens, AccountError> {
+        let scope = grant.scope.as_str();
+        let session_id = grant.session_id.as_deref().unwrap_or_default();
+        let grant_id = grant.id.as_str();
         let endpoints = self.authority.endpoints();
         let fhir_user = account
             .fhir_user
