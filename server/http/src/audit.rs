@@ -617,19 +617,62 @@ pub enum Verification {
         resource_id: String,
         reason: Broken,
     },
+    /// The links end before the head: the last links (and their records' place) were removed.
+    Truncated { head: i64, last: i64 },
+    /// AuditEvents no link covers (inserted directly, or stored by a server that crashed before
+    /// chaining them); `first` is the oldest.
+    Unchained { count: i64, first: String },
 }
 
-/// Walks the chain from the first link, checking each against the stored AuditEvent.
+impl std::fmt::Display for Verification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verification::Intact { count } => {
+                write!(f, "OK: the audit chain is intact ({count} records)")
+            }
+            Verification::Broken {
+                seq,
+                resource_id,
+                reason,
+            } => write!(
+                f,
+                "BROKEN at record {seq} (AuditEvent/{resource_id}): {reason}"
+            ),
+            Verification::Truncated { head, last } => write!(
+                f,
+                "BROKEN after record {last}: the chain's head names record {head}, so the last \
+                 records were removed"
+            ),
+            Verification::Unchained { count, first } => write!(
+                f,
+                "BROKEN: {count} AuditEvents are outside the chain, the oldest AuditEvent/{first} \
+                 (inserted directly, or stored by a server that crashed before chaining them)"
+            ),
+        }
+    }
+}
+
+/// AuditEvents younger than this may be stored but not chained yet by a running server.
+const CHAINING_GRACE: Duration = Duration::from_secs(60);
+
+/// Walks the chain from the first link to the head (as it was when the walk began), checking
+/// each link against the stored AuditEvent, then looks for AuditEvents outside the chain (older
+/// than a minute: a running server chains what it stores within about a second).
 pub async fn verify(store: &dyn Store, chain: &dyn AuditStore) -> Result<Verification, StoreError> {
+    let started = chrono::Utc::now().timestamp_micros();
+    let (head, head_hash) = chain.audit_head().await?;
     let mut previous = GENESIS.to_string();
     let mut after = 0;
     let mut count = 0;
-    loop {
+    'walk: loop {
         let links = chain.audit_links(after, 1000).await?;
         if links.is_empty() {
-            return Ok(Verification::Intact { count });
+            break;
         }
         for l in &links {
+            if l.seq > head {
+                break 'walk;
+            }
             let stored = store.read("AuditEvent", &l.resource_id).await?;
             let content = stored.as_ref().and_then(|v| v.content.as_deref());
             let link = Link {
@@ -661,6 +704,20 @@ pub async fn verify(store: &dyn Store, chain: &dyn AuditStore) -> Result<Verific
             count += 1;
         }
     }
+    if after != head || (head > 0 && previous != head_hash) {
+        return Ok(Verification::Truncated { head, last: after });
+    }
+    let grace = i64::try_from(CHAINING_GRACE.as_micros()).unwrap_or(i64::MAX);
+    let (unchained, ids) = chain
+        .unchained_audit_events(started.saturating_sub(grace), 1)
+        .await?;
+    if unchained > 0 {
+        return Ok(Verification::Unchained {
+            count: unchained,
+            first: ids.into_iter().next().unwrap_or_default(),
+        });
+    }
+    Ok(Verification::Intact { count })
 }
 
 #[cfg(test)]

@@ -545,6 +545,60 @@ async fn audit_trail(backend: TestBackend) {
     assert!(!ok, "{out}");
     assert!(out.contains(&format!("AuditEvent/{id}")), "{out}");
     assert!(out.contains("changed"), "{out}");
+    execute(
+        &db.url,
+        "UPDATE resource_versions SET content = replace(content, 'audit-reaD', 'audit-read') \
+         WHERE resource_type = 'AuditEvent' AND id = $1",
+        &[&id],
+    )
+    .await;
+    let (ok, out) = verify(&db.url);
+    assert!(ok, "{out}");
+
+    // The last link removed: the head names it.
+    let last = texts(
+        &db.url,
+        "SELECT resource_id FROM audit_chain ORDER BY seq DESC LIMIT 1",
+        &[],
+    )
+    .await
+    .remove(0);
+    let before_last = texts(
+        &db.url,
+        "SELECT prev_hash FROM audit_chain ORDER BY seq DESC LIMIT 1",
+        &[],
+    )
+    .await
+    .remove(0);
+    execute(
+        &db.url,
+        "DELETE FROM audit_chain WHERE resource_id = $1",
+        &[&last],
+    )
+    .await;
+    let (ok, out) = verify(&db.url);
+    assert!(!ok, "{out}");
+    assert!(out.contains("removed"), "{out}");
+    // The head moved back too: the record is outside the chain (reported once it is older
+    // than the minute a running server may take to chain it).
+    execute(
+        &db.url,
+        "UPDATE audit_chain_head SET seq = seq - 1, hash = $1 WHERE id = 1",
+        &[&before_last],
+    )
+    .await;
+    let (ok, out) = verify(&db.url);
+    assert!(ok, "{out}");
+    execute(
+        &db.url,
+        "UPDATE resources SET last_updated = 0 WHERE resource_type = 'AuditEvent' AND id = $1",
+        &[&last],
+    )
+    .await;
+    let (ok, out) = verify(&db.url);
+    assert!(!ok, "{out}");
+    assert!(out.contains("outside the chain"), "{out}");
+    assert!(out.contains(&format!("AuditEvent/{last}")), "{out}");
 
     db.remove().await;
 }

@@ -10,6 +10,7 @@
 use crate::Result;
 use crate::auth::engine::{self, Conn, params};
 use crate::auth::run;
+use crate::sql::Dialect;
 
 /// One link of the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,52 @@ pub trait AuditStore: Send + Sync {
 
     /// Up to `limit` links after position `after`, in order.
     async fn audit_links(&self, after: i64, limit: u32) -> Result<Vec<ChainLink>>;
+
+    /// The head: the position and hash of the last link appended.
+    async fn audit_head(&self) -> Result<(i64, String)>;
+
+    /// How many AuditEvents stored before `before` (microseconds since the epoch) no link
+    /// covers, and the ids of up to `limit` of them, oldest first.
+    async fn unchained_audit_events(&self, before: i64, limit: u32) -> Result<(i64, Vec<String>)>;
+}
+
+async fn head(c: &mut dyn Conn) -> Result<(i64, String)> {
+    let row = c
+        .first(
+            "SELECT seq, hash FROM audit_chain_head WHERE id = 1",
+            params![],
+        )
+        .await?
+        .ok_or_else(|| engine::corrupt("the audit chain has no head row".into()))?;
+    Ok((row.int(0)?, row.text(1)?))
+}
+
+async fn unchained(c: &mut dyn Conn, before: i64, limit: u32) -> Result<(i64, Vec<String>)> {
+    // `audit_chain.resource_id` compares byte for byte on PostgreSQL.
+    let collate = match c.dialect() {
+        Dialect::Postgres => " COLLATE \"C\"",
+        Dialect::Sqlite => "",
+    };
+    let missing = format!(
+        "FROM resources r WHERE r.resource_type = 'AuditEvent' AND r.last_updated < $1 \
+         AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.resource_id = r.id{collate})"
+    );
+    let count = c
+        .first(&format!("SELECT COUNT(*) {missing}"), params![before])
+        .await?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
+    let ids = c
+        .query(
+            &format!("SELECT r.id {missing} ORDER BY r.last_updated, r.id LIMIT $2"),
+            params![before, i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((count, ids))
 }
 
 async fn append(
@@ -116,5 +163,13 @@ impl<S: engine::Engine> AuditStore for S {
 
     async fn audit_links(&self, after: i64, limit: u32) -> Result<Vec<ChainLink>> {
         run!(self.read, |c| links(c, after, limit))
+    }
+
+    async fn audit_head(&self) -> Result<(i64, String)> {
+        run!(self.read, |c| head(c))
+    }
+
+    async fn unchained_audit_events(&self, before: i64, limit: u32) -> Result<(i64, Vec<String>)> {
+        run!(self.read, |c| unchained(c, before, limit))
     }
 }
