@@ -12,6 +12,7 @@ pub mod authority;
 pub mod authorize;
 pub mod client_assertion;
 pub mod client_jwks;
+pub mod consent;
 pub mod compartment;
 pub mod discovery;
 pub mod error;
