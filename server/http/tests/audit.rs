@@ -3,7 +3,7 @@
 //! record their query, never their results; no token is stored; AuditEvents cannot be
 //! written through the API; a patient lists who accessed their records; SIGTERM flushes the
 //! queue; `curanet audit verify` passes on the clean chain and names a record changed in the
-//! database.
+//! database; two instances on one PostgreSQL extend one linear chain.
 
 // The shared fixtures serve several test files; this one does not use all of them.
 #[allow(dead_code)]
@@ -21,6 +21,53 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 on_both_backends!(interactions_are_audited_and_chained, audit_trail);
+
+/// Two instances on one PostgreSQL database append to one linear chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_extend_one_chain() {
+    let Some(db) = Database::create(TestBackend::Postgres, "audit_two").await else {
+        return;
+    };
+    let first = Process::start(&db.url, &server_args(&["--require-auth"])).await;
+    let second = Process::start(&db.url, &server_args(&["--require-auth"])).await;
+    let admin = Minter::open(&db.url).await.user("dr-admin", "user/*.cruds");
+    let client = reqwest::Client::new();
+    let reads = |base: String| {
+        let (client, admin) = (client.clone(), admin.clone());
+        async move {
+            for round in 0..6 {
+                let batch: Vec<_> = (0..20)
+                    .map(|i| {
+                        let (client, admin, base) = (client.clone(), admin.clone(), base.clone());
+                        tokio::spawn(async move {
+                            call(
+                                &client,
+                                Method::GET,
+                                &format!("{base}/Patient?_count=1"),
+                                Some(&admin),
+                                &format!("two-{round}-{i}"),
+                                None,
+                            )
+                            .await
+                            .0
+                        })
+                    })
+                    .collect();
+                for status in batch {
+                    assert_eq!(status.await.unwrap(), 200);
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    tokio::join!(reads(first.base.clone()), reads(second.base.clone()));
+    assert!(first.terminate().success());
+    assert!(second.terminate().success());
+    let (ok, out) = verify(&db.url);
+    assert!(ok, "{out}");
+    assert!(out.contains("(240 records)"), "{out}");
+    db.remove().await;
+}
 
 /// The password of the clinician who signs in.
 const PASSWORD: &str = "correct horse battery staple";
