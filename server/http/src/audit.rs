@@ -52,11 +52,8 @@ const PEEK_BYTES: u64 = 1024 * 1024;
 // The large variant is the common one: boxing it would cost every request an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Pending {
-    /// A FHIR interaction, and the body of a read's answer, whose patient the writer looks up.
-    Rest {
-        event: RestEvent,
-        answer: Option<Bytes>,
-    },
+    /// A FHIR interaction.
+    Rest(RestEvent),
     /// A sign-in or sign-out through the account API.
     SignIn(SignInEvent),
 }
@@ -194,27 +191,33 @@ async fn flush(engine: &Engine, chain: &dyn AuditStore, batch: &mut Vec<Pending>
     }
 }
 
-/// The AuditEvent of a pending record, with the patient of a read's answer.
+/// The AuditEvent of a pending record.
 fn build(pending: Pending) -> Value {
     match pending {
-        Pending::Rest { mut event, answer } => {
-            if let Some(answer) = answer
-                && let Ok(resource) = serde_json::from_slice::<Value>(&answer)
-            {
-                event.patients.extend(patients_of(&resource));
-            }
-            rest_audit_event(&event)
-        }
+        Pending::Rest(event) => rest_audit_event(&event),
         Pending::SignIn(event) => sign_in_audit_event(&event),
     }
 }
 
-/// The patients a resource is about: its `patient`, `subject` or `beneficiary` when they are
-/// Patient references.
-fn patients_of(resource: &Value) -> Vec<String> {
-    ["patient", "subject", "beneficiary"]
+/// The elements that say whom a record is about; the rest of the resource is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct About {
+    patient: Option<Value>,
+    subject: Option<Value>,
+    beneficiary: Option<Value>,
+}
+
+/// The patients a resource (JSON text) is about: its `patient`, `subject` or `beneficiary` when
+/// they are Patient references. Parsed on the request path, so that no answer body is kept
+/// waiting in the queue.
+fn patients_in(resource: &[u8]) -> Vec<String> {
+    let Ok(about) = serde_json::from_slice::<About>(resource) else {
+        return Vec::new();
+    };
+    [about.patient, about.subject, about.beneficiary]
         .iter()
-        .filter_map(|k| resource.get(*k)?.get("reference")?.as_str())
+        .flatten()
+        .filter_map(|r| r.get("reference")?.as_str())
         .filter_map(patient_id)
         .collect()
 }
@@ -511,7 +514,6 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         }
     }
     let mut outcome_desc = None;
-    let mut answer = None;
     let read_of_record = status == StatusCode::OK
         && matches!(asked.interaction.as_str(), "read" | "vread")
         && asked.resource_type.as_deref() != Some("Patient");
@@ -519,7 +521,9 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         let (r, body) = peek(response).await;
         response = r;
         if read_of_record {
-            answer = body;
+            if let Some(body) = body {
+                asked.patients.extend(patients_in(&body));
+            }
         } else {
             outcome_desc = body.as_deref().and_then(outcome_text);
         }
@@ -540,7 +544,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         patients: asked.patients,
         server,
     };
-    state.audit.submit(Pending::Rest { event, answer }).await;
+    state.audit.submit(Pending::Rest(event)).await;
     response
 }
 
@@ -826,8 +830,11 @@ mod tests {
             Some("p1")
         );
         assert_eq!(patient_id("Group/g1"), None);
-        let obs = serde_json::json!({"subject": {"reference": "Patient/p9"}});
-        assert_eq!(patients_of(&obs), vec!["p9".to_string()]);
+        let obs = br#"{"resourceType": "Observation", "code": {"text": "x"},
+            "subject": {"reference": "Patient/p9"}, "performer": [{"reference": "Patient/p8"}]}"#;
+        assert_eq!(patients_in(obs), vec!["p9".to_string()]);
+        let group = br#"{"subject": {"reference": "Group/g1"}, "patient": [1]}"#;
+        assert!(patients_in(group).is_empty());
     }
 
     #[test]
