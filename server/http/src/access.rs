@@ -6,7 +6,7 @@
 //! 403, and included resources outside them are left out of the answer. The decisions are in
 //! `curanet_auth`; this module maps requests onto them and runs the checks that need data.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -37,10 +37,10 @@ static CONSENTS: NoConsentEnforcement = NoConsentEnforcement;
 /// The verified token of a request, for handlers that need it (audit, later consents).
 #[derive(Debug, Clone)]
 pub struct VerifiedAccess {
-    /// The token's claims.
-    pub claims: AccessClaims,
+    /// The token's claims (shared with the verified-token cache).
+    pub claims: Arc<AccessClaims>,
     /// Its parsed scopes.
-    pub scopes: Scopes,
+    pub scopes: Arc<Scopes>,
 }
 
 /// What a request (or a Bundle entry) asks to do, as far as scopes are concerned.
@@ -708,8 +708,8 @@ pub async fn require_token(
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
         _ => return unauthorized(true, "the Authorization header is not a Bearer token"),
     };
-    let claims = match state.authority.verify(token, unix_now()).await {
-        Ok(c) => c,
+    let verified = match state.authority.verify_token(token, unix_now()).await {
+        Ok(v) => v,
         Err(e) => {
             tracing::info!(reason = %e, "access token refused");
             return unauthorized(
@@ -718,9 +718,7 @@ pub async fn require_token(
             );
         }
     };
-    let Ok(scopes) = Scopes::parse(&claims.scope) else {
-        return unauthorized(true, "the access token's scopes are malformed");
-    };
+    let (claims, scopes) = (verified.claims, verified.scopes);
     let levels = match token_levels(&scopes, claims.patient.as_deref()) {
         Ok(levels) => levels,
         Err(message) => {
@@ -746,8 +744,8 @@ pub async fn require_token(
             confine_to,
         }) => {
             request.extensions_mut().insert(VerifiedAccess {
-                claims: claims.clone(),
-                scopes: scopes.clone(),
+                claims: Arc::clone(&claims),
+                scopes: Arc::clone(&scopes),
             });
             let mut response = next.run(request).await;
             if let Some((patient, all_entries)) = confine_to {

@@ -18,7 +18,7 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
-use crate::app::{AppState, router};
+use crate::app::{AppState, Shared, router};
 use crate::config::Config;
 
 /// Any error that stops the server.
@@ -67,7 +67,11 @@ fn app(state: AppState) -> axum::Router {
         })
         .on_request(())
         .on_response(|res: &Response<_>, latency: Duration, _span: &Span| {
-            tracing::info!(status = res.status().as_u16(), latency_us = latency.as_micros() as u64, "served");
+            tracing::info!(
+                status = res.status().as_u16(),
+                latency_us = latency.as_micros() as u64,
+                "served"
+            );
         })
         .on_failure(());
     router(state)
@@ -119,7 +123,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     .await?;
     let maintenance = tokio::spawn(maintain_keys(authority.clone()));
     let audit = crate::audit::Recorder::start(engine.clone(), audit_chain);
-    let state = AppState {
+    let state = AppState::new(Shared {
         engine,
         base_url: config
             .base_url
@@ -132,7 +136,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
         accounts,
         emergency,
         audit: audit.clone(),
-    };
+    });
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "listening; FHIR base at http://{addr}/fhir");
     let (tx, rx) = oneshot::channel::<()>();
     let shared = state.clone();
