@@ -6,14 +6,14 @@
 
 pub mod access;
 pub mod accounts;
-pub mod audit;
 pub mod app_grants;
+pub mod audit;
 pub mod authority;
 pub mod authorize;
 pub mod client_assertion;
 pub mod client_jwks;
-pub mod consent;
 pub mod compartment;
+pub mod consent;
 pub mod discovery;
 pub mod error;
 pub mod keys;
