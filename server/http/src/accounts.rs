@@ -54,6 +54,9 @@ pub fn check_production(config: &Config) -> Result<(), BoxError> {
                 .into(),
         );
     }
+    if !config.audit {
+        return Err("production mode: the audit trail cannot be turned off (--audit=false)".into());
+    }
     if config.key_encryption_key.is_none() {
         return Err(
             "production mode: set CURANET_KEY_ENCRYPTION_KEY (32 bytes in base64, \

@@ -48,6 +48,8 @@ pub struct Shared {
     pub authority: Arc<Authority>,
     /// Whether `/fhir` needs an access token (`--require-auth`).
     pub require_auth: bool,
+    /// Whether every interaction is recorded as an AuditEvent (`--audit`).
+    pub audit_enabled: bool,
     /// First-party accounts (`/api/auth`).
     pub accounts: Arc<curanet_auth::accounts::Accounts>,
     /// Emergency share links (`/api/emergency-links`, `/emergency/{token}`).
@@ -115,7 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/{rtype}/{id}/_history", get(history::instance))
         .route("/{rtype}/{id}/_history/{vid}", get(resources::vread))
         .method_not_allowed_fallback(fallback::method_not_allowed);
-    Router::new()
+    let router = Router::new()
         .nest("/fhir", fhir)
         // Some clients post Bundles to the base with a trailing slash.
         .route("/fhir/", post(resources::bundle).get(search::system_get))
@@ -144,8 +146,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::ready))
         .fallback(fallback::not_found)
         .layer(axum::middleware::from_fn(crate::audit::append_only_guard))
-        .layer(from_fn_with_state(state.clone(), access::require_token))
-        .layer(from_fn_with_state(state.clone(), crate::audit::record))
+        .layer(from_fn_with_state(state.clone(), access::require_token));
+    let router = if state.audit_enabled {
+        router.layer(from_fn_with_state(state.clone(), crate::audit::record))
+    } else {
+        router
+    };
+    router
         .layer(from_fn_with_state(state.clone(), crate::cors::cors))
         .with_state(state)
 }

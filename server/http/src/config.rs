@@ -85,6 +85,19 @@ pub struct Config {
     )]
     pub require_auth: bool,
 
+    /// Record an AuditEvent for every FHIR interaction and sign-in (see Audit). On by default;
+    /// `--audit=false` (or `CURANET_AUDIT=false`) is for measuring the server without it, and
+    /// is refused with `--production`. AuditEvents stay append-only either way.
+    #[arg(
+        long,
+        env = "CURANET_AUDIT",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub audit: bool,
+
     /// Key that seals the token-signing keys at rest: 32 bytes, standard base64 (generate one
     /// with `openssl rand -base64 32`). Unset: an ephemeral key, so signing keys (and every token
     /// they signed) do not survive a restart. Prefer the environment: a flag shows in `ps`.
@@ -161,6 +174,7 @@ impl Config {
             log_format: LogFormat::Pretty,
             key_encryption_key: None,
             require_auth: false,
+            audit: true,
             accounts: AccountsConfig {
                 mail_from: "CuraNet <no-reply@curanet.in>".into(),
                 ..AccountsConfig::default()

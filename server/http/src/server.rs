@@ -91,6 +91,9 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
         "FHIR definitions loaded"
     );
     crate::accounts::check_production(&config)?;
+    if !config.audit {
+        tracing::warn!("--audit=false: FHIR interactions are NOT recorded in the audit trail");
+    }
     if !config.require_auth {
         tracing::warn!(
             "--require-auth=false: the FHIR API is served WITHOUT access tokens. Use this for \
@@ -133,6 +136,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
         origins,
         authority,
         require_auth: config.require_auth,
+        audit_enabled: config.audit,
         accounts,
         emergency,
         audit: audit.clone(),
