@@ -148,14 +148,14 @@ pub fn summary(results: &[CaseResult]) -> String {
     let mut groups: Vec<&str> = results.iter().map(|r| r.group).collect();
     groups.dedup();
     let mut out = format!(
-        "{:<14} {:>6} {:>6} {:>6}\n",
+        "{:<16} {:>6} {:>6} {:>6}\n",
         "group", "passed", "failed", "total"
     );
     for g in &groups {
         let in_group: Vec<&CaseResult> = results.iter().filter(|r| r.group == *g).collect();
         let passed = in_group.iter().filter(|r| r.outcome.is_ok()).count();
         out += &format!(
-            "{:<14} {:>6} {:>6} {:>6}\n",
+            "{:<16} {:>6} {:>6} {:>6}\n",
             g,
             passed,
             in_group.len() - passed,

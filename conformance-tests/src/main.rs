@@ -48,7 +48,7 @@ struct App {
 #[derive(serde::Deserialize)]
 struct BackendFile {
     client_id: String,
-    /// A PKCS#8 PEM file with the client's RSA private key.
+    /// A PKCS#8 PEM file with the client's RSA private key (relative: to the set-up file).
     key_file: std::path::PathBuf,
     kid: String,
 }
@@ -61,8 +61,12 @@ fn target(args: &Args) -> Result<Target, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file: SetupFile =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let key_pem = std::fs::read_to_string(&file.backend.key_file)
-        .map_err(|e| format!("{}: {e}", file.backend.key_file.display()))?;
+    // A relative key file is next to the set-up file.
+    let key_file = path.parent().map_or(file.backend.key_file.clone(), |dir| {
+        dir.join(&file.backend.key_file)
+    });
+    let key_pem =
+        std::fs::read_to_string(&key_file).map_err(|e| format!("{}: {e}", key_file.display()))?;
     let login = |l: Login| smart::Login {
         identifier: l.identifier,
         password: l.password,
