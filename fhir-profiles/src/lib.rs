@@ -107,9 +107,26 @@ pub mod curanet {
     pub const HEALTH_ID_NAMING_SYSTEM: &str =
         include_str!("../curanet/NamingSystem-health-id.json");
 
+    /// The CodeSystem of consent grant levels (READ_BASIC, READ_FULL, WRITE, DELETE).
+    pub const CONSENT_GRANT_LEVELS: &str =
+        include_str!("../curanet/CodeSystem-consent-grant-level.json");
+
+    /// The ValueSet of every consent grant level.
+    pub const CONSENT_GRANT_LEVEL_VALUE_SET: &str =
+        include_str!("../curanet/ValueSet-consent-grant-level.json");
+
+    /// The CuraNetConsent profile of Consent.
+    pub const CONSENT_PROFILE: &str =
+        include_str!("../curanet/StructureDefinition-curanet-consent.json");
+
     /// All of CuraNet's own conformance resources, as JSON texts.
-    pub fn resources() -> [&'static str; 1] {
-        [HEALTH_ID_NAMING_SYSTEM]
+    pub fn resources() -> [&'static str; 4] {
+        [
+            HEALTH_ID_NAMING_SYSTEM,
+            CONSENT_GRANT_LEVELS,
+            CONSENT_GRANT_LEVEL_VALUE_SET,
+            CONSENT_PROFILE,
+        ]
     }
 }
 

@@ -362,6 +362,21 @@ enum Target<'a> {
 
 #[cfg(test)]
 mod tests {
+
+    /// CuraNet's own conformance resources (installed at every start) are valid R4.
+    #[test]
+    fn curanet_conformance_resources_are_valid() {
+        let validator = Validator::new(Definitions::shared());
+        for text in curanet_fhir_profiles::curanet::resources() {
+            let resource: serde_json::Value = serde_json::from_str(text).unwrap();
+            let errors: Vec<Issue> = validator
+                .validate(&resource)
+                .into_iter()
+                .filter(Issue::is_error)
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", resource["id"]);
+        }
+    }
     use super::*;
     use serde_json::json;
 
