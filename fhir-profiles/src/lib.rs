@@ -210,10 +210,31 @@ mod tests {
     }
 
     #[test]
-    fn naming_system_is_valid_json() {
-        for text in curanet::resources() {
-            let v: serde_json::Value = serde_json::from_str(text).unwrap();
-            assert_eq!(v["resourceType"], "NamingSystem");
-        }
+    fn curanet_resources_are_json_with_ids_and_canonical_urls() {
+        let types: Vec<String> = curanet::resources()
+            .iter()
+            .map(|text| {
+                let v: serde_json::Value = serde_json::from_str(text).unwrap();
+                assert!(
+                    v["id"]
+                        .as_str()
+                        .is_some_and(|id| id.starts_with("curanet-"))
+                );
+                if v["resourceType"] != "NamingSystem" {
+                    let url = v["url"].as_str().unwrap();
+                    assert!(url.starts_with("https://curanet.in/fhir/"), "{url}");
+                }
+                v["resourceType"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "NamingSystem",
+                "CodeSystem",
+                "ValueSet",
+                "StructureDefinition"
+            ]
+        );
     }
 }
