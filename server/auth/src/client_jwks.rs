@@ -61,7 +61,7 @@ impl JwksFetcher {
     /// Fetches the JWKS at `url` now (e.g. when a `kid` is missing from the cached copy).
     pub async fn fetch(&self, url: &str) -> Result<Value, AuthError> {
         let failed = |why: String| AuthError::ClientKeys(format!("JWKS at {url}: {why}"));
-        if !fetchable(url) {
+        if !crate::registration::is_https_or_loopback(url) {
             return Err(failed(
                 "only https URLs (http on loopback) are fetched".into(),
             ));
@@ -103,17 +103,6 @@ impl JwksFetcher {
     }
 }
 
-/// Whether a JWKS URL may be fetched: https, or http on a loopback host.
-fn fetchable(url: &str) -> bool {
-    let Some(origin) = crate::registration::origin_of(url) else {
-        return false;
-    };
-    origin.starts_with("https://")
-        || ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-            .iter()
-            .any(|p| origin == *p || origin.starts_with(&format!("{p}:")))
-}
-
 /// How long a response with this `Cache-Control` may be kept: `max-age` seconds, none when it
 /// says `no-store`, `no-cache` or gives no `max-age`.
 fn cacheable_seconds(header: &str) -> Option<u64> {
@@ -148,6 +137,7 @@ mod tests {
 
     #[test]
     fn fetches_https_or_loopback_http_only() {
+        use crate::registration::is_https_or_loopback as fetchable;
         assert!(fetchable("https://app.example/jwks.json"));
         assert!(fetchable("http://127.0.0.1:8123/jwks.json"));
         assert!(!fetchable("http://app.example/jwks.json"));

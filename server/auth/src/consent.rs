@@ -207,16 +207,7 @@ pub fn consented_scopes(grants: &[ConsentGrant], requester: &[String], now: i64)
 /// A clinician's effective access to one patient: their token's `user/` and `patient/` scopes
 /// taken to the patient level, intersected with what the consents grant.
 pub fn effective_scopes(token: &Scopes, consented: &Scopes) -> Scopes {
-    let at_patient_level: Scopes = token
-        .iter()
-        .map(|s| {
-            let text = s.to_string();
-            text.strip_prefix("user/")
-                .and_then(|rest| Scope::parse(&format!("patient/{rest}")).ok())
-                .unwrap_or_else(|| s.clone())
-        })
-        .collect();
-    at_patient_level.intersect(consented)
+    crate::roles::at_patient_level(token).intersect(consented)
 }
 
 /// `(system, code)` of every coding of every CodeableConcept in `concepts`.

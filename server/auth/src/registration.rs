@@ -324,13 +324,22 @@ fn check_public_jwks(jwks: &Value) -> Result<(), RegistrationError> {
     Ok(())
 }
 
-/// An absolute `https` URL, or `http` on a loopback host (development and tests).
+/// Whether `url` is an absolute `https` URL, or `http` on a loopback host (development and
+/// tests): the URLs CuraNet sends codes to or fetches keys from.
+pub fn is_https_or_loopback(url: &str) -> bool {
+    origin_of(url).is_some_and(|origin| {
+        origin.starts_with("https://")
+            || ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| origin == *p || origin.starts_with(&format!("{p}:")))
+    })
+}
+
+/// [`is_https_or_loopback`], with the reason when it is not.
 fn check_url(url: &str, what: &str) -> Result<(), String> {
-    let origin = origin_of(url).ok_or_else(|| format!("{what} '{url}' is not an absolute URL"))?;
-    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| origin == *p || origin.starts_with(&format!("{p}:")));
-    if origin.starts_with("https://") || loopback {
+    if origin_of(url).is_none() {
+        Err(format!("{what} '{url}' is not an absolute URL"))
+    } else if is_https_or_loopback(url) {
         Ok(())
     } else {
         Err(format!(

@@ -38,11 +38,17 @@ pub fn ceiling(role: Role) -> Scopes {
 /// scopes become `patient/` scopes: a patient acting as a user still sees only their own record.
 pub fn grantable(role: Role, requested: &Scopes) -> Scopes {
     let requested: Scopes = if role == Role::Patient {
-        requested.iter().map(patient_level).collect()
+        at_patient_level(requested)
     } else {
         requested.clone()
     };
     requested.intersect(&ceiling(role))
+}
+
+/// The scopes with every `user/X.p` as `patient/X.p` (the others unchanged): what a user-level
+/// grant means for one patient's records.
+pub fn at_patient_level(scopes: &Scopes) -> Scopes {
+    scopes.iter().map(patient_level).collect()
 }
 
 /// `user/X.p` as `patient/X.p`; any other scope unchanged.

@@ -106,6 +106,7 @@ pub fn mailer(config: &AccountsConfig) -> Result<Arc<dyn Mailer>, BoxError> {
 /// The account service of a server.
 pub async fn start(
     config: &Config,
+    pepper: Pepper,
     store: Arc<dyn AuthStore>,
     authority: Arc<Authority>,
     kek: KeyEncryptionKey,
@@ -119,7 +120,7 @@ pub async fn start(
     let accounts = Accounts::start(
         store,
         authority,
-        pepper(&config.accounts)?,
+        pepper,
         kek,
         directory,
         mailer(&config.accounts)?,

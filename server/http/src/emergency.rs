@@ -11,6 +11,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
+use curanet_auth::password::Pepper;
 use curanet_auth::sharing::{Opened, Section, ShareLinks};
 use curanet_engine::{Engine, EngineError};
 use curanet_fhir_profiles::curanet::HEALTH_ID_SYSTEM;
@@ -20,13 +21,9 @@ use serde_json::{Map, Value, json};
 use crate::pages::{escape, layout};
 
 /// The share-link service of a server: links kept beside the accounts, passcodes hashed with
-/// the accounts' password pepper (the same configuration, so the same secret).
-pub fn service(
-    config: &crate::Config,
-    store: Arc<dyn AuthStore>,
-) -> Result<Arc<ShareLinks>, crate::server::BoxError> {
-    let pepper = crate::accounts::pepper(&config.accounts)?;
-    Ok(Arc::new(ShareLinks::new(store, pepper)))
+/// the accounts' password pepper.
+pub fn service(pepper: Pepper, store: Arc<dyn AuthStore>) -> Arc<ShareLinks> {
+    Arc::new(ShareLinks::new(store, pepper))
 }
 
 /// Matches read per search (an emergency summary has far fewer).

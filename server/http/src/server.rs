@@ -114,9 +114,12 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     tracing::info!(issuer = %endpoints.issuer, "authorization server");
     let authority =
         Arc::new(Authority::start(auth_store.clone(), endpoints, kek.clone(), unix_now()).await?);
-    let emergency = crate::emergency::service(&config, auth_store.clone())?;
+    // One pepper for passwords and share-link passcodes (read once: it may warn).
+    let pepper = crate::accounts::pepper(&config.accounts)?;
+    let emergency = crate::emergency::service(pepper.clone(), auth_store.clone());
     let accounts = crate::accounts::start(
         &config,
+        pepper,
         auth_store,
         authority.clone(),
         kek,

@@ -36,6 +36,15 @@ fn observation(category: &str) -> Value {
     })
 }
 
+/// `GET url` with a bearer token: (status, headers, body).
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    call(client, reqwest::Method::GET, url, Some(token), None).await
+}
+
 /// A request with an optional bearer token: (status, headers, body).
 async fn call(
     client: &reqwest::Client,
@@ -110,14 +119,7 @@ async fn enforcement(backend: TestBackend) {
     assert_eq!(headers["www-authenticate"], "Bearer realm=\"curanet\"");
     assert_eq!(issue_code(&body), "login");
     for garbage in ["garbage", "a.b.c", &format!("{}x", &all[..all.len() - 1])] {
-        let (status, headers, body) = call(
-            &client,
-            Method::GET,
-            &format!("{base}/Patient"),
-            Some(garbage),
-            None,
-        )
-        .await;
+        let (status, headers, body) = get(&client, &format!("{base}/Patient"), garbage).await;
         assert_eq!(status, 401, "{body}");
         let challenge = headers["www-authenticate"].to_str().unwrap();
         assert!(challenge.starts_with("Bearer") && challenge.contains("error=\"invalid_token\""));
@@ -179,23 +181,9 @@ async fn enforcement(backend: TestBackend) {
     }
 
     // system/Patient.rs reads and searches Patients, nothing else.
-    let (status, _, body) = call(
-        &client,
-        Method::GET,
-        &format!("{base}/Patient/{pid}"),
-        Some(&patients),
-        None,
-    )
-    .await;
+    let (status, _, body) = get(&client, &format!("{base}/Patient/{pid}"), &patients).await;
     assert_eq!(status, 200, "{body}");
-    let (status, _, body) = call(
-        &client,
-        Method::GET,
-        &format!("{base}/Patient?_id={pid}"),
-        Some(&patients),
-        None,
-    )
-    .await;
+    let (status, _, body) = get(&client, &format!("{base}/Patient?_id={pid}"), &patients).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(match_ids(&body), vec![pid.clone()]);
     let (status, _, body) = call(
@@ -226,12 +214,10 @@ async fn enforcement(backend: TestBackend) {
         assert_eq!(issue_code(&body), "forbidden");
     }
     // An include of a type the token cannot read is dropped and reported, not served.
-    let (status, _, body) = call(
+    let (status, _, body) = get(
         &client,
-        Method::GET,
         &format!("{base}/Patient?_revinclude=Observation:subject"),
-        Some(&patients),
-        None,
+        &patients,
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -248,47 +234,19 @@ async fn enforcement(backend: TestBackend) {
     );
 
     // Granular: the lab token searches exactly the lab Observations and cannot read the others.
-    let (status, _, body) = call(
-        &client,
-        Method::GET,
-        &format!("{base}/Observation"),
-        Some(&lab),
-        None,
-    )
-    .await;
+    let (status, _, body) = get(&client, &format!("{base}/Observation"), &lab).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(match_ids(&body), vec![lab_id.to_string()]);
-    let (status, _, body) = call(
-        &client,
-        Method::GET,
-        &format!("{base}/Observation/{lab_id}"),
-        Some(&lab),
-        None,
-    )
-    .await;
+    let (status, _, body) = get(&client, &format!("{base}/Observation/{lab_id}"), &lab).await;
     assert_eq!(status, 200, "{body}");
-    let (status, _, body) = call(
-        &client,
-        Method::GET,
-        &format!("{base}/Observation/{vital_id}"),
-        Some(&lab),
-        None,
-    )
-    .await;
+    let (status, _, body) = get(&client, &format!("{base}/Observation/{vital_id}"), &lab).await;
     assert_eq!(status, 403, "{body}");
 
     // A transaction with one forbidden entry commits nothing.
     let count = |token: String| {
         let (client, base) = (client.clone(), base.clone());
         async move {
-            let (_, _, b) = call(
-                &client,
-                Method::GET,
-                &format!("{base}/Patient?_summary=count"),
-                Some(&token),
-                None,
-            )
-            .await;
+            let (_, _, b) = get(&client, &format!("{base}/Patient?_summary=count"), &token).await;
             b["total"].as_u64().unwrap()
         }
     };

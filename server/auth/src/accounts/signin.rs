@@ -436,10 +436,7 @@ impl Accounts {
         let session_id = grant.session_id.as_deref().unwrap_or_default();
         let grant_id = grant.id.as_str();
         let endpoints = self.authority.endpoints();
-        let fhir_user = account
-            .fhir_user
-            .as_ref()
-            .map(|r| format!("{}/{r}", endpoints.fhir_base));
+        let fhir_user = self.authority.fhir_user_url(account);
         let grant = AccessGrant {
             issuer: endpoints.issuer.clone(),
             audience: endpoints.fhir_base.clone(),

@@ -64,14 +64,7 @@ pub async fn authorize(
     match (action, session) {
         (Some("login"), _) => {
             let identifier = field("identifier").unwrap_or_default().to_string();
-            let attempt = SignIn {
-                identifier: identifier.clone(),
-                password: field("password").unwrap_or_default().to_string(),
-                second_factor: field("second_factor").map(str::to_string),
-                ip: meta.ip,
-                device: meta.device,
-            };
-            match state.accounts.sign_in(attempt, now).await {
+            match sign_in(&state, &form, meta, now).await {
                 Ok(signed) if signed.enrollment_only => page(
                     StatusCode::FORBIDDEN,
                     pages::error(
@@ -90,10 +83,7 @@ pub async fn authorize(
                         .with_cookie(csrf.cookie())
                 }
                 Err(e) => {
-                    let ask_code = matches!(
-                        e,
-                        AccountError::SecondFactorRequired | AccountError::InvalidSecondFactor
-                    );
+                    let ask_code = asks_second_factor(&e);
                     let message = match e {
                         AccountError::SecondFactorRequired => {
                             "Enter the code from your authenticator app.".to_string()
@@ -192,6 +182,31 @@ pub async fn authorize(
             consent_page(&state, &request, &signed_in, &csrf, &form, None).await
         }
     }
+}
+
+/// Signs in with the sign-in form's fields (the same throttling as `/api/auth/login`).
+async fn sign_in(
+    state: &AppState,
+    form: &[(String, String)],
+    meta: ClientMeta,
+    now: i64,
+) -> Result<curanet_auth::accounts::SignedIn, AccountError> {
+    let attempt = SignIn {
+        identifier: field(form, "identifier").unwrap_or_default().to_string(),
+        password: field(form, "password").unwrap_or_default().to_string(),
+        second_factor: field(form, "second_factor").map(str::to_string),
+        ip: meta.ip,
+        device: meta.device,
+    };
+    state.accounts.sign_in(attempt, now).await
+}
+
+/// Whether the sign-in form should show the authenticator-code field after `e`.
+fn asks_second_factor(e: &AccountError) -> bool {
+    matches!(
+        e,
+        AccountError::SecondFactorRequired | AccountError::InvalidSecondFactor
+    )
 }
 
 /// An account signed in through the browser session cookie.
@@ -405,14 +420,7 @@ pub async fn manage(
     let mut cookie_to_set = None;
     let mut signed = signed_in(&state, &headers, now).await;
     if action == Some("login") {
-        let attempt = SignIn {
-            identifier: field(&form, "identifier").unwrap_or_default().to_string(),
-            password: field(&form, "password").unwrap_or_default().to_string(),
-            second_factor: field(&form, "second_factor").map(str::to_string),
-            ip: meta.ip,
-            device: meta.device,
-        };
-        match state.accounts.sign_in(attempt, now).await {
+        match sign_in(&state, &form, meta, now).await {
             Ok(s) => {
                 cookie_to_set = Some(session_cookie(&state, &s.session_token));
                 signed = Some(SignedIn {
@@ -421,14 +429,10 @@ pub async fn manage(
                 });
             }
             Err(e) => {
-                let ask_code = matches!(
-                    e,
-                    AccountError::SecondFactorRequired | AccountError::InvalidSecondFactor
-                );
                 return manage_sign_in(
                     &csrf,
                     field(&form, "identifier").unwrap_or_default(),
-                    ask_code,
+                    asks_second_factor(&e),
                     Some(&e.to_string()),
                 );
             }
