@@ -43,6 +43,20 @@ pub struct VerifiedAccess {
     pub scopes: Arc<Scopes>,
 }
 
+/// What the patients' consents decided for a request, put in the response's extensions for the
+/// audit trail (absent when no consent was involved: backend services, a patient's own records).
+#[derive(Debug, Clone, Default)]
+pub struct ConsentBasis {
+    /// The patient whose consents were consulted (`Patient/{id}` id), when one was.
+    pub patient: Option<String>,
+    /// The ids of the Consents that permitted the request (`Consent/{id}`).
+    pub consents: Vec<String>,
+    /// Whether a break-the-glass grant (purpose `BTG`) permitted it.
+    pub break_glass: bool,
+    /// Why consent refused the request (the AuthZ-Consent security alert's `outcomeDesc`).
+    pub refusal: Option<String>,
+}
+
 /// What a request (or a Bundle entry) asks to do, as far as scopes are concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Target {
