@@ -43,6 +43,11 @@ pub struct VerifiedAccess {
     pub scopes: Arc<Scopes>,
 }
 
+/// The operations of the consent workflow and break-the-glass, admitted for any person's token;
+/// their handlers check who calls them.
+pub const CONSENT_OPERATIONS: [&str; 5] =
+    ["request-consent", "approve", "reject", "revoke", "break-glass"];
+
 /// What the patients' consents decided for a request, put in the response's extensions for the
 /// audit trail (absent when no consent was involved: backend services, a patient's own records).
 #[derive(Debug, Clone, Default)]
@@ -288,6 +293,18 @@ fn decide_at(
     level: Level,
     target: &Target,
 ) -> Result<Narrowing, ApiError> {
+    if let Target::Operation(name, _, _) = target
+        && CONSENT_OPERATIONS.contains(&name.as_str())
+    {
+        // The consent workflow acts for a person: its handlers decide who may do what (the
+        // patient approves, a clinician requests), from the token's fhirUser and patient.
+        return match level {
+            Level::System => Err(forbidden(format!(
+                "${name} acts for a patient or a clinician: a backend service's token cannot call it"
+            ))),
+            _ => Ok(Narrowing::open(level)),
+        };
+    }
     let mut narrowing = decide_scopes(access, level, target)?;
     match level {
         Level::System => {}
