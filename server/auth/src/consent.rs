@@ -8,8 +8,8 @@
 //! patient level, intersected with [`consented_scopes`]. The resource server then confines
 //! the request to that patient as it does for patient tokens.
 //!
-//! Not wired into the request path yet: the decision hook is
-//! [`ConsentPolicy`](crate::access::ConsentPolicy).
+//! What scopes cannot say — a `dataPeriod`, denied security labels, denied instances — is kept
+//! as a [`Residual`] that the resource server ANDs into searches and checks on reads.
 
 use std::collections::BTreeSet;
 
@@ -73,16 +73,26 @@ impl GrantLevel {
 #[error("{0}")]
 pub struct ConsentError(pub String);
 
+/// The purpose code of break-the-glass access (`v3-ActReason#BTG`).
+pub const BREAK_THE_GLASS: &str = "BTG";
+
 /// A nested `deny` provision: what it takes away, from whom (no actors: from everyone).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Denial {
     pub actors: BTreeSet<String>,
+    /// Resource types withheld.
     pub classes: BTreeSet<String>,
+    /// Resources carrying one of these `(system, code)` security labels are withheld.
+    pub security_labels: BTreeSet<(String, String)>,
+    /// Resources withheld by reference (`data.reference`, `Type/id`).
+    pub data: BTreeSet<String>,
 }
 
 /// An R4 Consent read as an access grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentGrant {
+    /// The Consent's id.
+    pub id: String,
     /// `Patient/{id}` reference of the consenting patient (its id).
     pub patient: String,
     /// `status`.
@@ -99,6 +109,10 @@ pub struct ConsentGrant {
     pub classes: BTreeSet<String>,
     /// Nested deny provisions.
     pub denials: Vec<Denial>,
+    /// `provision.purpose` codes (e.g. `TREAT`, `BTG`).
+    pub purposes: BTreeSet<String>,
+    /// `provision.dataPeriod` (FHIR dateTimes as written): only records dated inside it.
+    pub data_period: Option<(Option<String>, Option<String>)>,
 }
 
 impl ConsentGrant {
@@ -133,9 +147,37 @@ impl ConsentGrant {
             .map(|p| Denial {
                 actors: actor_references(p),
                 classes: classes(p),
+                security_labels: p["securityLabel"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| {
+                        Some((c["system"].as_str()?.to_string(), c["code"].as_str()?.to_string()))
+                    })
+                    .collect(),
+                data: p["data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d["reference"]["reference"].as_str().map(str::to_string))
+                    .collect(),
             })
             .collect();
+        let period = &provision["dataPeriod"];
+        let data_period = period.is_object().then(|| {
+            let at = |k: &str| period[k].as_str().map(str::to_string);
+            (at("start"), at("end"))
+        });
         Ok(ConsentGrant {
+            id: consent["id"].as_str().unwrap_or_default().to_string(),
+            // `provision.purpose` is a list of Codings (not CodeableConcepts).
+            purposes: provision["purpose"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["code"].as_str().map(str::to_string))
+                .collect(),
+            data_period,
             patient,
             status: consent["status"].as_str().unwrap_or_default().to_string(),
             start: instant(&provision["period"]["start"]),
@@ -159,16 +201,36 @@ impl ConsentGrant {
         requester.iter().any(|r| self.actors.contains(r))
     }
 
+    /// The deny provisions that apply to `requester`.
+    fn denials_for<'a>(&'a self, requester: &'a [String]) -> impl Iterator<Item = &'a Denial> {
+        self.denials
+            .iter()
+            .filter(|d| d.actors.is_empty() || requester.iter().any(|r| d.actors.contains(r)))
+    }
+
+    /// What this consent withholds from `requester` beyond types and interactions.
+    fn residual_for(&self, requester: &[String]) -> Residual {
+        let mut residual = Residual {
+            data_period: self.data_period.clone(),
+            ..Residual::default()
+        };
+        for d in self.denials_for(requester) {
+            residual.denied_labels.extend(d.security_labels.iter().cloned());
+            residual.denied.extend(d.data.iter().cloned());
+        }
+        residual
+    }
+
     /// The SMART `patient/` scopes this consent grants `requester` (nothing when it does not
     /// name them, or classes denied to them).
     fn scopes_for(&self, requester: &[String]) -> Vec<String> {
         if !self.names(requester) {
             return Vec::new();
         }
+        // A denial by label or instance only leaves its classes to the residual.
         let denied: BTreeSet<&str> = self
-            .denials
-            .iter()
-            .filter(|d| d.actors.is_empty() || requester.iter().any(|r| d.actors.contains(r)))
+            .denials_for(requester)
+            .filter(|d| d.security_labels.is_empty() && d.data.is_empty())
             .flat_map(|d| d.classes.iter().map(String::as_str))
             .collect();
         let mut out = Vec::new();
@@ -193,15 +255,146 @@ impl ConsentGrant {
     }
 }
 
-/// The `patient/` scopes the consents in force at `now` grant `requester` (their references:
-/// fhirUser, PractitionerRoles, Organizations, the app) on their patients' records.
-pub fn consented_scopes(grants: &[ConsentGrant], requester: &[String], now: i64) -> Scopes {
-    grants
+/// What one patient's consents in force grant one requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientAccess {
+    /// The `patient/` scopes granted on the patient's records.
+    pub scopes: Scopes,
+    /// The Consents that grant them.
+    pub consents: Vec<String>,
+    /// Whether one of them is a break-the-glass grant.
+    pub break_glass: bool,
+    /// What the scopes cannot express, ANDed into every read and search.
+    pub residual: Residual,
+}
+
+/// Restrictions beyond resource types and interactions: the consents' `dataPeriod` and their
+/// deny provisions by security label and by instance. Several consents' residuals are combined
+/// by taking all their restrictions (the safe side: a record must satisfy every one).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Residual {
+    /// Records must be dated inside this period (start, end; inclusive dates).
+    pub data_period: Option<(Option<String>, Option<String>)>,
+    /// Records carrying one of these security labels are withheld.
+    pub denied_labels: BTreeSet<(String, String)>,
+    /// Records withheld by reference (`Type/id`).
+    pub denied: BTreeSet<String>,
+}
+
+impl Residual {
+    /// Whether nothing beyond the scopes restricts the access.
+    pub fn is_empty(&self) -> bool {
+        self.data_period.is_none() && self.denied_labels.is_empty() && self.denied.is_empty()
+    }
+
+    /// The search parameters that confine a read or search of `resource_type` to what the
+    /// residual allows; `None` when no record of that type can satisfy it (it carries no date
+    /// to compare with the data period).
+    pub fn pairs(&self, resource_type: &str) -> Option<Vec<(String, String)>> {
+        let mut pairs = Vec::new();
+        if let Some((start, end)) = &self.data_period
+            && resource_type != "Patient"
+        {
+            let param = clinical_date_param(resource_type)?;
+            if let Some(start) = start {
+                pairs.push((param.to_string(), format!("ge{start}")));
+            }
+            if let Some(end) = end {
+                pairs.push((param.to_string(), format!("le{end}")));
+            }
+        }
+        for (system, code) in &self.denied_labels {
+            pairs.push(("_security:not".into(), format!("{system}|{code}")));
+        }
+        let ids: Vec<&str> = self
+            .denied
+            .iter()
+            .filter_map(|r| r.strip_prefix(resource_type)?.strip_prefix('/'))
+            .collect();
+        if !ids.is_empty() {
+            pairs.push(("_id:not".into(), ids.join(",")));
+        }
+        Some(pairs)
+    }
+
+    fn add(&mut self, other: Residual) {
+        // Both periods must hold: the later start and the earlier end (ISO dates and
+        // dateTimes order as text).
+        self.data_period = match (self.data_period.take(), other.data_period) {
+            (Some((s1, e1)), Some((s2, e2))) => Some((s1.max(s2), min_some(e1, e2))),
+            (a, b) => a.or(b),
+        };
+        self.denied_labels.extend(other.denied_labels);
+        self.denied.extend(other.denied);
+    }
+}
+
+fn min_some(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The search parameter holding a record's clinical date, for consents' `dataPeriod`.
+pub fn clinical_date_param(resource_type: &str) -> Option<&'static str> {
+    Some(match resource_type {
+        "Observation" | "Encounter" | "AllergyIntolerance" | "DiagnosticReport" | "Procedure"
+        | "Immunization" | "DocumentReference" | "Appointment" | "CarePlan" | "Composition"
+        | "ClinicalImpression" | "FamilyMemberHistory" | "RiskAssessment" | "CareTeam"
+        | "EpisodeOfCare" | "Flag" | "List" | "Communication" | "Consent" => "date",
+        "Condition" => "recorded-date",
+        "MedicationRequest" => "authoredon",
+        "MedicationDispense" => "whenhandedover",
+        "MedicationStatement" => "effective",
+        "MedicationAdministration" => "effective-time",
+        "ServiceRequest" => "authored",
+        "Specimen" => "collected",
+        "ImagingStudy" => "started",
+        "Media" => "created",
+        _ => return None,
+    })
+}
+
+/// What the consents in force at `now` grant `requester` (their references: fhirUser,
+/// PractitionerRoles, Organizations, the app) on one patient's records; `None` when no consent
+/// in force names them.
+pub fn patient_access(
+    grants: &[ConsentGrant],
+    requester: &[String],
+    now: i64,
+) -> Option<PatientAccess> {
+    let mut access: Option<PatientAccess> = None;
+    for grant in grants
         .iter()
-        .filter(|g| g.in_force(now))
-        .flat_map(|g| g.scopes_for(requester))
-        .filter_map(|text| Scope::parse(&text).ok())
-        .collect()
+        .filter(|g| g.in_force(now) && g.names(requester))
+    {
+        let scopes: Scopes = grant
+            .scopes_for(requester)
+            .iter()
+            .filter_map(|text| Scope::parse(text).ok())
+            .collect();
+        let residual = grant.residual_for(requester);
+        let entry = access.get_or_insert_with(|| PatientAccess {
+            scopes: Scopes::default(),
+            consents: Vec::new(),
+            break_glass: false,
+            residual: Residual::default(),
+        });
+        entry.scopes = entry.scopes.iter().cloned().chain(scopes.iter().cloned()).collect();
+        entry.consents.push(grant.id.clone());
+        entry.break_glass |= grant.purposes.contains(BREAK_THE_GLASS);
+        entry.residual.add(residual);
+    }
+    access
+}
+
+/// The `patient/` scopes the consents in force at `now` grant `requester` on their patients'
+/// records (empty when none names them).
+pub fn consented_scopes(grants: &[ConsentGrant], requester: &[String], now: i64) -> Scopes {
+    patient_access(grants, requester, now)
+        .map(|a| a.scopes)
+        .unwrap_or_default()
 }
 
 /// A clinician's effective access to one patient: their token's `user/` and `patient/` scopes

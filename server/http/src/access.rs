@@ -25,6 +25,8 @@ use curanet_fhir::{Definitions, Issue, IssueType, OperationOutcome};
 use curanet_fhir_profiles::SearchParamType;
 use serde_json::{Value, json};
 
+mod consent;
+
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::handlers::read_body;
@@ -635,6 +637,29 @@ fn drop_unreadable_includes(
     dropped
 }
 
+/// `_include` / `_revinclude` values that may return patients' records: removed from `pairs`
+/// and returned, for searches whose answer consent confines beyond one patient's compartment
+/// (across patients, or within a data period or label restriction the includes would escape).
+fn drop_record_includes(access: &TokenAccess<'_>, pairs: &mut Vec<(String, String)>) -> Vec<String> {
+    let mut dropped = Vec::new();
+    pairs.retain(|(name, value)| {
+        let base = name.split(':').next().unwrap_or("");
+        let parts: Vec<&str> = value.split(':').collect();
+        let returned = match base {
+            "_include" => parts.get(2).copied().unwrap_or("*"),
+            "_revinclude" => parts.first().copied().unwrap_or("*"),
+            _ => return true,
+        };
+        if returned.is_empty() || returned == "*" || access.confinement(returned).is_confined() {
+            dropped.push(format!("{name}={value}"));
+            false
+        } else {
+            true
+        }
+    });
+    dropped
+}
+
 /// A conditional create also searches (and answers the match it finds), so it needs an
 /// unrestricted search and read of the type as well.
 fn conditional_create_search(
@@ -767,7 +792,8 @@ pub async fn require_token(
         levels,
         defs: &defs,
     };
-    let mut response = match authorize(&state, request, &access).await {
+    let mut basis = None;
+    let mut response = match authorize(&state, request, &access, &mut basis).await {
         Ok(Admitted {
             mut request,
             dropped,
@@ -793,10 +819,14 @@ pub async fn require_token(
         Err(Refusal::Error(e)) => e.into_response(),
         Err(Refusal::Response(r)) => *r,
     };
-    // The audit trail (outside this layer) names the token's user and client, allowed or not.
+    // The audit trail (outside this layer) names the token's user and client, allowed or not,
+    // and what consent decided.
     response
         .extensions_mut()
         .insert(VerifiedAccess { claims, scopes });
+    if let Some(basis) = basis {
+        response.extensions_mut().insert(basis);
+    }
     response
 }
 
@@ -859,13 +889,65 @@ async fn authorize(
     state: &AppState,
     mut request: Request,
     access: &TokenAccess<'_>,
+    basis: &mut Option<ConsentBasis>,
 ) -> Result<Admitted, Refusal> {
     let path = request.uri().path().strip_prefix("/fhir").unwrap_or("");
     let target = classify(request.method(), path);
     if target == Target::Bundle {
         return authorize_bundle(state, request, access).await;
     }
-    let narrowing = decide(access, &target)?;
+    // A clinician's token: the consents of the patient the request is about decide with it.
+    let mut mediation = consent::Mediation::Unmediated;
+    if consent::governed(access.claims) {
+        let query: Vec<(String, String)> = request
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let body = if matches!(
+            target,
+            Target::Interaction(Interaction::Create | Interaction::Update, ..)
+        ) {
+            let (parts, body) = request.into_parts();
+            let bytes = read_body(state, body).await?;
+            let json = serde_json::from_slice::<Value>(&bytes).ok();
+            request = Request::from_parts(parts, Body::from(bytes));
+            json
+        } else {
+            None
+        };
+        mediation =
+            consent::mediate(state, access, &target, &query, body.as_ref(), basis).await?;
+        if let consent::Mediation::Nothing = mediation {
+            return Err(Refusal::Response(Box::new(consent::nothing_found(
+                &request.uri().to_string(),
+            ))));
+        }
+    }
+    let derived = match &mediation {
+        consent::Mediation::Patient(grant) => Some(grant.token_access(access)),
+        _ => None,
+    };
+    let access = derived.as_ref().unwrap_or(access);
+    let mut narrowing = match (decide(access, &target), &mediation) {
+        (Ok(n), _) => n,
+        (Err(e), consent::Mediation::Patient(_)) => {
+            return Err(consent::refused(e, &target, request.uri()));
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
+    let mut drop_records = false;
+    match &mediation {
+        consent::Mediation::Patient(grant) => {
+            drop_records = consent::restrict(access, &target, grant, &mut narrowing)
+                .map_err(|e| consent::refused(e, &target, request.uri()))?;
+        }
+        consent::Mediation::Narrowed(pairs) => {
+            narrowing.pairs.extend(pairs.iter().cloned());
+            drop_records = true;
+        }
+        _ => {}
+    }
     let level = narrowing.level;
     if let Target::Interaction(Interaction::Create, ty, _) = &target
         && let Some(criteria) = request.headers().get("if-none-exist").cloned()
@@ -930,7 +1012,10 @@ async fn authorize(
     };
     check_other_types(access, level, &pairs)?;
     pairs.extend(narrowing.pairs);
-    let dropped = drop_unreadable_includes(access, level, &mut pairs);
+    let mut dropped = drop_unreadable_includes(access, level, &mut pairs);
+    if drop_records {
+        dropped.extend(drop_record_includes(access, &mut pairs));
+    }
     let uri = format!("{}?{}", parts.uri.path(), query_of(&pairs));
     parts.uri = uri
         .parse()
@@ -1202,7 +1287,42 @@ async fn decide_entry(
     if target == Target::Bundle {
         return Err(forbidden("a Bundle entry cannot be another Bundle"));
     }
-    let narrowing = decide(access, &target)?;
+    // A clinician's token: as for a single request, but a refused entry answers its error
+    // (a search consent leaves nothing to find is refused rather than answered empty).
+    let mut mediation = consent::Mediation::Unmediated;
+    if consent::governed(access.claims) {
+        let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or("");
+        let query: Vec<(String, String)> = url
+            .split_once('?')
+            .map(|(_, q)| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let mut basis = None;
+        mediation =
+            consent::mediate(state, access, &target, &query, entry.get("resource"), &mut basis)
+                .await?;
+        if let consent::Mediation::Nothing = mediation {
+            return Err(forbidden(
+                "no patient's consent grants what this search would find",
+            ));
+        }
+    }
+    let derived = match &mediation {
+        consent::Mediation::Patient(grant) => Some(grant.token_access(access)),
+        _ => None,
+    };
+    let access = derived.as_ref().unwrap_or(access);
+    let mut narrowing = decide(access, &target)?;
+    let mut drop_records = false;
+    match &mediation {
+        consent::Mediation::Patient(grant) => {
+            drop_records = consent::restrict(access, &target, grant, &mut narrowing)?;
+        }
+        consent::Mediation::Narrowed(pairs) => {
+            narrowing.pairs.extend(pairs.iter().cloned());
+            drop_records = true;
+        }
+        _ => {}
+    }
     let level = narrowing.level;
     if narrowing.all_entries {
         return Err(forbidden(
@@ -1247,7 +1367,7 @@ async fn decide_entry(
         let includes = pairs
             .iter()
             .any(|(n, _)| n.starts_with("_include") || n.starts_with("_revinclude"));
-        if includes && narrowing.confine_to.is_some() {
+        if includes && (narrowing.confine_to.is_some() || drop_records) {
             return Err(forbidden(
                 "with a patient-level token, a search in a Bundle cannot use _include or _revinclude; search directly",
             ));

@@ -56,6 +56,8 @@ pub struct Shared {
     pub emergency: Arc<curanet_auth::sharing::ShareLinks>,
     /// The audit trail's recorder (every `/fhir` interaction).
     pub audit: crate::audit::Recorder,
+    /// The patients' consents, as clinicians' requests consult them.
+    pub consents: Arc<crate::consents::ConsentRegistry>,
 }
 
 /// The whole HTTP API: `/fhir/...`, the discovery documents, `/oauth/...`, `/healthz`, `/readyz`.

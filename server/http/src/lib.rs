@@ -7,6 +7,7 @@ pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod consents;
 mod cors;
 pub mod emergency;
 mod error;

@@ -129,7 +129,9 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     .await?;
     let maintenance = tokio::spawn(maintain_keys(authority.clone()));
     let audit = crate::audit::Recorder::start(engine.clone(), audit_chain);
+    let consents = crate::consents::ConsentRegistry::watching(&engine);
     let state = AppState::new(Shared {
+        consents,
         engine,
         base_url: config
             .base_url

@@ -113,6 +113,19 @@ impl TestServer {
             .expect("account created")
     }
 
+    /// Creates `resource` directly through the engine (no token, no audit); returns its id.
+    pub async fn seed(&self, resource: &serde_json::Value) -> String {
+        let ty = resource["resourceType"].as_str().expect("a resource type");
+        self.server
+            .state
+            .engine
+            .create(ty, resource.to_string().as_bytes(), None, &self.base_url)
+            .await
+            .expect("seeded resource")
+            .version
+            .id
+    }
+
     /// Registers an OAuth client, as `curanet client add` does; the secret of a symmetric
     /// client is in the answer.
     pub async fn register_client(

@@ -509,7 +509,7 @@ fn clause(
         None => code.to_string(),
     };
     if code == "_id" {
-        if modifier.is_some() {
+        if modifier.is_some_and(|m| m != "not") {
             return Ok(Err(format!(
                 "modifier :{} is not supported on _id",
                 modifier.unwrap_or("")
@@ -518,7 +518,7 @@ fn clause(
         let predicates = split_or(value).into_iter().map(Predicate::Id).collect();
         return Ok(Ok(Clause::AnyOf {
             predicates,
-            negated: false,
+            negated: modifier == Some("not"),
         }));
     }
     if code == "_lastUpdated" {

@@ -38,6 +38,7 @@ pub use model::{
     PutOp, StoredVersion, Transform, UniqueIdentity, UniqueKey, WriteOp, WriteOutcome,
 };
 pub use postgres::PostgresStore;
+pub use read_cache::{Change, ChangeWatcher};
 pub use search::{
     Clause, Compartment, Cursor, Include, IndexTable, LastN, MAX_INCLUDED, OperationFilter,
     Predicate, Prefix, SearchPage, SearchSpec, SortBy, SortKey, SortValue, StringMatch, UriMatch,
@@ -94,6 +95,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Closes connections after flushing pending writes.
     async fn close(&self);
+
+    /// Registers `watcher` to hear of every later change: this instance's commits before they
+    /// are acknowledged, and (PostgreSQL) other instances' commits as they are announced.
+    fn watch(&self, watcher: ChangeWatcher);
 }
 
 /// How a store is opened.

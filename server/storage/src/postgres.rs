@@ -335,6 +335,10 @@ impl Store for PostgresStore {
         }
         self.pool.close().await;
     }
+
+    fn watch(&self, watcher: crate::ChangeWatcher) {
+        self.cache.watch(watcher);
+    }
 }
 
 /// Account and OAuth statements ([`crate::AuthStore`]): reads on a pooled connection, writes in

@@ -7,21 +7,38 @@
 //! checked under moka's per-key lock), and never over a newer version. So a stale version can
 //! never be cached after a newer one was acknowledged or announced.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use moka::ops::compute::Op;
 use moka::sync::Cache;
 
 use crate::model::StoredVersion;
 
-/// Current versions by `Type/id`, bounded by the size of their JSON.
+/// A change to stored resources, as a [`ChangeWatcher`] hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// `resource_type/id` was written (here, before the write is acknowledged, or by another
+    /// instance sharing the database).
+    Resource { resource_type: &'a str, id: &'a str },
+    /// Changes may have been missed (the change-notification connection was lost): forget
+    /// everything derived from stored resources.
+    Unknown,
+}
+
+/// Called for every change to stored resources; must be quick (it runs inside the write path).
+pub type ChangeWatcher = Arc<dyn Fn(Change<'_>) + Send + Sync>;
+
+/// Current versions by `Type/id`, bounded by the size of their JSON. Every change passes
+/// through here, so the cache also tells the registered watchers about them.
 pub(crate) struct ReadCache {
     entries: Cache<String, Arc<StoredVersion>>,
     /// Changes at the start and end of every write and at every invalidation.
     epoch: AtomicU64,
     /// Writes started and not yet ended.
     in_flight: AtomicU64,
+    /// Told of every change (local commits and other instances' announcements).
+    watchers: RwLock<Vec<ChangeWatcher>>,
 }
 
 /// The cache key (and change-notification payload) of a resource: `Type/id`.
@@ -46,6 +63,25 @@ impl ReadCache {
                 .build(),
             epoch: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            watchers: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Registers a watcher of every later change.
+    pub(crate) fn watch(&self, watcher: ChangeWatcher) {
+        self.watchers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(watcher);
+    }
+
+    fn tell(&self, change: Change<'_>) {
+        let watchers = self
+            .watchers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for watcher in watchers.iter() {
+            watcher(change);
         }
     }
 
@@ -84,6 +120,10 @@ impl ReadCache {
 
     /// Records a committed version (before the write is acknowledged).
     pub(crate) fn committed(&self, version: &StoredVersion) {
+        self.tell(Change::Resource {
+            resource_type: &version.resource_type,
+            id: &version.id,
+        });
         let candidate = Arc::new(version.clone());
         self.entries
             .entry(key(&version.resource_type, &version.id))
@@ -106,12 +146,17 @@ impl ReadCache {
     pub(crate) fn invalidate(&self, key: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate(key);
+        match key.split_once('/') {
+            Some((resource_type, id)) => self.tell(Change::Resource { resource_type, id }),
+            None => self.tell(Change::Unknown),
+        }
     }
 
     /// Forgets everything (after a lost change-notification connection).
     pub(crate) fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate_all();
+        self.tell(Change::Unknown);
     }
 
     /// Reads through the cache: `load` runs on a miss, and its result may fill the cache.

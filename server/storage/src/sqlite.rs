@@ -325,4 +325,8 @@ impl Store for SqliteStore {
         }
         self.readers.close().await;
     }
+
+    fn watch(&self, watcher: crate::ChangeWatcher) {
+        self.cache.watch(watcher);
+    }
 }

@@ -164,3 +164,19 @@ pub async fn post(client: &reqwest::Client, base: &str, resource: &Value) -> (u1
 pub fn patient(n: usize) -> Value {
     json!({"resourceType": "Patient", "name": [{"family": format!("Family{n}")}], "gender": "other"})
 }
+
+/// Signs in through the account API (`POST /api/auth/login`) of the server at `fhir_base` and
+/// returns the token response (`access_token`, `patient`, `fhirUser`, ...).
+pub async fn sign_in(fhir_base: &str, email: &str, password: &str) -> Value {
+    let root = fhir_base.trim_end_matches("/fhir");
+    let response = reqwest::Client::new()
+        .post(format!("{root}/api/auth/login"))
+        .json(&json!({"identifier": email, "password": password}))
+        .send()
+        .await
+        .expect("sign-in request");
+    let status = response.status();
+    let body: Value = response.json().await.expect("sign-in answer");
+    assert!(status.is_success(), "sign-in of {email}: {status} {body}");
+    body
+}
