@@ -152,7 +152,10 @@ impl ConsentGrant {
                     .into_iter()
                     .flatten()
                     .filter_map(|c| {
-                        Some((c["system"].as_str()?.to_string(), c["code"].as_str()?.to_string()))
+                        Some((
+                            c["system"].as_str()?.to_string(),
+                            c["code"].as_str()?.to_string(),
+                        ))
                     })
                     .collect(),
                 data: p["data"]
@@ -215,7 +218,9 @@ impl ConsentGrant {
             ..Residual::default()
         };
         for d in self.denials_for(requester) {
-            residual.denied_labels.extend(d.security_labels.iter().cloned());
+            residual
+                .denied_labels
+                .extend(d.security_labels.iter().cloned());
             residual.denied.extend(d.data.iter().cloned());
         }
         residual
@@ -339,10 +344,25 @@ fn min_some(a: Option<String>, b: Option<String>) -> Option<String> {
 /// The search parameter holding a record's clinical date, for consents' `dataPeriod`.
 pub fn clinical_date_param(resource_type: &str) -> Option<&'static str> {
     Some(match resource_type {
-        "Observation" | "Encounter" | "AllergyIntolerance" | "DiagnosticReport" | "Procedure"
-        | "Immunization" | "DocumentReference" | "Appointment" | "CarePlan" | "Composition"
-        | "ClinicalImpression" | "FamilyMemberHistory" | "RiskAssessment" | "CareTeam"
-        | "EpisodeOfCare" | "Flag" | "List" | "Communication" | "Consent" => "date",
+        "Observation"
+        | "Encounter"
+        | "AllergyIntolerance"
+        | "DiagnosticReport"
+        | "Procedure"
+        | "Immunization"
+        | "DocumentReference"
+        | "Appointment"
+        | "CarePlan"
+        | "Composition"
+        | "ClinicalImpression"
+        | "FamilyMemberHistory"
+        | "RiskAssessment"
+        | "CareTeam"
+        | "EpisodeOfCare"
+        | "Flag"
+        | "List"
+        | "Communication"
+        | "Consent" => "date",
         "Condition" => "recorded-date",
         "MedicationRequest" => "authoredon",
         "MedicationDispense" => "whenhandedover",
@@ -381,7 +401,12 @@ pub fn patient_access(
             break_glass: false,
             residual: Residual::default(),
         });
-        entry.scopes = entry.scopes.iter().cloned().chain(scopes.iter().cloned()).collect();
+        entry.scopes = entry
+            .scopes
+            .iter()
+            .cloned()
+            .chain(scopes.iter().cloned())
+            .collect();
         entry.consents.push(grant.id.clone());
         entry.break_glass |= grant.purposes.contains(BREAK_THE_GLASS);
         entry.residual.add(residual);

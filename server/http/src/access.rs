@@ -47,8 +47,13 @@ pub struct VerifiedAccess {
 
 /// The operations of the consent workflow and break-the-glass, admitted for any person's token;
 /// their handlers check who calls them.
-pub const CONSENT_OPERATIONS: [&str; 5] =
-    ["request-consent", "approve", "reject", "revoke", "break-glass"];
+pub const CONSENT_OPERATIONS: [&str; 5] = [
+    "request-consent",
+    "approve",
+    "reject",
+    "revoke",
+    "break-glass",
+];
 
 /// What the patients' consents decided for a request, put in the response's extensions for the
 /// audit trail (absent when no consent was involved: backend services, a patient's own records).
@@ -640,7 +645,10 @@ fn drop_unreadable_includes(
 /// `_include` / `_revinclude` values that may return patients' records: removed from `pairs`
 /// and returned, for searches whose answer consent confines beyond one patient's compartment
 /// (across patients, or within a data period or label restriction the includes would escape).
-fn drop_record_includes(access: &TokenAccess<'_>, pairs: &mut Vec<(String, String)>) -> Vec<String> {
+fn drop_record_includes(
+    access: &TokenAccess<'_>,
+    pairs: &mut Vec<(String, String)>,
+) -> Vec<String> {
     let mut dropped = Vec::new();
     pairs.retain(|(name, value)| {
         let base = name.split(':').next().unwrap_or("");
@@ -804,7 +812,16 @@ pub async fn require_token(
                 claims: Arc::clone(&claims),
                 scopes: Arc::clone(&scopes),
             });
+            let target = consent::governed(&claims).then(|| {
+                classify(
+                    request.method(),
+                    request.uri().path().strip_prefix("/fhir").unwrap_or(""),
+                )
+            });
             let mut response = next.run(request).await;
+            if let Some(target) = target {
+                consent::after_registration(&state, &claims, &target, &response).await;
+            }
             if let Some((patient, all_entries)) = confine_to {
                 response = confine_answer(response, &access, &patient, all_entries).await;
             }
@@ -916,8 +933,7 @@ async fn authorize(
         } else {
             None
         };
-        mediation =
-            consent::mediate(state, access, &target, &query, body.as_ref(), basis).await?;
+        mediation = consent::mediate(state, access, &target, &query, body.as_ref(), basis).await?;
         if let consent::Mediation::Nothing = mediation {
             return Err(Refusal::Response(Box::new(consent::nothing_found(
                 &request.uri().to_string(),
@@ -1291,15 +1307,24 @@ async fn decide_entry(
     // (a search consent leaves nothing to find is refused rather than answered empty).
     let mut mediation = consent::Mediation::Unmediated;
     if consent::governed(access.claims) {
-        let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or("");
+        let url = entry
+            .pointer("/request/url")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let query: Vec<(String, String)> = url
             .split_once('?')
             .map(|(_, q)| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
         let mut basis = None;
-        mediation =
-            consent::mediate(state, access, &target, &query, entry.get("resource"), &mut basis)
-                .await?;
+        mediation = consent::mediate(
+            state,
+            access,
+            &target,
+            &query,
+            entry.get("resource"),
+            &mut basis,
+        )
+        .await?;
         if let consent::Mediation::Nothing = mediation {
             return Err(forbidden(
                 "no patient's consent grants what this search would find",

@@ -94,7 +94,11 @@ impl ConsentRegistry {
     }
 
     /// The active Consents of `patient` (in force or not: the period is checked per request).
-    pub async fn of_patient(&self, engine: &Engine, patient: &str) -> Result<Arc<Vec<ConsentGrant>>> {
+    pub async fn of_patient(
+        &self,
+        engine: &Engine,
+        patient: &str,
+    ) -> Result<Arc<Vec<ConsentGrant>>> {
         let pairs = [("patient".to_string(), format!("Patient/{patient}"))];
         self.cached(&self.by_patient, patient.to_string(), || {
             load_grants(engine, &pairs)
@@ -119,8 +123,10 @@ impl ConsentRegistry {
     /// Organizations (a consent to a whole pharmacy names its Organization).
     pub async fn references(&self, engine: &Engine, fhir_user: &str) -> Result<Arc<Vec<String>>> {
         let key = fhir_user.to_string();
-        self.cached(&self.references, key, || requester_references(engine, fhir_user))
-            .await
+        self.cached(&self.references, key, || {
+            requester_references(engine, fhir_user)
+        })
+        .await
     }
 
     async fn cached<T, F, Fut>(
@@ -200,9 +206,15 @@ async fn requester_references(engine: &Engine, fhir_user: &str) -> Result<Vec<St
     };
     for role in roles {
         let named = [
-            role["id"].as_str().map(|id| format!("PractitionerRole/{id}")),
-            role["practitioner"]["reference"].as_str().map(str::to_string),
-            role["organization"]["reference"].as_str().map(str::to_string),
+            role["id"]
+                .as_str()
+                .map(|id| format!("PractitionerRole/{id}")),
+            role["practitioner"]["reference"]
+                .as_str()
+                .map(str::to_string),
+            role["organization"]["reference"]
+                .as_str()
+                .map(str::to_string),
         ];
         for reference in named.into_iter().flatten() {
             if !references.contains(&reference) {

@@ -14,7 +14,6 @@ use curanet_storage::Role;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery staple";
-const LEVELS: &str = "https://curanet.in/fhir/CodeSystem/consent-grant-level";
 const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 
 /// The people of the tests and their tokens.
@@ -54,8 +53,7 @@ impl World {
             c.require_auth = true;
             if shared {
                 c.base_url = Some("http://curanet.test/fhir".into());
-                c.key_encryption_key =
-                    Some("Y3VyYW5ldC10ZXN0LWtleS1lbmNyeXB0aW9uLWtleSE=".into());
+                c.key_encryption_key = Some("Y3VyYW5ldC10ZXN0LWtleS1lbmNyeXB0aW9uLWtleSE=".into());
             }
         })
         .await?;
@@ -87,11 +85,16 @@ impl World {
             .await
             .unwrap();
         let role = roles.page.resources[0].resource().unwrap();
-        let pharmacy = role["organization"]["reference"].as_str().unwrap().to_string();
+        let pharmacy = role["organization"]["reference"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let p = format!("Patient/{patient}");
         let allergy = server
-            .seed(&json!({"resourceType": "AllergyIntolerance", "patient": {"reference": p},
-                "recordedDate": "2024-03-01", "code": {"text": "penicillin"}}))
+            .seed(
+                &json!({"resourceType": "AllergyIntolerance", "patient": {"reference": p},
+                "recordedDate": "2024-03-01", "code": {"text": "penicillin"}}),
+            )
             .await;
         let vital_2024 = server
             .seed(&json!({"resourceType": "Observation", "status": "final", "subject": {"reference": p},
@@ -103,13 +106,17 @@ impl World {
                 "code": {"text": "HIV test"}, "effectiveDateTime": "2023-01-01"}))
             .await;
         let condition = server
-            .seed(&json!({"resourceType": "Condition", "subject": {"reference": p},
-                "code": {"text": "asthma"}, "recordedDate": "2024-02-02"}))
+            .seed(
+                &json!({"resourceType": "Condition", "subject": {"reference": p},
+                "code": {"text": "asthma"}, "recordedDate": "2024-02-02"}),
+            )
             .await;
         let medication_request = server
-            .seed(&json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            .seed(
+                &json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
                 "subject": {"reference": p}, "medicationCodeableConcept": {"text": "salbutamol"},
-                "authoredOn": "2024-05-05"}))
+                "authoredOn": "2024-05-05"}),
+            )
             .await;
         let other_allergy = server
             .seed(&json!({"resourceType": "AllergyIntolerance",
@@ -198,29 +205,7 @@ impl World {
 
     /// A CuraNetConsent of P to `actor`.
     fn consent(&self, status: &str, actor: &str, levels: &[&str], classes: &[&str]) -> Value {
-        let mut consent = json!({
-            "resourceType": "Consent",
-            "status": status,
-            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-            "patient": {"reference": format!("Patient/{}", self.patient)},
-            "dateTime": "2026-01-01T00:00:00Z",
-            "provision": {
-                "type": "permit",
-                "actor": [{
-                    "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
-                    "reference": {"reference": actor}
-                }],
-                "action": [{"coding": levels.iter().map(|l| json!({"system": LEVELS, "code": l})).collect::<Vec<_>>()}],
-            }
-        });
-        if !classes.is_empty() {
-            consent["provision"]["class"] = classes
-                .iter()
-                .map(|c| json!({"system": "http://hl7.org/fhir/resource-types", "code": c}))
-                .collect();
-        }
-        consent
+        common::consent(&self.patient, status, actor, levels, classes)
     }
 }
 
@@ -254,10 +239,17 @@ async fn consent_governs_clinicians(backend: TestBackend) {
     let (status, body) = w.get(&format!("Observation?patient={p}"), &dr).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["issue"][0]["code"], "forbidden");
-    assert_eq!(w.get(&format!("Observation/{}", w.vital_2024), &dr).await.0, 404);
+    assert_eq!(
+        w.get(&format!("Observation/{}", w.vital_2024), &dr).await.0,
+        404
+    );
     assert_eq!(w.get(&format!("Patient/{p}"), &dr).await.0, 404);
     let (status, bundle) = w.get("AllergyIntolerance", &dr).await;
-    assert_eq!((status, bundle["total"].as_i64()), (200, Some(0)), "{bundle}");
+    assert_eq!(
+        (status, bundle["total"].as_i64()),
+        (200, Some(0)),
+        "{bundle}"
+    );
 
     // 59: the doctor proposes a consent naming themself → 201, and nothing changes.
     let proposal = w.consent(
@@ -271,12 +263,19 @@ async fn consent_governs_clinicians(backend: TestBackend) {
         .await;
     assert_eq!(status, 201, "{created}");
     let consent = created["id"].as_str().unwrap().to_string();
-    assert_eq!(w.get(&format!("AllergyIntolerance?patient={p}"), &dr).await.0, 403);
+    assert_eq!(
+        w.get(&format!("AllergyIntolerance?patient={p}"), &dr)
+            .await
+            .0,
+        403
+    );
     // ...a proposal naming someone else, or an active one, is refused.
     let mut active = proposal.clone();
     active["status"] = json!("active");
     assert_eq!(
-        w.send(reqwest::Method::POST, "Consent", &dr, Some(&active)).await.0,
+        w.send(reqwest::Method::POST, "Consent", &dr, Some(&active))
+            .await
+            .0,
         403
     );
     // The doctor sees their own requests, not others'.
@@ -287,7 +286,12 @@ async fn consent_governs_clinicians(backend: TestBackend) {
     let mut approve = active.clone();
     approve["id"] = json!(consent);
     let (status, _) = w
-        .send(reqwest::Method::PUT, &format!("Consent/{consent}"), &dr, Some(&approve))
+        .send(
+            reqwest::Method::PUT,
+            &format!("Consent/{consent}"),
+            &dr,
+            Some(&approve),
+        )
         .await;
     assert_eq!(status, 403);
 
@@ -295,42 +299,81 @@ async fn consent_governs_clinicians(backend: TestBackend) {
     // granted), the other patient's allergy never.
     w.change(&consent, active.clone()).await;
     assert_eq!(
-        w.found(&format!("AllergyIntolerance?patient={p}"), &dr).await,
+        w.found(&format!("AllergyIntolerance?patient={p}"), &dr)
+            .await,
         vec![w.allergy.clone()]
     );
-    assert!(w.found(&format!("Observation?patient={p}"), &dr).await.is_empty());
-    assert_eq!(w.get(&format!("AllergyIntolerance/{}", w.allergy), &dr).await.0, 200);
+    assert!(
+        w.found(&format!("Observation?patient={p}"), &dr)
+            .await
+            .is_empty()
+    );
     assert_eq!(
-        w.get(&format!("AllergyIntolerance/{}", w.other_allergy), &dr).await.0,
+        w.get(&format!("AllergyIntolerance/{}", w.allergy), &dr)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        w.get(&format!("AllergyIntolerance/{}", w.other_allergy), &dr)
+            .await
+            .0,
         404
     );
     // A search naming no patient is narrowed to the consenting ones.
-    assert_eq!(w.found("AllergyIntolerance", &dr).await, vec![w.allergy.clone()]);
+    assert_eq!(
+        w.found("AllergyIntolerance", &dr).await,
+        vec![w.allergy.clone()]
+    );
     // 68: another doctor is not the consent's actor.
     assert_eq!(
-        w.get(&format!("AllergyIntolerance?patient={p}"), &w.second_doctor_token).await.0,
+        w.get(
+            &format!("AllergyIntolerance?patient={p}"),
+            &w.second_doctor_token
+        )
+        .await
+        .0,
         403
     );
 
     // 63/74: READ_BASIC → Patient and allergies, not conditions; READ_FULL → both.
-    w.change(&consent, w.consent("active", &w.doctor, &["READ_BASIC"], &[])).await;
+    w.change(
+        &consent,
+        w.consent("active", &w.doctor, &["READ_BASIC"], &[]),
+    )
+    .await;
     assert_eq!(w.get(&format!("Patient/{p}"), &dr).await.0, 200);
-    assert_eq!(w.get(&format!("Condition/{}", w.condition), &dr).await.0, 404);
     assert_eq!(
-        w.get(&format!("MedicationRequest/{}", w.medication_request), &dr).await.0,
+        w.get(&format!("Condition/{}", w.condition), &dr).await.0,
+        404
+    );
+    assert_eq!(
+        w.get(&format!("MedicationRequest/{}", w.medication_request), &dr)
+            .await
+            .0,
         200
     );
     // 72: a revinclude of records the consent does not cover is dropped and reported.
     let (status, bundle) = w
-        .get(&format!("Patient?_id={p}&_revinclude=Observation:subject"), &dr)
+        .get(
+            &format!("Patient?_id={p}&_revinclude=Observation:subject"),
+            &dr,
+        )
         .await;
     assert_eq!(status, 200);
     assert!(
         !bundle.to_string().contains(&w.vital_2024),
         "an Observation leaked through _revinclude: {bundle}"
     );
-    w.change(&consent, w.consent("active", &w.doctor, &["READ_FULL"], &[])).await;
-    assert_eq!(w.get(&format!("Condition/{}", w.condition), &dr).await.0, 200);
+    w.change(
+        &consent,
+        w.consent("active", &w.doctor, &["READ_FULL"], &[]),
+    )
+    .await;
+    assert_eq!(
+        w.get(&format!("Condition/{}", w.condition), &dr).await.0,
+        200
+    );
     assert_eq!(
         w.found(&format!("Observation?patient={p}"), &dr).await,
         sorted(&[&w.vital_2024, &w.restricted_2023])
@@ -339,24 +382,47 @@ async fn consent_governs_clinicians(backend: TestBackend) {
     // 64: writing needs WRITE, deleting needs DELETE.
     let new_vital = json!({"resourceType": "Observation", "status": "final",
         "subject": {"reference": format!("Patient/{p}")}, "code": {"text": "weight"}});
-    assert_eq!(w.send(reqwest::Method::POST, "Observation", &dr, Some(&new_vital)).await.0, 403);
+    assert_eq!(
+        w.send(reqwest::Method::POST, "Observation", &dr, Some(&new_vital))
+            .await
+            .0,
+        403
+    );
     w.change(
         &consent,
         w.consent("active", &w.doctor, &["READ_FULL", "WRITE"], &[]),
     )
     .await;
-    let (status, written) = w.send(reqwest::Method::POST, "Observation", &dr, Some(&new_vital)).await;
+    let allergy = json!({"resourceType": "AllergyIntolerance",
+        "patient": {"reference": format!("Patient/{p}")}, "code": {"text": "peanut"}});
+    let (status, body) = w
+        .send(
+            reqwest::Method::POST,
+            "AllergyIntolerance",
+            &dr,
+            Some(&allergy),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, written) = w
+        .send(reqwest::Method::POST, "Observation", &dr, Some(&new_vital))
+        .await;
     assert_eq!(status, 201, "{written}");
     let written = written["id"].as_str().unwrap().to_string();
     // A write about another patient is not covered by P's consent.
     let mut elsewhere = new_vital.clone();
     elsewhere["subject"]["reference"] = json!(format!("Patient/{}", w.other_patient));
     assert_eq!(
-        w.send(reqwest::Method::POST, "Observation", &dr, Some(&elsewhere)).await.0,
+        w.send(reqwest::Method::POST, "Observation", &dr, Some(&elsewhere))
+            .await
+            .0,
         403
     );
     let delete = format!("Observation/{written}");
-    assert_eq!(w.send(reqwest::Method::DELETE, &delete, &dr, None).await.0, 403);
+    assert_eq!(
+        w.send(reqwest::Method::DELETE, &delete, &dr, None).await.0,
+        403
+    );
     w.change(
         &consent,
         w.consent("active", &w.doctor, &["READ_FULL", "WRITE", "DELETE"], &[]),
@@ -372,13 +438,20 @@ async fn consent_governs_clinicians(backend: TestBackend) {
         {"resource": new_vital, "request": {"method": "POST", "url": "Observation"}},
         {"resource": elsewhere, "request": {"method": "POST", "url": "Observation"}},
     ]});
-    let before = w.found(&format!("Observation?patient={p}"), &dr).await.len();
+    let before = w
+        .found(&format!("Observation?patient={p}"), &dr)
+        .await
+        .len();
     assert_eq!(
-        w.send(reqwest::Method::POST, "", &dr, Some(&transaction)).await.0,
+        w.send(reqwest::Method::POST, "", &dr, Some(&transaction))
+            .await
+            .0,
         403
     );
     assert_eq!(
-        w.found(&format!("Observation?patient={p}"), &dr).await.len(),
+        w.found(&format!("Observation?patient={p}"), &dr)
+            .await
+            .len(),
         before
     );
 
@@ -392,10 +465,15 @@ async fn consent_governs_clinicians(backend: TestBackend) {
         vec![w.vital_2024.clone()]
     );
     assert_eq!(
-        w.get(&format!("Observation/{}", w.restricted_2023), &dr).await.0,
+        w.get(&format!("Observation/{}", w.restricted_2023), &dr)
+            .await
+            .0,
         404
     );
-    assert_eq!(w.get(&format!("Observation/{}", w.vital_2024), &dr).await.0, 200);
+    assert_eq!(
+        w.get(&format!("Observation/{}", w.vital_2024), &dr).await.0,
+        200
+    );
 
     // 71: a data period keeps only records dated inside it.
     let mut period = w.consent("active", &w.doctor, &["READ_FULL"], &[]);
@@ -406,7 +484,9 @@ async fn consent_governs_clinicians(backend: TestBackend) {
         vec![w.vital_2024.clone()]
     );
     assert_eq!(
-        w.get(&format!("Observation/{}", w.restricted_2023), &dr).await.0,
+        w.get(&format!("Observation/{}", w.restricted_2023), &dr)
+            .await
+            .0,
         404
     );
 
@@ -427,10 +507,15 @@ async fn consent_governs_clinicians(backend: TestBackend) {
 
     // 73: draft and entered-in-error consents grant nothing; 67: revocation takes effect on
     // the very next request with the same token.
-    w.change(&consent, w.consent("active", &w.doctor, &["READ_FULL"], &[])).await;
+    w.change(
+        &consent,
+        w.consent("active", &w.doctor, &["READ_FULL"], &[]),
+    )
+    .await;
     assert_eq!(w.get(&format!("Observation?patient={p}"), &dr).await.0, 200);
     for status in ["inactive", "draft", "entered-in-error", "rejected"] {
-        w.change(&consent, w.consent(status, &w.doctor, &["READ_FULL"], &[])).await;
+        w.change(&consent, w.consent(status, &w.doctor, &["READ_FULL"], &[]))
+            .await;
         assert_eq!(
             w.get(&format!("Observation?patient={p}"), &dr).await.0,
             403,
@@ -441,23 +526,70 @@ async fn consent_governs_clinicians(backend: TestBackend) {
     // A pharmacy: a consent to its Organization reaches its pharmacists, within their role.
     let pharmacist = w.pharmacist_token.clone();
     assert_eq!(
-        w.get(&format!("MedicationRequest?patient={p}"), &pharmacist).await.0,
+        w.get(&format!("MedicationRequest?patient={p}"), &pharmacist)
+            .await
+            .0,
         403
     );
-    w.grant(w.consent("active", &w.pharmacy, &["READ_FULL"], &["MedicationRequest"]))
-        .await;
+    w.grant(w.consent(
+        "active",
+        &w.pharmacy,
+        &["READ_FULL"],
+        &["MedicationRequest"],
+    ))
+    .await;
     assert_eq!(
-        w.found(&format!("MedicationRequest?patient={p}"), &pharmacist).await,
+        w.found(&format!("MedicationRequest?patient={p}"), &pharmacist)
+            .await,
         vec![w.medication_request.clone()]
     );
     assert_eq!(
-        w.get(&format!("Condition/{}", w.condition), &pharmacist).await.0,
+        w.get(&format!("Condition/{}", w.condition), &pharmacist)
+            .await
+            .0,
         404
+    );
+
+    // A clinician who registers a patient keeps their record under a recorded consent (the
+    // registration policy) that the patient can see and revoke like any other.
+    let (status, created) = w
+        .send(
+            reqwest::Method::POST,
+            "Patient",
+            &dr,
+            Some(&json!({"resourceType": "Patient", "name": [{"family": "Walk-in"}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let walk_in = created["id"].as_str().unwrap().to_string();
+    let vital = json!({"resourceType": "Observation", "status": "final",
+        "subject": {"reference": format!("Patient/{walk_in}")}, "code": {"text": "pulse"}});
+    assert_eq!(
+        w.send(reqwest::Method::POST, "Observation", &dr, Some(&vital))
+            .await
+            .0,
+        201
+    );
+    let (_, registered) = w.get(&format!("Consent?patient={walk_in}"), &dr).await;
+    assert_eq!(
+        registered["entry"][0]["resource"]["policy"][0]["uri"],
+        "https://curanet.in/fhir/policy/registration"
+    );
+    assert_eq!(
+        w.get(
+            &format!("Observation?patient={walk_in}"),
+            &w.second_doctor_token
+        )
+        .await
+        .0,
+        403
     );
 
     // The patient always reaches their own records, consents or not.
     assert_eq!(
-        w.found(&format!("Observation?patient={p}"), &w.patient_token).await.len(),
+        w.found(&format!("Observation?patient={p}"), &w.patient_token)
+            .await
+            .len(),
         2
     );
     w.server.stop().await;
@@ -474,7 +606,9 @@ async fn revocation_reaches_other_instances() {
     };
     let mut config = w.server.config.clone();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    let second = curanet_http::server::start(config).await.expect("second instance");
+    let second = curanet_http::server::start(config)
+        .await
+        .expect("second instance");
     let other = format!("http://{}/fhir", second.addr);
     let p = w.patient.clone();
     let consent = w
@@ -497,8 +631,11 @@ async fn revocation_reaches_other_instances() {
     // Warm both instances' caches with the consent in force.
     assert_eq!(read(other.clone()).await, 200);
     assert_eq!(read(w.server.base_url.clone()).await, 200);
-    w.change(&consent, w.consent("inactive", &w.doctor, &["READ_FULL"], &[]))
-        .await;
+    w.change(
+        &consent,
+        w.consent("inactive", &w.doctor, &["READ_FULL"], &[]),
+    )
+    .await;
     let revoked = Instant::now();
     loop {
         if read(other.clone()).await == 403 {

@@ -34,7 +34,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
@@ -250,6 +252,21 @@ async fn emergency_links_end_to_end(backend: TestBackend) {
     let doctor = env.login("dr@example.in").await;
     let doctor_token = doctor["access_token"].as_str().unwrap().to_string();
     let subject = json!({"reference": format!("Patient/{patient_id}")});
+    // The doctor writes the record under the patient's consent.
+    let doctor_ref = doctor["fhirUser"]
+        .as_str()
+        .unwrap()
+        .rsplitn(3, '/')
+        .take(2)
+        .collect::<Vec<_>>();
+    let grant = common::consent(
+        &patient_id,
+        "active",
+        &format!("{}/{}", doctor_ref[1], doctor_ref[0]),
+        &["READ_FULL", "WRITE"],
+        &[],
+    );
+    env.create(&patient_token, grant).await;
 
     // The record: what each section shows, and what no link may show.
     let r = env

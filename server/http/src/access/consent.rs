@@ -93,10 +93,7 @@ fn patient_of_value(value: &str) -> Option<String> {
 
 /// The one patient a search of `resource_type` names (by its confining parameter, `patient`,
 /// `subject` or, for Patient, `_id`), when it names exactly one.
-fn searched_patient(
-    confinement: &Confinement,
-    pairs: &[(String, String)],
-) -> Option<String> {
+fn searched_patient(confinement: &Confinement, pairs: &[(String, String)]) -> Option<String> {
     let mut named: Vec<String> = Vec::new();
     for (name, value) in pairs {
         let base = name.split(':').next().unwrap_or("");
@@ -122,11 +119,7 @@ fn searched_patient(
 }
 
 /// The patients a record (of `resource_type`) belongs to.
-fn patients_of(
-    access: &TokenAccess<'_>,
-    resource_type: &str,
-    resource: &Value,
-) -> Vec<String> {
+fn patients_of(access: &TokenAccess<'_>, resource_type: &str, resource: &Value) -> Vec<String> {
     match access.confinement(resource_type) {
         Confinement::Owner => resource["id"]
             .as_str()
@@ -148,7 +141,11 @@ fn patients_of(
 }
 
 /// The stored current version of `resource_type/id`, if any (deleted: none).
-async fn stored(state: &AppState, resource_type: &str, id: &str) -> Result<Option<Value>, ApiError> {
+async fn stored(
+    state: &AppState,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<Value>, ApiError> {
     match state.engine.read(resource_type, id).await {
         Ok(v) => Ok(v.resource()),
         Err(EngineError::NotFound(_) | EngineError::Gone(_) | EngineError::BadRequest(_)) => {
@@ -163,7 +160,9 @@ fn reads(target: &Target) -> bool {
     use Interaction::*;
     match target {
         Target::Interaction(i, _, _) => matches!(i, Read | Vread | HistoryInstance),
-        Target::Operation(name, _, Some(_)) => matches!(name.as_str(), "everything" | "meta" | "validate"),
+        Target::Operation(name, _, Some(_)) => {
+            matches!(name.as_str(), "everything" | "meta" | "validate")
+        }
         _ => false,
     }
 }
@@ -206,14 +205,18 @@ pub(super) async fn mediate(
     }
     if ty == "AuditEvent" {
         // The accounting of disclosures: administrators search it all; clinicians none of it.
-        let account = state.authority.account(&access.claims.sub).await.map_err(|e| {
-            tracing::error!(error = %e, "account lookup failed");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                curanet_fhir::IssueType::Exception,
-                "the account store did not answer",
-            )
-        })?;
+        let account = state
+            .authority
+            .account(&access.claims.sub)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "account lookup failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    curanet_fhir::IssueType::Exception,
+                    "the account store did not answer",
+                )
+            })?;
         return match account {
             Some(a) if a.role == curanet_storage::Role::Admin => Ok(Mediation::Unmediated),
             _ => Err(forbidden(
@@ -234,7 +237,9 @@ pub(super) async fn mediate(
     // The one patient the request is about, if it is about one.
     let patient = match target {
         Target::Interaction(SearchType, _, _) => searched_patient(&confinement, query),
-        Target::Operation(name, _, None) if name == "lastn" => searched_patient(&confinement, query),
+        Target::Operation(name, _, None) if name == "lastn" => {
+            searched_patient(&confinement, query)
+        }
         Target::Interaction(Create, ..) if ty == "Patient" => return Ok(Mediation::Unmediated),
         Target::Interaction(Create, ..) => match body.map(|b| patients_of(access, ty, b)) {
             Some(p) if !p.is_empty() => Some(p[0].clone()),
@@ -272,7 +277,10 @@ pub(super) async fn mediate(
         }
     };
     let Some(patient) = patient else {
-        if matches!(target, Target::Interaction(SearchType, ..) | Target::Operation(..)) {
+        if matches!(
+            target,
+            Target::Interaction(SearchType, ..) | Target::Operation(..)
+        ) {
             return across_patients(state, access, ty, basis).await;
         }
         // A record of no patient: the scopes decide.
@@ -313,9 +321,76 @@ pub(super) async fn mediate(
     })))
 }
 
+/// The policy under which a clinician who registers a patient may keep their record.
+pub const REGISTRATION_POLICY: &str = "https://curanet.in/fhir/policy/registration";
+
+/// After a clinician registers a patient (a Patient created with their token): records the
+/// Consent that lets them keep that patient's record (READ_FULL and WRITE, from now, until the
+/// patient revokes it), so that a patient without an account yet can be treated, and so that
+/// the grant is visible to the patient and revocable like any other.
+pub(super) fn after_registration<'a>(
+    state: &'a AppState,
+    claims: &AccessClaims,
+    target: &Target,
+    response: &Response,
+) -> impl std::future::Future<Output = ()> + Send + 'a {
+    let created = matches!(target, Target::Interaction(Interaction::Create, ty, _) if ty == "Patient")
+        && response.status() == StatusCode::CREATED;
+    let actor = claims.fhir_user.as_deref().and_then(relative_reference);
+    // The Response (its body) is not Sync: only owned values cross the await below.
+    let patient = response
+        .headers()
+        .get(axum::http::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| l.split("/_history").next())
+        .and_then(relative_reference);
+    record_registration(state, actor, created.then_some(patient).flatten())
+}
+
+async fn record_registration(state: &AppState, actor: Option<String>, patient: Option<String>) {
+    let (Some(actor), Some(patient)) = (actor, patient) else {
+        return;
+    };
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let levels: Vec<Value> = ["READ_FULL", "WRITE"]
+        .iter()
+        .map(|l| json!({"system": curanet_auth::consent::GRANT_LEVEL_SYSTEM, "code": l}))
+        .collect();
+    let consent = json!({
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": patient},
+        "dateTime": now,
+        "policy": [{"uri": REGISTRATION_POLICY}],
+        "provision": {
+            "type": "permit",
+            "period": {"start": now},
+            "actor": [{
+                "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                "reference": {"reference": actor}
+            }],
+            "action": [{"coding": levels}],
+        }
+    });
+    if let Err(e) = state
+        .engine
+        .create("Consent", consent.to_string().as_bytes(), None, "")
+        .await
+    {
+        tracing::error!(error = %e, %patient, "the registering clinician's consent was not recorded");
+    }
+}
+
 /// The requester's references (fhirUser, roles, organizations); none without a fhirUser.
 async fn references(state: &AppState, access: &TokenAccess<'_>) -> Result<Vec<String>, ApiError> {
-    match access.claims.fhir_user.as_deref().and_then(relative_reference) {
+    match access
+        .claims
+        .fhir_user
+        .as_deref()
+        .and_then(relative_reference)
+    {
         Some(user) => Ok(state
             .consents
             .references(&state.engine, &user)
@@ -347,7 +422,11 @@ async fn across_patients(
     let mut allowed = Vec::new();
     let mut consents = Vec::new();
     for patient in patients {
-        let theirs: Vec<_> = grants.iter().filter(|g| g.patient == patient).cloned().collect();
+        let theirs: Vec<_> = grants
+            .iter()
+            .filter(|g| g.patient == patient)
+            .cloned()
+            .collect();
         let Some(granted) = patient_access(&theirs, &references, now) else {
             continue;
         };
@@ -501,7 +580,10 @@ pub(super) fn restrict(
                     if check.sets.is_empty() {
                         check.sets.push(pairs.clone());
                     } else {
-                        check.sets.iter_mut().for_each(|s| s.extend(pairs.iter().cloned()));
+                        check
+                            .sets
+                            .iter_mut()
+                            .for_each(|s| s.extend(pairs.iter().cloned()));
                     }
                 }
             }
@@ -553,11 +635,16 @@ mod tests {
             relative_reference("http://127.0.0.1:8080/fhir/Practitioner/9").as_deref(),
             Some("Practitioner/9")
         );
-        assert_eq!(relative_reference("Patient/p1").as_deref(), Some("Patient/p1"));
+        assert_eq!(
+            relative_reference("Patient/p1").as_deref(),
+            Some("Patient/p1")
+        );
         assert_eq!(relative_reference("p1"), None);
         let param = Confinement::Param("subject".into());
         let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
-            v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
         };
         assert_eq!(
             searched_patient(&param, &pairs(&[("patient", "p1"), ("code", "x")])).as_deref(),
@@ -571,9 +658,15 @@ mod tests {
             searched_patient(&param, &pairs(&[("subject:Patient", "p1")])).as_deref(),
             Some("p1")
         );
-        assert_eq!(searched_patient(&param, &pairs(&[("patient", "p1,p2")])), None);
         assert_eq!(
-            searched_patient(&param, &pairs(&[("patient", "p1"), ("subject", "Patient/p2")])),
+            searched_patient(&param, &pairs(&[("patient", "p1,p2")])),
+            None
+        );
+        assert_eq!(
+            searched_patient(
+                &param,
+                &pairs(&[("patient", "p1"), ("subject", "Patient/p2")])
+            ),
             None
         );
         assert_eq!(searched_patient(&param, &pairs(&[("code", "x")])), None);

@@ -180,3 +180,38 @@ pub async fn sign_in(fhir_base: &str, email: &str, password: &str) -> Value {
     assert!(status.is_success(), "sign-in of {email}: {status} {body}");
     body
 }
+
+/// A CuraNetConsent of `patient` (id) to `actor` (`Practitioner/1`, `Organization/2`, ...)
+/// granting `levels` (READ_BASIC, READ_FULL, WRITE, DELETE) on `classes` (none: every type).
+pub fn consent(
+    patient: &str,
+    status: &str,
+    actor: &str,
+    levels: &[&str],
+    classes: &[&str],
+) -> Value {
+    const LEVELS: &str = "https://curanet.in/fhir/CodeSystem/consent-grant-level";
+    let mut consent = json!({
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": format!("Patient/{patient}")},
+        "dateTime": "2026-01-01T00:00:00Z",
+        "provision": {
+            "type": "permit",
+            "actor": [{
+                "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                "reference": {"reference": actor}
+            }],
+            "action": [{"coding": levels.iter().map(|l| json!({"system": LEVELS, "code": l})).collect::<Vec<_>>()}],
+        }
+    });
+    if !classes.is_empty() {
+        consent["provision"]["class"] = classes
+            .iter()
+            .map(|c| json!({"system": "http://hl7.org/fhir/resource-types", "code": c}))
+            .collect();
+    }
+    consent
+}
