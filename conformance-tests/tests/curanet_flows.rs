@@ -57,7 +57,7 @@ async fn ehr_launch(backend: TestBackend) {
     };
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let doctor = format!("dr-{suffix}@example.in");
-    server
+    let doctor_account = server
         .create_user(Role::Doctor, &doctor, PASSWORD, "Vikram Iyer")
         .await;
     let patient = server
@@ -82,6 +82,21 @@ async fn ehr_launch(backend: TestBackend) {
             scope: "patient/*.rs user/*.rs".into(),
             ..ClientRegistration::default()
         })
+        .await;
+    // The patient consents to the doctor seeing their records (issue 5): without it the
+    // launch would open, but every read would find nothing.
+    server
+        .seed(&json!({
+            "resourceType": "Consent",
+            "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": format!("Patient/{patient_id}")},
+            "provision": {"type": "permit",
+                "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                           "reference": {"reference": doctor_account.fhir_user.clone().unwrap()}}],
+                "action": [{"coding": [{"system": "https://curanet.in/fhir/CodeSystem/consent-grant-level", "code": "READ_FULL"}]}]}
+        }))
         .await;
     let first_party = sign_in(&server, &doctor, None).await;
     let token = first_party["access_token"].as_str().unwrap();
