@@ -2,6 +2,7 @@
 //! in-memory HTTP "limit" server and a raw database insert baseline to compare against.
 
 mod auth;
+mod consent;
 mod http;
 mod ingest;
 mod limit;
@@ -143,6 +144,33 @@ enum Command {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// A clinician's search on a consenting patient's records vs the same search by the patient
+    /// (consent enforcement's cost). The patient consents and the doctor writes the records.
+    ConsentSearch {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        people: PeopleArgs,
+        /// Observations the doctor records for the patient before the run.
+        #[arg(long, default_value_t = 20)]
+        observations: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Time from a consent's revocation on one instance to the first refused request on
+    /// another instance sharing the database (both started with the same --base-url and key).
+    Revocation {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// FHIR base URL of the second instance (loopback).
+        #[arg(long)]
+        second_base_url: String,
+        #[command(flatten)]
+        people: PeopleArgs,
+        /// Revocations timed.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// Writes a backend client's RSA key pair: DIR/key.pem and DIR/jwks.json.
     Keygen {
         /// Where to write the two files.
@@ -166,6 +194,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The two accounts of the consent scenarios (one password for both, from the environment).
+#[derive(Debug, Args)]
+struct PeopleArgs {
+    /// The patient's email or phone.
+    #[arg(long)]
+    patient: String,
+    /// The doctor's email or phone.
+    #[arg(long)]
+    doctor: String,
+    /// Their password (from the environment; never a flag).
+    #[arg(env = "CURANET_BENCH_PASSWORD", hide = true, hide_env_values = true)]
+    password: String,
 }
 
 #[derive(Args)]
@@ -329,6 +371,55 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             let r = auth::token(client, &base, &key, &scope, assertions, load.config()).await?;
             report::print(&[r], load.json);
+        }
+        Command::ConsentSearch {
+            server,
+            people,
+            observations,
+            load,
+        } => {
+            let base = http::loopback_url(&server.base_url)?;
+            let client = http::client(usize::from(load.connections))?;
+            let patient =
+                consent::sign_in(&client, &base, &people.patient, &people.password).await?;
+            let doctor = consent::sign_in(&client, &base, &people.doctor, &people.password).await?;
+            let reports = consent::search(
+                client,
+                &base,
+                &patient,
+                &doctor,
+                observations,
+                load.config(),
+            )
+            .await?;
+            let over = ratio(reports[0].throughput, reports[1].throughput);
+            report::print(&reports, load.json);
+            println!(
+                "clinician / patient  {}",
+                over.map_or_else(|| "-".to_string(), |r| format!("{r:.3}"))
+            );
+        }
+        Command::Revocation {
+            server,
+            second_base_url,
+            people,
+            rounds,
+        } => {
+            let base = http::loopback_url(&server.base_url)?;
+            let second = http::loopback_url(&second_base_url)?;
+            let client = http::client(2)?;
+            let patient =
+                consent::sign_in(&client, &base, &people.patient, &people.password).await?;
+            let doctor = consent::sign_in(&client, &base, &people.doctor, &people.password).await?;
+            let ms = consent::revocation(client, &base, &second, &patient, &doctor, rounds).await?;
+            let at = |p: f64| report::percentile(&ms, p).unwrap_or_default();
+            println!(
+                "revocation → first refusal on the second instance, {} rounds: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                ms.len(),
+                at(50.0),
+                at(99.0),
+                ms.last().copied().unwrap_or_default()
+            );
         }
         Command::Keygen { dir, kid } => {
             auth::keygen(&dir, &kid)?;

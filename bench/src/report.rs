@@ -106,7 +106,7 @@ pub fn print(reports: &[Report], as_json: bool) {
 
 /// The nearest-rank percentile of an ascending slice: the smallest sample such that at least
 /// `p` percent of the samples are at or below it. `None` when there are no samples.
-pub fn percentile(sorted: &[u32], p: f64) -> Option<u32> {
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
     if sorted.is_empty() {
         return None;
     }
