@@ -2,8 +2,8 @@
 //!
 //! - **Levels.** A token's `system/`, `user/` and `patient/` scopes are each a *level*
 //!   ([`token_levels`]). `system/` and `user/` scopes are enforced alike: their letters and their
-//!   granular conditions, on every type. `user/` decisions also pass through the consent hook
-//!   ([`ConsentPolicy`]), which permits everything until consents are enforced. `patient/`
+//!   granular conditions, on every type; patients' consents narrow people's tokens further
+//!   (applied by the resource server before these decisions). `patient/`
 //!   scopes need the token's `patient` (else every request is refused) and are confined to that
 //!   patient's records ([`crate::compartment`]).
 //! - **Mixed tokens.** A request is decided by each level the token has, and allowed when one
@@ -82,58 +82,6 @@ pub fn single_condition_set(decision: &Decision) -> Option<Conditions> {
         Decision::Unrestricted => Some(Vec::new()),
         Decision::Restricted(sets) if sets.len() == 1 => Some(sets[0].clone()),
         _ => None,
-    }
-}
-
-/// Who acts with a `user/` token, for the consent layer.
-#[derive(Debug, Clone, Copy)]
-pub struct Requester<'a> {
-    /// The account id (`sub`).
-    pub subject: &'a str,
-    /// The client the token was issued to.
-    pub client_id: &'a str,
-    /// The user's FHIR resource (`Practitioner/9`), if known.
-    pub fhir_user: Option<&'a str>,
-}
-
-/// What the patients' consents say about one user-level request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConsentDecision {
-    /// No consent stands in the way (the scopes alone decide).
-    Permit,
-    /// Refused (403), with the reason shown to the client.
-    Deny(String),
-}
-
-/// The point where patients' consents intersect with `user/` scopes: every user-level request
-/// the scopes allow is put to it before it runs. Consents narrow, never widen: a policy can only
-/// deny what the scopes allow.
-pub trait ConsentPolicy: Send + Sync {
-    /// Decides `interaction` on `resource_type` (with the instance id when there is one) for
-    /// `requester`.
-    fn decide(
-        &self,
-        requester: &Requester<'_>,
-        interaction: Interaction,
-        resource_type: &str,
-        id: Option<&str>,
-    ) -> ConsentDecision;
-}
-
-/// The policy until consents are enforced: the scopes (already bounded by the account's role
-/// when the token was issued) decide alone.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoConsentEnforcement;
-
-impl ConsentPolicy for NoConsentEnforcement {
-    fn decide(
-        &self,
-        _requester: &Requester<'_>,
-        _interaction: Interaction,
-        _resource_type: &str,
-        _id: Option<&str>,
-    ) -> ConsentDecision {
-        ConsentDecision::Permit
     }
 }
 
@@ -260,19 +208,5 @@ mod tests {
         assert!(levels("patient/*.rs", Some("")).is_err());
         assert!(levels("user/*.rs patient/Observation.rs", None).is_err());
         assert!(levels("openid fhirUser", None).is_err());
-    }
-
-    #[test]
-    fn without_consent_enforcement_the_scopes_decide() {
-        let who = Requester {
-            subject: "acct-1",
-            client_id: "app",
-            fhir_user: Some("Practitioner/9"),
-        };
-        let policy: &dyn ConsentPolicy = &NoConsentEnforcement;
-        assert_eq!(
-            policy.decide(&who, Interaction::Read, "Observation", Some("1")),
-            ConsentDecision::Permit
-        );
     }
 }

@@ -14,8 +14,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use curanet_auth::access::{
-    ConsentDecision, ConsentPolicy, NoConsentEnforcement, Requester, authorize_operation,
-    authorize_request, missing_scope, single_condition_set, token_levels,
+    authorize_operation, authorize_request, missing_scope, single_condition_set, token_levels,
 };
 use curanet_auth::compartment::{Confinement, Membership, confine, confinement, names_patient};
 use curanet_auth::scope::{Conditions, Decision, Interaction, Level, OperationTarget, Scopes};
@@ -31,10 +30,6 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::handlers::read_body;
 use crate::server::unix_now;
-
-/// Where patients' consents will intersect with `user/` scopes. Until they are enforced, the
-/// scopes (bounded by the account's role when the token was issued) decide alone.
-static CONSENTS: NoConsentEnforcement = NoConsentEnforcement;
 
 /// The verified token of a request, for handlers that need it (audit, later consents).
 #[derive(Debug, Clone)]
@@ -293,8 +288,8 @@ fn decide(access: &TokenAccess<'_>, target: &Target) -> Result<Narrowing, ApiErr
     ))
 }
 
-/// Decides `target` at one level: the scopes' letters and granular conditions, the consent hook
-/// (`user/`), the confinement to the patient (`patient/`).
+/// Decides `target` at one level: the scopes' letters and granular conditions, and the
+/// confinement to the patient (`patient/`).
 fn decide_at(
     access: &TokenAccess<'_>,
     level: Level,
@@ -315,33 +310,12 @@ fn decide_at(
     let mut narrowing = decide_scopes(access, level, target)?;
     match level {
         Level::System => {}
-        Level::User => consent(access, target)?,
+        // Consents are applied before (`consent::mediate`): a governed request about a
+        // patient is decided at patient level.
+        Level::User => {}
         Level::Patient => confine_to_patient(access, target, &mut narrowing)?,
     }
     Ok(narrowing)
-}
-
-/// Puts a user-level request to the consent hook.
-fn consent(access: &TokenAccess<'_>, target: &Target) -> Result<(), ApiError> {
-    let requester = Requester {
-        subject: &access.claims.sub,
-        client_id: &access.claims.client_id,
-        fhir_user: access.claims.fhir_user.as_deref(),
-    };
-    let (interaction, ty, id) = match target {
-        Target::Interaction(i, ty, id) => (*i, ty.as_str(), id.as_deref()),
-        Target::Conditional(i, ty) => (*i, ty.as_str(), None),
-        Target::Operation(_, ty, id) => (
-            Interaction::Operation,
-            ty.as_deref().unwrap_or("*"),
-            id.as_deref(),
-        ),
-        Target::Public | Target::Bundle | Target::Unknown | Target::NoRoute => return Ok(()),
-    };
-    match CONSENTS.decide(&requester, interaction, ty, id) {
-        ConsentDecision::Permit => Ok(()),
-        ConsentDecision::Deny(reason) => Err(forbidden(reason)),
-    }
 }
 
 /// The scopes of `level` alone: letters, granular conditions, operation rules.
