@@ -163,7 +163,7 @@ pub async fn search(
     ] {
         let (client, url, token) = (client.clone(), url.clone(), token.clone());
         reports.push(
-            load::run(scenario, cfg.clone(), move |_| {
+            load::run(scenario, cfg, move |_| {
                 let request = client
                     .get(&url)
                     .bearer_auth(&token)

@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn percentile_of_nothing_is_none() {
-        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile::<u32>(&[], 50.0), None);
     }
 
     #[test]
