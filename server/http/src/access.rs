@@ -938,6 +938,7 @@ async fn authorize(
         }
         _ => {}
     }
+    let lookup = matches!(mediation, consent::Mediation::Lookup);
     let level = narrowing.level;
     if let Target::Interaction(Interaction::Create, ty, _) = &target
         && let Some(criteria) = request.headers().get("if-none-exist").cloned()
@@ -1002,6 +1003,11 @@ async fn authorize(
     };
     check_other_types(access, level, &pairs)?;
     pairs.extend(narrowing.pairs);
+    if lookup {
+        // Who the patient is, never what is in their record.
+        pairs.retain(|(name, _)| !matches!(name.as_str(), "_elements" | "_summary"));
+        pairs.push(("_elements".into(), consent::LOOKUP_ELEMENTS.into()));
+    }
     let mut dropped = drop_unreadable_includes(access, level, &mut pairs);
     if drop_records {
         dropped.extend(drop_record_includes(access, &mut pairs));
@@ -1299,10 +1305,16 @@ async fn decide_entry(
             &mut basis,
         )
         .await?;
-        if let consent::Mediation::Nothing = mediation {
-            return Err(forbidden(
-                "no patient's consent grants what this search would find",
-            ));
+        match mediation {
+            consent::Mediation::Nothing => {
+                return Err(forbidden(
+                    "no patient's consent grants what this search would find",
+                ));
+            }
+            consent::Mediation::Lookup => {
+                return Err(forbidden("look patients up directly, not in a Bundle"));
+            }
+            _ => {}
         }
     }
     let derived = match &mediation {

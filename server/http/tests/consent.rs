@@ -251,6 +251,37 @@ async fn consent_governs_clinicians(backend: TestBackend) {
         "{bundle}"
     );
 
+    // Before any consent, the doctor can look the patient up by an exact identifier (to
+    // request consent), and sees who they are, not their record.
+    let (_, patient) = w.get(&format!("Patient/{p}"), &w.patient_token).await;
+    let hid = patient["identifier"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, found) = w.get(&format!("Patient?identifier={hid}"), &dr).await;
+    assert_eq!(status, 200, "{found}");
+    let shown = &found["entry"][0]["resource"];
+    assert_eq!(shown["id"], p.as_str(), "{found}");
+    let only_who = |r: &Value| {
+        r.as_object().unwrap().keys().all(|k| {
+            matches!(
+                k.as_str(),
+                "resourceType" | "id" | "meta" | "identifier" | "name"
+            )
+        })
+    };
+    assert!(only_who(shown), "{shown}");
+    let (_, asked) = w
+        .get(
+            &format!("Patient?identifier={hid}&_elements=gender,birthDate"),
+            &dr,
+        )
+        .await;
+    assert!(only_who(&asked["entry"][0]["resource"]), "{asked}");
+    // The full resource carries more than that (so the check above means something).
+    assert!(!only_who(&patient), "{patient}");
+    assert_eq!(w.get("Patient?name=Sharma", &dr).await.1["total"], 0);
+
     // 59: the doctor proposes a consent naming themself → 201, and nothing changes.
     let proposal = w.consent(
         "proposed",

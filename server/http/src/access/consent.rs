@@ -36,6 +36,30 @@ pub(super) enum Mediation {
     Narrowed(Vec<(String, String)>),
     /// A search that consent leaves nothing to find: an empty searchset.
     Nothing,
+    /// A lookup of patients by an exact Health ID, other identifier or phone number, to request
+    /// their consent: answered with each match's id, identifiers and name only.
+    Lookup,
+}
+
+/// The elements a patient lookup returns.
+pub(super) const LOOKUP_ELEMENTS: &str = "identifier,name";
+
+/// Whether a Patient search is a lookup by an exact identifier (`system|value` or a Health ID)
+/// or phone number, and nothing else that could filter or widen it.
+fn is_lookup(pairs: &[(String, String)]) -> bool {
+    let exact = |(name, value): &(String, String)| {
+        matches!(name.as_str(), "identifier" | "telecom" | "phone")
+            && !value.contains(',')
+            && !value.is_empty()
+    };
+    pairs.iter().any(exact)
+        && pairs.iter().all(|p| {
+            exact(p)
+                || matches!(
+                    p.0.as_str(),
+                    "_count" | "_elements" | "_summary" | "_format"
+                )
+        })
 }
 
 /// A request about one patient, with what their consents grant the requester.
@@ -277,6 +301,12 @@ pub(super) async fn mediate(
         }
     };
     let Some(patient) = patient else {
+        if ty == "Patient"
+            && matches!(target, Target::Interaction(SearchType, ..))
+            && is_lookup(query)
+        {
+            return Ok(Mediation::Lookup);
+        }
         if matches!(
             target,
             Target::Interaction(SearchType, ..) | Target::Operation(..)
