@@ -108,8 +108,14 @@ impl Target {
     }
 }
 
+/// Whether the checks of `group` need the SMART set-up's accounts and clients.
+fn needs_smart(group: &str) -> bool {
+    group.starts_with("smart") || matches!(group, "consent" | "audit")
+}
+
 /// Runs the cases whose `group/name` contains `filter` (all when empty), four at a time. The
-/// SMART groups (`smart-*`) run only when the target has a SMART set-up.
+/// SMART groups (`smart-*`) and the `consent` and `audit` groups run only when the target has a
+/// SMART set-up.
 pub async fn run_with(target: &Target, filter: &str) -> Vec<CaseResult> {
     use futures::StreamExt;
     let client = Client::new(&target.base_url)
@@ -117,7 +123,7 @@ pub async fn run_with(target: &Target, filter: &str) -> Vec<CaseResult> {
         .with_smart(target.smart.clone());
     let cases: Vec<Case> = all_cases()
         .into_iter()
-        .filter(|c| target.smart.is_some() || !c.group.starts_with("smart"))
+        .filter(|c| target.smart.is_some() || !needs_smart(c.group))
         .filter(|c| filter.is_empty() || format!("{}/{}", c.group, c.name).contains(filter))
         .collect();
     futures::stream::iter(cases)

@@ -29,6 +29,11 @@ struct SetupFile {
     app: App,
     confidential_app: App,
     backend: BackendFile,
+    /// For the `consent` and `audit` groups.
+    #[serde(default)]
+    second_patient: Option<Login>,
+    #[serde(default)]
+    second_clinician: Option<Login>,
 }
 
 #[derive(serde::Deserialize)]
@@ -86,6 +91,8 @@ fn target(args: &Args) -> Result<Target, String> {
             key_pem,
             kid: file.backend.kid,
         },
+        second_patient: file.second_patient.map(login),
+        second_clinician: file.second_clinician.map(login),
     };
     Ok(Target::smart(&args.base_url, setup))
 }

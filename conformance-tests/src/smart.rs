@@ -60,6 +60,13 @@ pub struct SmartSetup {
     pub confidential_app: App,
     /// A backend service registered for `system/*.cruds`.
     pub backend: Backend,
+    /// A second patient account, whose consents the `consent` and `audit` groups change (kept
+    /// apart from `patient`, which the SMART groups use at the same time). Without it those
+    /// groups fail, saying so.
+    pub second_patient: Option<Login>,
+    /// A second clinician (a doctor), the actor the `consent` group's consents name; `clinician`
+    /// is then the clinician they do not name.
+    pub second_clinician: Option<Login>,
 }
 
 /// The current Unix time in seconds.

@@ -28,6 +28,20 @@ async fn provision(server: &TestServer) -> SmartSetup {
     server
         .create_user(Role::Doctor, &doctor_email, PASSWORD, "Vikram Iyer")
         .await;
+    // The consent and audit groups' patient and the clinician their consents name.
+    let second_patient_email = format!("patient2-{suffix}@example.in");
+    let second_doctor_email = format!("doctor2-{suffix}@example.in");
+    server
+        .create_user(
+            Role::Patient,
+            &second_patient_email,
+            PASSWORD,
+            "Priya Sharma",
+        )
+        .await;
+    server
+        .create_user(Role::Doctor, &second_doctor_email, PASSWORD, "Anil Rao")
+        .await;
     let app = |id: &str, kind: ClientKind| ClientRegistration {
         client_id: Some(id.into()),
         name: format!("Conformance app {id}"),
@@ -86,6 +100,14 @@ async fn provision(server: &TestServer) -> SmartSetup {
             key_pem: key.to_pkcs8_pem(LineEnding::LF).expect("PEM").to_string(),
             kid: "conformance-1".into(),
         },
+        second_patient: Some(Login {
+            identifier: second_patient_email,
+            password: PASSWORD.into(),
+        }),
+        second_clinician: Some(Login {
+            identifier: second_doctor_email,
+            password: PASSWORD.into(),
+        }),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The groups of checks.
 
+mod audit;
 mod bundles;
 mod capabilities;
+mod consent;
 mod crud;
 mod errors;
 mod fixtures;
@@ -37,6 +39,8 @@ pub(crate) fn all() -> Vec<crate::Case> {
         smart_access::cases(),
         smart_backend::cases(),
         smart_tokens::cases(),
+        consent::cases(),
+        audit::cases(),
     ]
     .concat()
 }
