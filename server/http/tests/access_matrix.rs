@@ -48,9 +48,10 @@ const KNOWN_GAPS: &[Gap] = &[
         applies: |_, state, _, kind, _| state == State::DenyClass && kind == Kind::UnexpectedDeny,
     },
     Gap {
-        what: "limitation: a consent with nested denies by label or instance (a residual) drops \
-               that patient from searches naming no patient, drops every _include/_revinclude \
-               of patients' records, and refuses $everything (404)",
+        what: "limitation (README: searches naming no patient reach only patients whose \
+               consents allow the type \"without further restriction\"): a consent with nested \
+               denies by label or instance drops that patient from searches naming no patient, \
+               drops every _include/_revinclude of patients' records, and refuses $everything",
         applies: |role, state, i, kind, _| {
             governed(role)
                 && state == State::DenyLabelData
@@ -65,9 +66,10 @@ const KNOWN_GAPS: &[Gap] = &[
         },
     },
     Gap {
-        what: "BUG: $everything with a consent-governed token is refused (404) unless the \
-               effective scopes read every type (a READ_BASIC or class-narrowed consent, or a \
-               pharmacist's token); the specification returns the permitted part",
+        what: "limitation (README, Consent table: $everything comes with READ_FULL): \
+               $everything with a consent-governed token is refused (404) unless the effective \
+               scopes read every type (not under READ_BASIC or a class-narrowed consent, never \
+               for a pharmacist); the oracle expects the permitted part",
         applies: |role, _, i, kind, _| {
             governed(role) && *i == Interaction::Everything && kind == Kind::UnexpectedDeny
         },
