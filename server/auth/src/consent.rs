@@ -414,6 +414,18 @@ pub fn patient_access(
     access
 }
 
+/// When the answer of [`patient_access`] for these grants can next change by time alone: the
+/// earliest period start or end after `now` (`None`: never, until a consent changes).
+pub fn next_change(grants: &[ConsentGrant], now: i64) -> Option<i64> {
+    grants
+        .iter()
+        .filter(|g| g.status == "active")
+        .flat_map(|g| [g.start, g.end])
+        .flatten()
+        .filter(|t| *t > now)
+        .min()
+}
+
 /// The `patient/` scopes the consents in force at `now` grant `requester` on their patients'
 /// records (empty when none names them).
 pub fn consented_scopes(grants: &[ConsentGrant], requester: &[String], now: i64) -> Scopes {
@@ -595,6 +607,60 @@ mod tests {
             effective_scopes(&narrow, &consented).to_string(),
             "patient/AllergyIntolerance.r"
         );
+    }
+
+    #[test]
+    fn a_decision_holds_until_the_next_period_boundary() {
+        let later = consent(
+            "active",
+            &["READ_FULL"],
+            &[],
+            json!({"start": "2027-02-01", "end": "2027-03-01"}),
+        );
+        let now_in = consent("active", &["READ_FULL"], &[], json!({"end": "2027-01-20"}));
+        let grants: Vec<ConsentGrant> = [later, now_in]
+            .iter()
+            .map(|c| ConsentGrant::from_resource(c).unwrap())
+            .collect();
+        // 2027-01-20T00:00:00Z comes before 2027-02-01.
+        assert_eq!(next_change(&grants, NOW), Some(1_800_403_200));
+        assert_eq!(next_change(&grants, 1_900_000_000), None);
+    }
+
+    #[test]
+    fn residuals_become_search_parameters() {
+        let mut c = consent("active", &["READ_FULL"], &[], json!({}));
+        c["provision"]["dataPeriod"] = json!({"start": "2024-01-01", "end": "2024-12-31"});
+        c["provision"]["provision"] = json!([{"type": "deny",
+            "securityLabel": [{"system": "s", "code": "R"}],
+            "data": [{"meaning": "instance", "reference": {"reference": "Observation/o1"}}]}]);
+        let grant = ConsentGrant::from_resource(&c).unwrap();
+        let access = patient_access(&[grant], &["Practitioner/d1".into()], NOW).unwrap();
+        let pairs = |t: &str| access.residual.pairs(t);
+        assert_eq!(
+            pairs("Observation").unwrap(),
+            vec![
+                ("date".to_string(), "ge2024-01-01".to_string()),
+                ("date".into(), "le2024-12-31".into()),
+                ("_security:not".into(), "s|R".into()),
+                ("_id:not".into(), "o1".into()),
+            ]
+        );
+        assert_eq!(
+            pairs("Condition").unwrap()[0],
+            ("recorded-date".to_string(), "ge2024-01-01".to_string())
+        );
+        assert_eq!(
+            pairs("Patient").unwrap(),
+            vec![("_security:not".to_string(), "s|R".to_string())]
+        );
+        assert_eq!(
+            pairs("Basic"),
+            None,
+            "no clinical date: not granted under a data period"
+        );
+        // The label denial takes no class away: the scopes stay whole.
+        assert_eq!(access.scopes.to_string(), "patient/*.rs");
     }
 
     #[test]

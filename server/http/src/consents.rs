@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use curanet_auth::consent::ConsentGrant;
+use curanet_auth::consent::{
+    ConsentGrant, PatientAccess, effective_scopes, next_change, patient_access,
+};
+use curanet_auth::scope::Scopes;
 use curanet_engine::{Engine, EngineError};
 use curanet_storage::Change;
 use moka::sync::Cache;
@@ -33,28 +36,45 @@ pub struct ConsentRegistry {
     by_requester: Cache<String, Arc<Vec<ConsentGrant>>>,
     /// A requester's references by fhirUser (`Practitioner/1`).
     references: Cache<String, Arc<Vec<String>>>,
+    /// What one token may do with one patient's records, by (token id, patient id).
+    decisions: Cache<(String, String), Arc<Decided>>,
     /// Bumped by every invalidation, so a load that raced one does not stay cached.
     generation: AtomicU64,
 }
 
+/// A cache bounded in entries, with a time to live as a safety net.
+fn bounded<K, V>() -> Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(CAPACITY)
+        .time_to_live(TIME_TO_LIVE)
+        .build()
+}
+
 impl Default for ConsentRegistry {
     fn default() -> Self {
-        let cache = || {
-            Cache::builder()
-                .max_capacity(CAPACITY)
-                .time_to_live(TIME_TO_LIVE)
-                .build()
-        };
         ConsentRegistry {
-            by_patient: cache(),
-            by_requester: cache(),
-            references: Cache::builder()
-                .max_capacity(CAPACITY)
-                .time_to_live(TIME_TO_LIVE)
-                .build(),
+            by_patient: bounded(),
+            by_requester: bounded(),
+            references: bounded(),
+            decisions: bounded(),
             generation: AtomicU64::new(0),
         }
     }
+}
+
+/// What the consents in force grant one token on one patient's records.
+#[derive(Debug)]
+pub struct Decided {
+    /// What the consents grant (`None`: no consent in force names the requester).
+    pub access: Option<PatientAccess>,
+    /// The token's scopes intersected with the consented ones, at patient level.
+    pub scopes: Scopes,
+    /// When the decision may change by time alone (a period starts or ends).
+    pub valid_until: Option<i64>,
 }
 
 /// Why consents could not be read.
@@ -91,6 +111,42 @@ impl ConsentRegistry {
         self.by_patient.invalidate_all();
         self.by_requester.invalidate_all();
         self.references.invalidate_all();
+        self.decisions.invalidate_all();
+    }
+
+    /// What the token `jti` (with `scopes`, for `references`) may do with `patient`'s records:
+    /// decided once, then reused until a consent changes or a period starts or ends.
+    pub async fn decide(
+        &self,
+        engine: &Engine,
+        jti: &str,
+        scopes: &Scopes,
+        references: &[String],
+        patient: &str,
+    ) -> Result<Arc<Decided>> {
+        let key = (jti.to_string(), patient.to_string());
+        let now = crate::server::unix_now();
+        if let Some(hit) = self.decisions.get(&key)
+            && hit.valid_until.is_none_or(|t| now < t)
+        {
+            return Ok(hit);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let grants = self.of_patient(engine, patient).await?;
+        let access = patient_access(&grants, references, now);
+        let decided = Arc::new(Decided {
+            scopes: access
+                .as_ref()
+                .map(|a| effective_scopes(scopes, &a.scopes))
+                .unwrap_or_default(),
+            access,
+            valid_until: next_change(&grants, now),
+        });
+        self.decisions.insert(key.clone(), Arc::clone(&decided));
+        if self.generation.load(Ordering::Acquire) != generation {
+            self.decisions.invalidate(&key);
+        }
+        Ok(decided)
     }
 
     /// The active Consents of `patient` (in force or not: the period is checked per request).

@@ -12,8 +12,10 @@
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use curanet_auth::compartment::Confinement;
-use curanet_auth::consent::{PatientAccess, Residual, effective_scopes, patient_access};
-use curanet_auth::scope::{Interaction, Level, Scopes};
+use std::sync::Arc;
+
+use curanet_auth::consent::{Residual, effective_scopes, patient_access};
+use curanet_auth::scope::{Interaction, Level};
 use curanet_auth::token::AccessClaims;
 use curanet_engine::EngineError;
 use serde_json::{Value, json};
@@ -22,6 +24,7 @@ use super::{
     ConsentBasis, InstanceCheck, Narrowing, Refusal, Target, TokenAccess, forbidden, not_found,
 };
 use crate::app::AppState;
+use crate::consents::Decided;
 use crate::error::ApiError;
 use crate::server::unix_now;
 
@@ -65,18 +68,23 @@ fn is_lookup(pairs: &[(String, String)]) -> bool {
 /// A request about one patient, with what their consents grant the requester.
 pub(super) struct PatientGrant {
     pub patient: String,
-    /// The token's scopes intersected with the consented ones, at patient level.
-    pub scopes: Scopes,
+    /// What the consents grant and the effective scopes (the token's ∩ the consented ones).
+    pub decided: Arc<Decided>,
     /// The token's claims with the patient in context.
     pub claims: AccessClaims,
-    pub access: PatientAccess,
+}
+
+impl PatientGrant {
+    fn residual(&self) -> Option<&Residual> {
+        self.decided.access.as_ref().map(|a| &a.residual)
+    }
 }
 
 impl PatientGrant {
     /// The token access to decide the request with.
     pub fn token_access<'a>(&'a self, outer: &TokenAccess<'a>) -> TokenAccess<'a> {
         TokenAccess {
-            scopes: &self.scopes,
+            scopes: &self.decided.scopes,
             claims: &self.claims,
             levels: vec![Level::Patient],
             defs: outer.defs,
@@ -317,8 +325,17 @@ pub(super) async fn mediate(
         return Ok(Mediation::Unmediated);
     };
     let references = references(state, access).await?;
-    let grants = state.consents.of_patient(&state.engine, &patient).await?;
-    let Some(granted) = patient_access(&grants, &references, unix_now()) else {
+    let decided = state
+        .consents
+        .decide(
+            &state.engine,
+            &access.claims.jti,
+            access.scopes,
+            &references,
+            &patient,
+        )
+        .await?;
+    let Some(granted) = decided.access.clone() else {
         let reason = format!(
             "Patient/{patient} has no consent in force that grants you access to their records"
         );
@@ -345,9 +362,8 @@ pub(super) async fn mediate(
     claims.patient = Some(patient.clone());
     Ok(Mediation::Patient(Box::new(PatientGrant {
         patient,
-        scopes: effective_scopes(access.scopes, &granted.scopes),
+        decided,
         claims,
-        access: granted,
     })))
 }
 
@@ -579,10 +595,9 @@ pub(super) fn restrict(
     narrowing: &mut Narrowing,
 ) -> Result<bool, ApiError> {
     use Interaction::*;
-    let residual = &grant.access.residual;
-    if residual.is_empty() {
+    let Some(residual) = grant.residual().filter(|r| !r.is_empty()) else {
         return Ok(false);
-    }
+    };
     match target {
         Target::Interaction(SearchType, ty, _) => search_residual(residual, ty, narrowing),
         Target::Operation(name, Some(ty), None) if name == "lastn" => {
