@@ -9,10 +9,10 @@
 //! counted afterwards through the backend token, so that a refused write that still wrote
 //! something is caught, and then cleaned up so that searches always see the same records.
 //!
-//! Not covered here: an app acting for the doctor through the authorization-code flow with
-//! narrower scopes (the server's integration tests have no browser driver; the conformance
-//! suite's `smart-access` group does the flow), `dataPeriod` (covered by `tests/consent.rs`),
-//! purposes and break-the-glass (not implemented yet).
+//! An app acting for the doctor gets its token through the real authorization-code flow (the
+//! conformance suite's browser signs in and approves on the server's pages), with narrower
+//! scopes than the doctor's own sign-in. Not covered here: `dataPeriod` (covered by
+//! `tests/consent.rs`), purposes and break-the-glass (not implemented yet).
 
 // The shared fixtures serve several test files; this one does not use all of them.
 #[allow(dead_code)]
@@ -31,6 +31,8 @@ use serde_json::{Value, json};
 const PASSWORD: &str = "correct horse battery staple";
 const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 const MARKER: &str = "urn:curanet:access-matrix";
+/// Where the doctor's app says it lives; the browser stops at the redirect.
+const APP_REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 /// Mismatches tolerated (printed with their count, not failed): known limitations and bugs
 /// reported to the lead. Each is a predicate over (role, state, interaction, kind, detail);
@@ -85,10 +87,11 @@ const KNOWN_GAPS: &[Gap] = &[
         },
     },
     Gap {
-        what: "BUG: a search by a pharmacist of a type outside their token's scopes \
-               (Observation, Condition) answers an empty searchset instead of 403 when it names \
-               no patient, or names a patient whose consent is in force (nothing is revealed)",
-        applies: |role, _, _, kind, _| role == Role::Pharmacist && kind == Kind::EmptyPermit,
+        what: "BUG: a search by a consent-governed token (pharmacist, app) of a type outside its \
+               scopes (e.g. a pharmacist's Observation) answers an empty searchset instead of \
+               403 when it names no patient, or names a patient whose consent is in force \
+               (nothing is revealed)",
+        applies: |role, _, _, kind, _| governed(role) && kind == Kind::EmptyPermit,
     },
     Gap {
         what: "BUG (permit): Patient/P/$everything with a clinician's token under a READ_FULL \
@@ -126,6 +129,8 @@ const KNOWN_GAPS: &[Gap] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Role {
     Doctor,
+    /// A public SMART app acting for the doctor, granted [`APP_SCOPES`] (read-only, three types).
+    DoctorApp,
     Pharmacist,
     /// P, the patient whose consents are under test.
     Patient,
@@ -135,8 +140,9 @@ enum Role {
     Backend,
 }
 
-const ROLES: [Role; 5] = [
+const ROLES: [Role; 6] = [
     Role::Doctor,
+    Role::DoctorApp,
     Role::Pharmacist,
     Role::Patient,
     Role::OtherPatient,
@@ -386,11 +392,19 @@ const READ_BASIC: [&str; 5] = [
     "Immunization",
 ];
 
-/// What the sign-in token of each role carries (the role ceilings of the README, at the
-/// role's natural level).
+/// What the doctor's app asks for and is granted.
+const APP_SCOPES: &str =
+    "openid fhirUser user/Patient.rs user/AllergyIntolerance.rs user/Observation.rs";
+
+/// What the token of each role carries (the role ceilings of the README, at the role's natural
+/// level; the app: [`APP_SCOPES`]).
 fn token_allows(role: Role, ty: &str, op: Op) -> bool {
     match role {
         Role::Doctor | Role::Backend => true,
+        Role::DoctorApp => {
+            matches!(ty, "Patient" | "AllergyIntolerance" | "Observation")
+                && matches!(op, Op::Read | Op::Search)
+        }
         Role::Pharmacist => match ty {
             "MedicationDispense" => true,
             "Patient" | "MedicationRequest" | "AllergyIntolerance" | "Medication" => {
@@ -485,7 +499,7 @@ fn consent_allows(g: &Grant, ty: &str, op: Op) -> bool {
 }
 
 fn governed(role: Role) -> bool {
-    matches!(role, Role::Doctor | Role::Pharmacist)
+    matches!(role, Role::Doctor | Role::DoctorApp | Role::Pharmacist)
 }
 
 /// Whether `role` may do `op` on records of type `ty` about P (for governed roles: token ∩
@@ -501,7 +515,7 @@ fn visible(role: Role, state: State, rec: Rec) -> bool {
         Role::Backend => true,
         Role::Patient => rec.owner() == Owner::P,
         Role::OtherPatient => rec.owner() == Owner::Q,
-        Role::Doctor | Role::Pharmacist => {
+        Role::Doctor | Role::DoctorApp | Role::Pharmacist => {
             rec.owner() == Owner::P
                 && may(role, state, rec.ty(), Op::Read)
                 && grant(state).is_some_and(|g| !g.denied.contains(&rec))
@@ -509,16 +523,28 @@ fn visible(role: Role, state: State, rec: Rec) -> bool {
     }
 }
 
+/// Whether the consent `c` names the actor of `role` in `state`.
+fn consent_names(role: Role, state: State, c: Rec) -> bool {
+    state != State::None
+        && state != State::OtherActor
+        && match role {
+            Role::Doctor | Role::DoctorApp => c == Rec::ConsentToDoctor,
+            Role::Pharmacist => c == Rec::ConsentToPharmacy,
+            _ => false,
+        }
+}
+
 /// Whether `role` may read P's consent `c` (to the doctor or to the pharmacy) in `state`:
 /// the patient and the backend always; a clinician only a consent naming them, whatever its
-/// status (their own requests); a pharmacist's token carries no Consent scope.
+/// status (their own requests), and only with a Consent scope (the pharmacist's token and the
+/// app's carry none).
 fn consent_visible(role: Role, state: State, c: Rec) -> bool {
     let exists = state != State::None;
     exists
         && match role {
             Role::Backend | Role::Patient => true,
-            Role::OtherPatient | Role::Pharmacist => false,
-            Role::Doctor => c == Rec::ConsentToDoctor && state != State::OtherActor,
+            Role::OtherPatient => false,
+            _ => token_allows(role, "Consent", Op::Read) && consent_names(role, state, c),
         }
 }
 
@@ -528,7 +554,7 @@ fn writable(role: Role, state: State, rec: Rec, op: Op) -> bool {
         Role::Backend => true,
         Role::Patient => rec.owner() == Owner::P && token_allows(role, rec.ty(), op),
         Role::OtherPatient => rec.owner() == Owner::Q && token_allows(role, rec.ty(), op),
-        Role::Doctor | Role::Pharmacist => {
+        Role::Doctor | Role::DoctorApp | Role::Pharmacist => {
             rec.owner() == Owner::P
                 && may(role, state, rec.ty(), op)
                 && grant(state).is_some_and(|g| !g.denied.contains(&rec))
@@ -642,12 +668,12 @@ fn oracle(role: Role, state: State, interaction: &Interaction) -> Expected {
                     && grant(state).is_some_and(|g| !g.denied.contains(&Rec::Restricted))
             }
         }),
-        // The pharmacist's token carries no Consent scope: a consent naming them is refused by
-        // the scope check (README: a refusal names the missing scope); any other is hidden.
+        // A token without a Consent scope: a consent naming them is refused by the scope check
+        // (README: a refusal names the missing scope); any other is hidden.
         ReadConsent(c)
-            if role == Role::Pharmacist
-                && *c == Rec::ConsentToPharmacy
-                && !matches!(state, State::None | State::OtherActor) =>
+            if governed(role)
+                && !token_allows(role, "Consent", Op::Read)
+                && consent_names(role, state, *c) =>
         {
             Expected::Forbidden
         }
@@ -659,8 +685,7 @@ fn oracle(role: Role, state: State, interaction: &Interaction) -> Expected {
             }
         }
         SearchConsent => {
-            if role == Role::Pharmacist {
-                // Their token carries no Consent scope.
+            if !token_allows(role, "Consent", Op::Search) {
                 return Expected::Forbidden;
             }
             let m = [Rec::ConsentToDoctor, Rec::ConsentToPharmacy]
@@ -775,6 +800,40 @@ impl World {
         )
         .await;
 
+        // The doctor's app: a public client, authorized by the doctor on the server's pages.
+        server
+            .register_client(ClientRegistration {
+                client_id: Some("matrix-app".into()),
+                name: "Access matrix app".into(),
+                kind: Some(ClientKind::Public),
+                redirect_uris: vec![APP_REDIRECT.into()],
+                scope: "patient/*.cruds user/*.cruds".into(),
+                ..ClientRegistration::default()
+            })
+            .await;
+        let (_, reply) = curanet_conformance::smart::launch(
+            &curanet_conformance::Client::new(&server.base_url),
+            &curanet_conformance::smart::App {
+                client_id: "matrix-app".into(),
+                redirect_uri: APP_REDIRECT.into(),
+                secret: None,
+            },
+            &curanet_conformance::smart::Login {
+                identifier: "d1@example.in".into(),
+                password: PASSWORD.into(),
+            },
+            APP_SCOPES,
+            &curanet_conformance::smart::Decision::default(),
+        )
+        .await
+        .expect("the doctor authorizes the app");
+        let granted = reply.field("scope");
+        assert!(
+            granted.contains("user/Observation.rs") && !granted.contains("user/*"),
+            "the app was granted {granted}"
+        );
+        let app_token = reply.field("access_token");
+
         let mut ids = BTreeMap::new();
         ids.insert(Rec::PatientP, p.clone());
         ids.insert(Rec::PatientQ, q.clone());
@@ -785,6 +844,7 @@ impl World {
         }
         let tokens = BTreeMap::from([
             (Role::Doctor, token(2)),
+            (Role::DoctorApp, app_token),
             (Role::Pharmacist, token(4)),
             (Role::Patient, token(0)),
             (Role::OtherPatient, token(1)),
