@@ -110,12 +110,12 @@ impl Target {
 
 /// Whether the checks of `group` need the SMART set-up's accounts and clients.
 fn needs_smart(group: &str) -> bool {
-    group.starts_with("smart") || matches!(group, "consent" | "audit")
+    group.starts_with("smart") || matches!(group, "consent" | "audit" | "emergency")
 }
 
 /// Runs the cases whose `group/name` contains `filter` (all when empty), four at a time. The
-/// SMART groups (`smart-*`) and the `consent` and `audit` groups run only when the target has a
-/// SMART set-up.
+/// SMART groups (`smart-*`) and the `consent`, `audit` and `emergency` groups run only when the
+/// target has a SMART set-up.
 pub async fn run_with(target: &Target, filter: &str) -> Vec<CaseResult> {
     use futures::StreamExt;
     let client = Client::new(&target.base_url)

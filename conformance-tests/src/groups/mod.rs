@@ -5,6 +5,7 @@ mod bundles;
 mod capabilities;
 mod consent;
 mod crud;
+mod emergency;
 mod errors;
 mod fixtures;
 mod health_id;
@@ -41,6 +42,7 @@ pub(crate) fn all() -> Vec<crate::Case> {
         smart_tokens::cases(),
         consent::cases(),
         audit::cases(),
+        emergency::cases(),
     ]
     .concat()
 }
