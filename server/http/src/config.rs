@@ -111,6 +111,42 @@ pub struct Config {
 
     #[command(flatten)]
     pub accounts: AccountsConfig,
+
+    #[command(flatten)]
+    pub consents: ConsentConfig,
+}
+
+/// The consent workflow: break-the-glass policy and the expiry sweeper.
+#[derive(Debug, Clone, Args)]
+pub struct ConsentConfig {
+    /// Account roles that may claim emergency access (`Patient/[id]/$break-glass`), comma
+    /// separated (`doctor`, `pharmacist`, `admin`); empty turns break-the-glass off.
+    #[arg(
+        long,
+        env = "CURANET_BREAK_GLASS_ROLES",
+        value_delimiter = ',',
+        default_value = "doctor"
+    )]
+    pub break_glass_roles: Vec<String>,
+
+    /// The longest emergency access one claim may ask for, in minutes.
+    #[arg(long, env = "CURANET_BREAK_GLASS_MAX_MINUTES", default_value_t = 240)]
+    pub break_glass_max_minutes: i64,
+
+    /// How often active Consents past their end are marked inactive, in seconds (0: never;
+    /// access ends at the end of the period either way).
+    #[arg(long, env = "CURANET_CONSENT_SWEEP_SECONDS", default_value_t = 60)]
+    pub consent_sweep_seconds: u64,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        ConsentConfig {
+            break_glass_roles: vec!["doctor".into()],
+            break_glass_max_minutes: 240,
+            consent_sweep_seconds: 60,
+        }
+    }
 }
 
 /// Accounts (`/api/auth`), their secrets and their mail.
@@ -179,6 +215,7 @@ impl Config {
                 mail_from: "CuraNet <no-reply@curanet.in>".into(),
                 ..AccountsConfig::default()
             },
+            consents: ConsentConfig::default(),
         }
     }
 }
