@@ -40,6 +40,8 @@ struct Person {
     token: String,
     /// The patient id (patients only).
     patient: String,
+    /// `Type/id` of the person's FHIR resource.
+    fhir_user: String,
 }
 
 /// An answer: status, headers, JSON body.
@@ -95,6 +97,16 @@ impl Env {
         Person {
             token: body["access_token"].as_str().unwrap().to_string(),
             patient: body["patient"].as_str().unwrap_or_default().to_string(),
+            fhir_user: body["fhirUser"]
+                .as_str()
+                .unwrap()
+                .rsplitn(3, '/')
+                .take(2)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("/"),
         }
     }
 
@@ -374,14 +386,25 @@ async fn workflow(backend: TestBackend) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // The patient's notifications, in the app...
-    let listed = env
-        .get(
-            &asha,
-            &format!("Communication?recipient=Patient/{p}&_count=100"),
-        )
-        .await;
-    assert_eq!(listed.status, 200, "{}", listed.body);
+    // The patient's notifications, in the app (the expiry's is written right after it)...
+    let listed = loop {
+        let listed = env
+            .get(
+                &asha,
+                &format!("Communication?recipient=Patient/{p}&_count=100"),
+            )
+            .await;
+        assert_eq!(listed.status, 200, "{}", listed.body);
+        if listed.body.to_string().contains("consent-expired") {
+            break listed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no expiry notice: {}",
+            listed.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let mut events: Vec<String> = listed.body["entry"]
         .as_array()
         .unwrap()
@@ -473,11 +496,108 @@ async fn configured_roles(backend: TestBackend) {
     .timestamp();
     assert!((end - (now() + 3600)).abs() < 60, "default 60 minutes");
     assert_eq!(env.operation(&doctor, &glass, reason).await.status, 403);
-    let mail = env.mail.nth_to(ASHA, 1).await;
-    assert!(
-        mail.body().contains("Severe allergic reaction"),
-        "{}",
-        mail.body()
+
+    // A request may name the clinician's pharmacy as the actor, not someone else's.
+    let roles = env
+        .get(
+            &pharmacist,
+            &format!("PractitionerRole?practitioner={}", pharmacist.fhir_user),
+        )
+        .await;
+    let pharmacy = roles.body["entry"][0]["resource"]["organization"]["reference"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the pharmacist's role: {}", roles.body))
+        .to_string();
+    let actor =
+        |reference: &str| json!({"name": "actor", "valueReference": {"reference": reference}});
+    let asked = env
+        .request_consent(
+            &pharmacist,
+            &asha.patient,
+            json!([code("level", "READ_BASIC"), actor(&pharmacy)]),
+        )
+        .await;
+    assert_eq!(asked.status, 201, "{}", asked.body);
+    assert_eq!(
+        asked.body["provision"]["actor"][0]["reference"]["reference"],
+        pharmacy.as_str()
     );
+    let foreign = env
+        .request_consent(&doctor, &asha.patient, json!([actor(&pharmacy)]))
+        .await;
+    assert_eq!(foreign.status, 403, "{}", foreign.body);
+    env.mail.nth_to(ASHA, 2).await;
+    // Long lines may be wrapped in transit.
+    let bodies: Vec<String> = env
+        .mail
+        .messages()
+        .iter()
+        .map(|m| m.body().split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert!(
+        bodies.iter().any(|b| b.contains("claimed emergency access")
+            && b.contains("Severe allergic reaction at the counter")),
+        "{bodies:?}"
+    );
+    env.stop().await;
+}
+
+/// Two instances on one PostgreSQL database both sweep: each expiry is recorded once (one
+/// new version, one notification); the other instance's lost race is silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_record_each_expiry_once() {
+    let Some(env) = Env::start(TestBackend::Postgres, "consent_sweep_two", |c| {
+        c.consents.consent_sweep_seconds = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let second = curanet_http::start(env.server.config.clone())
+        .await
+        .expect("a second instance starts");
+    let asha = env.person(Role::Patient, ASHA, "Asha Rao").await;
+    let doctor = env.person(Role::Doctor, DOCTOR, "Anil Kumar").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let asked = env
+            .request_consent(&doctor, &asha.patient, json!([end_in(2)]))
+            .await;
+        assert_eq!(asked.status, 201, "{}", asked.body);
+        let id = asked.body["id"].as_str().unwrap().to_string();
+        let approved = env
+            .operation(&asha, &format!("Consent/{id}/$approve"), json!([]))
+            .await;
+        assert_eq!(approved.status, 200, "{}", approved.body);
+        ids.push(id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for id in &ids {
+        while env.get(&asha, &format!("Consent/{id}")).await.body["status"] != "inactive" {
+            assert!(Instant::now() < deadline, "Consent/{id} not swept");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Both instances have swept at least twice more.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for id in &ids {
+        let history = env.get(&asha, &format!("Consent/{id}/_history")).await;
+        let versions = history.body["entry"].as_array().map(Vec::len);
+        assert_eq!(versions, Some(3), "{}", history.body);
+    }
+    let expired = env
+        .get(&asha, "Communication?category=consent-expired&_count=100")
+        .await;
+    let mut about: Vec<String> = expired.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resource"]["about"][0]["reference"].as_str())
+        .map(|r| r.trim_start_matches("Consent/").to_string())
+        .collect();
+    about.sort();
+    ids.sort();
+    assert_eq!(about, ids, "{}", expired.body);
+    second.stop().await.expect("the second instance stops");
     env.stop().await;
 }
