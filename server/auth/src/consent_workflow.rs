@@ -415,7 +415,7 @@ impl ConsentRequest {
     }
 
     /// Whether the actor is someone other than the requester (then it must be one of their
-    /// PractitionerRoles or the Organization of one, which only the directory can tell).
+    /// PractitionerRoles or those roles' Organizations, which only the directory can tell).
     pub fn actor_needs_check(&self, requester: &str) -> bool {
         self.actor != requester
     }

@@ -200,6 +200,11 @@ async fn workflow(backend: TestBackend) {
     let pharmacist = env.person(Role::Pharmacist, PHARMACIST, "Meena Iyer").await;
     let p = asha.patient.clone();
 
+    // Enforcement reads what the workflow writes: nothing before a consent is in force.
+    let observations = format!("Observation?patient={p}");
+    let reads = |answer: Answer| answer.status;
+    assert_eq!(reads(env.get(&doctor, &observations).await), 403);
+
     // The clinician asks; the patient sees the pending request.
     let asked = env
         .request_consent(
@@ -296,6 +301,11 @@ async fn workflow(backend: TestBackend) {
     assert!((end - (now() + 5 * 86_400)).abs() < 60, "{consent}");
     assert!(consent["provision"]["period"]["start"].is_string());
 
+    assert_eq!(reads(env.get(&doctor, &observations).await), 200);
+    let conditions = format!("Condition?patient={p}");
+    let narrowed = env.get(&doctor, &conditions).await;
+    assert_eq!(narrowed.body["total"], 0, "Condition was not approved");
+
     // Wrong states: 409.
     for (operation, parameters) in [("approve", json!([])), ("reject", json!([]))] {
         let answer = env
@@ -321,6 +331,7 @@ async fn workflow(backend: TestBackend) {
         .operation(&asha, &revoke, json!([string("reason", "twice")]))
         .await;
     assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(reads(env.get(&doctor, &observations).await), 403);
     let history = env.get(&asha, &format!("Consent/{id}/_history")).await;
     let versions = history.body["entry"].as_array().map(Vec::len);
     assert_eq!(versions, Some(3), "{}", history.body);
@@ -357,6 +368,7 @@ async fn workflow(backend: TestBackend) {
         let refused = env.operation(who, &glass, json!([reason.clone()])).await;
         assert_eq!(refused.status, 403, "{}", refused.body);
     }
+    assert_eq!(reads(env.get(&doctor, &conditions).await), 200);
     let too_long = env
         .operation(
             &doctor,

@@ -5,8 +5,6 @@
 //! who may call them from the token's `fhirUser`, `patient` and the account's role. Every change
 //! is a new version through the engine, conditional on the version read.
 
-use std::collections::BTreeSet;
-
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -17,7 +15,6 @@ use curanet_auth::consent_workflow::{
 use curanet_engine::{EngineError, Written};
 use curanet_fhir::IssueType;
 use curanet_storage::Role;
-use serde_json::Value;
 
 use super::path::FhirPath;
 use super::resources::write_response;
@@ -134,7 +131,9 @@ pub async fn request_consent(
     let asked = ConsentRequest::parse(&id, &call.params, clinician, now, &is_type)
         .map_err(|e| refused(e, ""))?;
     if asked.actor_needs_check(clinician)
-        && !clinician_references(&state, &ctx.base, clinician)
+        && !state
+            .consents
+            .references(&state.engine, clinician)
             .await?
             .contains(&asked.actor)
     {
@@ -155,53 +154,6 @@ pub async fn request_consent(
     )?;
     notify(&state, Event::Requested, &written).await;
     Ok(write_response(&ctx, written, "created"))
-}
-
-/// The references a clinician acts under: themself, their PractitionerRoles, and those roles'
-/// practitioner and organizations.
-async fn clinician_references(
-    state: &AppState,
-    base: &str,
-    clinician: &str,
-) -> Result<BTreeSet<String>, ApiError> {
-    let mut out = BTreeSet::from([clinician.to_string()]);
-    let roles: Vec<Value> = match clinician.split_once('/') {
-        Some(("PractitionerRole", id)) => state
-            .engine
-            .read("PractitionerRole", id)
-            .await
-            .ok()
-            .and_then(|v| v.resource())
-            .into_iter()
-            .collect(),
-        _ => {
-            let pairs = [
-                ("practitioner".to_string(), clinician.to_string()),
-                ("_count".to_string(), "100".to_string()),
-            ];
-            let found = state
-                .engine
-                .search("PractitionerRole", &pairs, base, false)
-                .await?;
-            found
-                .page
-                .resources
-                .iter()
-                .filter_map(|v| v.resource())
-                .collect()
-        }
-    };
-    for role in roles {
-        if let Some(id) = role["id"].as_str() {
-            out.insert(format!("PractitionerRole/{id}"));
-        }
-        for field in ["practitioner", "organization"] {
-            if let Some(r) = role[field]["reference"].as_str() {
-                out.insert(r.to_string());
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// What a patient does to their consent.
