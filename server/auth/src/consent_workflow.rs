@@ -93,11 +93,8 @@ fn invalid(message: impl Into<String>) -> WorkflowError {
 pub struct Params(Vec<(String, Value)>);
 
 impl Params {
-    /// Reads a `Parameters` resource (`None`: an empty body, no parameters).
-    pub fn parse(body: Option<&Value>) -> Result<Params> {
-        let Some(body) = body else {
-            return Ok(Params::default());
-        };
+    /// Reads a `Parameters` resource (an empty body is [`Params::default`]).
+    pub fn parse(body: &Value) -> Result<Params> {
         if body["resourceType"] != "Parameters" {
             return Err(invalid("the body must be a Parameters resource"));
         }
@@ -938,10 +935,7 @@ mod tests {
     }
 
     fn params(pairs: Value) -> Params {
-        Params::parse(Some(
-            &json!({"resourceType": "Parameters", "parameter": pairs}),
-        ))
-        .unwrap()
+        Params::parse(&json!({"resourceType": "Parameters", "parameter": pairs})).unwrap()
     }
 
     fn request(pairs: Value) -> Result<ConsentRequest> {

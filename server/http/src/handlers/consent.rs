@@ -51,7 +51,7 @@ async fn call(state: &AppState, ctx: &FhirContext, request: Request) -> Result<C
     } else {
         check_body_type(&ctx.headers, &[])?;
         let value = curanet_fhir::json::parse_json(&body).map_err(EngineError::Json)?;
-        Params::parse(Some(&value)).map_err(|e| refused(e, ""))?
+        Params::parse(&value).map_err(|e| refused(e, ""))?
     };
     let claims = &access.claims;
     let role = state
