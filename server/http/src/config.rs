@@ -244,4 +244,41 @@ mod tests {
         assert_eq!(other.issuer, "https://api.example.in/r4");
         assert_eq!(other.fhir_base, "https://api.example.in/r4");
     }
+
+    #[test]
+    fn break_glass_roles_are_a_comma_list_and_empty_turns_it_off() {
+        use clap::Parser;
+        use curanet_auth::consent_workflow::BreakGlassPolicy;
+        use curanet_storage::Role;
+
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            consents: ConsentConfig,
+        }
+        let policy = |args: &[&str]| {
+            let flags =
+                Flags::try_parse_from(std::iter::once("curanet").chain(args.iter().copied()))
+                    .expect("valid flags");
+            BreakGlassPolicy::new(
+                &flags.consents.break_glass_roles,
+                flags.consents.break_glass_max_minutes,
+            )
+        };
+        assert_eq!(policy(&[]).unwrap().roles, [Role::Doctor]);
+        assert_eq!(
+            policy(&["--break-glass-roles", "doctor,pharmacist"])
+                .unwrap()
+                .roles,
+            [Role::Doctor, Role::Pharmacist]
+        );
+        assert!(
+            policy(&["--break-glass-roles", ""])
+                .unwrap()
+                .roles
+                .is_empty()
+        );
+        assert!(policy(&["--break-glass-roles", "nurse"]).is_err());
+        assert!(policy(&["--break-glass-max-minutes", "0"]).is_err());
+    }
 }
