@@ -119,13 +119,33 @@ pub mod curanet {
     pub const CONSENT_PROFILE: &str =
         include_str!("../curanet/StructureDefinition-curanet-consent.json");
 
+    /// The extension holding a clinician's message with a consent request.
+    pub const CONSENT_REQUEST_MESSAGE: &str =
+        include_str!("../curanet/StructureDefinition-consent-request-message.json");
+
+    /// The extension holding why emergency (break-the-glass) access was claimed.
+    pub const CONSENT_BREAK_GLASS_REASON: &str =
+        include_str!("../curanet/StructureDefinition-consent-break-glass-reason.json");
+
+    /// The extension holding why a patient revoked a consent.
+    pub const CONSENT_REVOCATION_REASON: &str =
+        include_str!("../curanet/StructureDefinition-consent-revocation-reason.json");
+
+    /// The CodeSystem of the consent notifications to patients (Communication.category).
+    pub const CONSENT_NOTIFICATIONS: &str =
+        include_str!("../curanet/CodeSystem-consent-notification.json");
+
     /// All of CuraNet's own conformance resources, as JSON texts.
-    pub fn resources() -> [&'static str; 4] {
+    pub fn resources() -> [&'static str; 8] {
         [
             HEALTH_ID_NAMING_SYSTEM,
             CONSENT_GRANT_LEVELS,
             CONSENT_GRANT_LEVEL_VALUE_SET,
             CONSENT_PROFILE,
+            CONSENT_REQUEST_MESSAGE,
+            CONSENT_BREAK_GLASS_REASON,
+            CONSENT_REVOCATION_REASON,
+            CONSENT_NOTIFICATIONS,
         ]
     }
 }
@@ -233,7 +253,11 @@ mod tests {
                 "NamingSystem",
                 "CodeSystem",
                 "ValueSet",
-                "StructureDefinition"
+                "StructureDefinition",
+                "StructureDefinition",
+                "StructureDefinition",
+                "StructureDefinition",
+                "CodeSystem"
             ]
         );
     }

@@ -14,6 +14,7 @@ pub mod client_assertion;
 pub mod client_jwks;
 pub mod compartment;
 pub mod consent;
+pub mod consent_workflow;
 pub mod discovery;
 pub mod error;
 pub mod keys;

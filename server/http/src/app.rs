@@ -10,8 +10,8 @@ use curanet_engine::Engine;
 
 use crate::access;
 use crate::handlers::{
-    authorize, discovery, fallback, health, history, metadata, oauth, operations, patch, resources,
-    search, validate,
+    authorize, consent, discovery, fallback, health, history, metadata, oauth, operations, patch,
+    resources, search, validate,
 };
 
 /// What handlers share, behind one `Arc`: every layer and extractor clones the state for each
@@ -58,6 +58,10 @@ pub struct Shared {
     pub audit: crate::audit::Recorder,
     /// The patients' consents, as clinicians' requests consult them.
     pub consents: Arc<crate::consents::ConsentRegistry>,
+    /// Notifications to patients about their consents.
+    pub notifier: Arc<crate::notifications::Notifier>,
+    /// Who may claim emergency access (`--break-glass-roles`), and for how long.
+    pub break_glass: curanet_auth::consent_workflow::BreakGlassPolicy,
 }
 
 /// The whole HTTP API: `/fhir/...`, the discovery documents, `/oauth/...`, `/healthz`, `/readyz`.
@@ -116,6 +120,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/{rtype}/{id}/$meta-add", post(operations::meta_add))
         .route("/{rtype}/{id}/$meta-delete", post(operations::meta_delete))
+        .route(
+            "/{rtype}/{id}/$request-consent",
+            post(consent::request_consent),
+        )
+        .route("/{rtype}/{id}/$break-glass", post(consent::break_glass))
+        .route("/{rtype}/{id}/$approve", post(consent::approve))
+        .route("/{rtype}/{id}/$reject", post(consent::reject_consent))
+        .route("/{rtype}/{id}/$revoke", post(consent::revoke_consent))
         .route("/{rtype}/{id}/_history", get(history::instance))
         .route("/{rtype}/{id}/_history/{vid}", get(resources::vread))
         .method_not_allowed_fallback(fallback::method_not_allowed);

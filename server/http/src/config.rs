@@ -111,6 +111,42 @@ pub struct Config {
 
     #[command(flatten)]
     pub accounts: AccountsConfig,
+
+    #[command(flatten)]
+    pub consents: ConsentConfig,
+}
+
+/// The consent workflow: break-the-glass policy and the expiry sweeper.
+#[derive(Debug, Clone, Args)]
+pub struct ConsentConfig {
+    /// Account roles that may claim emergency access (`Patient/[id]/$break-glass`), comma
+    /// separated (`doctor`, `pharmacist`, `admin`); empty turns break-the-glass off.
+    #[arg(
+        long,
+        env = "CURANET_BREAK_GLASS_ROLES",
+        value_delimiter = ',',
+        default_value = "doctor"
+    )]
+    pub break_glass_roles: Vec<String>,
+
+    /// The longest emergency access one claim may ask for, in minutes.
+    #[arg(long, env = "CURANET_BREAK_GLASS_MAX_MINUTES", default_value_t = 240)]
+    pub break_glass_max_minutes: i64,
+
+    /// How often active Consents past their end are marked inactive, in seconds (0: never;
+    /// access ends at the end of the period either way).
+    #[arg(long, env = "CURANET_CONSENT_SWEEP_SECONDS", default_value_t = 60)]
+    pub consent_sweep_seconds: u64,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        ConsentConfig {
+            break_glass_roles: vec!["doctor".into()],
+            break_glass_max_minutes: 240,
+            consent_sweep_seconds: 60,
+        }
+    }
 }
 
 /// Accounts (`/api/auth`), their secrets and their mail.
@@ -179,6 +215,7 @@ impl Config {
                 mail_from: "CuraNet <no-reply@curanet.in>".into(),
                 ..AccountsConfig::default()
             },
+            consents: ConsentConfig::default(),
         }
     }
 }
@@ -206,5 +243,42 @@ mod tests {
         let other = config.endpoints(bound);
         assert_eq!(other.issuer, "https://api.example.in/r4");
         assert_eq!(other.fhir_base, "https://api.example.in/r4");
+    }
+
+    #[test]
+    fn break_glass_roles_are_a_comma_list_and_empty_turns_it_off() {
+        use clap::Parser;
+        use curanet_auth::consent_workflow::BreakGlassPolicy;
+        use curanet_storage::Role;
+
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            consents: ConsentConfig,
+        }
+        let policy = |args: &[&str]| {
+            let flags =
+                Flags::try_parse_from(std::iter::once("curanet").chain(args.iter().copied()))
+                    .expect("valid flags");
+            BreakGlassPolicy::new(
+                &flags.consents.break_glass_roles,
+                flags.consents.break_glass_max_minutes,
+            )
+        };
+        assert_eq!(policy(&[]).unwrap().roles, [Role::Doctor]);
+        assert_eq!(
+            policy(&["--break-glass-roles", "doctor,pharmacist"])
+                .unwrap()
+                .roles,
+            [Role::Doctor, Role::Pharmacist]
+        );
+        assert!(
+            policy(&["--break-glass-roles", ""])
+                .unwrap()
+                .roles
+                .is_empty()
+        );
+        assert!(policy(&["--break-glass-roles", "nurse"]).is_err());
+        assert!(policy(&["--break-glass-max-minutes", "0"]).is_err());
     }
 }

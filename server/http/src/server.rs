@@ -130,6 +130,25 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     let maintenance = tokio::spawn(maintain_keys(authority.clone()));
     let audit = crate::audit::Recorder::start(engine.clone(), audit_chain);
     let consents = crate::consents::ConsentRegistry::watching(&engine);
+    let break_glass = curanet_auth::consent_workflow::BreakGlassPolicy::new(
+        &config.consents.break_glass_roles,
+        config.consents.break_glass_max_minutes,
+    )
+    .map_err(|e| format!("--break-glass-roles / --break-glass-max-minutes: {e}"))?;
+    let notifier = Arc::new(crate::notifications::Notifier::new(
+        engine.clone(),
+        authority.store(),
+        crate::accounts::mailer(&config.accounts)?,
+        authority.endpoints().fhir_base.clone(),
+    ));
+    let sweeper = (config.consents.consent_sweep_seconds > 0).then(|| {
+        crate::consent_sweeper::Sweeper::start(
+            engine.clone(),
+            notifier.clone(),
+            authority.endpoints().fhir_base.clone(),
+            Duration::from_secs(config.consents.consent_sweep_seconds),
+        )
+    });
     let state = AppState::new(Shared {
         consents,
         engine,
@@ -145,6 +164,8 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
         accounts,
         emergency,
         audit: audit.clone(),
+        notifier,
+        break_glass,
     });
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "listening; FHIR base at http://{addr}/fhir");
     let (tx, rx) = oneshot::channel::<()>();
@@ -158,6 +179,9 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
             })
             .await?;
         maintenance.abort();
+        if let Some(sweeper) = sweeper {
+            sweeper.stop().await;
+        }
         // Every request has finished: its audit record is queued; write them all.
         audit.close().await;
         store.close().await;

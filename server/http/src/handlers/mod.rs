@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod authorize;
+pub mod consent;
 pub mod discovery;
 pub mod emergency;
 pub mod fallback;

@@ -39,6 +39,7 @@ pub(crate) enum AccountKey {
     Id,
     Email,
     Phone,
+    FhirUser,
 }
 
 pub(crate) async fn create_account(c: &mut dyn Conn, a: NewAccount) -> Result<()> {
@@ -73,6 +74,7 @@ pub(crate) async fn account_by(
         AccountKey::Id => "id",
         AccountKey::Email => "email",
         AccountKey::Phone => "phone",
+        AccountKey::FhirUser => "fhir_user",
     };
     let text = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {column} = $1");
     c.first(&text, params![value])

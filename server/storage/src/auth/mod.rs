@@ -48,6 +48,9 @@ pub trait AuthStore: ShareLinkStore + Send + Sync {
     /// The account with this phone number.
     async fn get_account_by_phone(&self, phone: &str) -> Result<Option<Account>>;
 
+    /// The account linked to this FHIR resource (`Patient/123`), if any.
+    async fn get_account_by_fhir_user(&self, fhir_user: &str) -> Result<Option<Account>>;
+
     /// Up to `limit` accounts in id order after `after`, optionally only those with `status`.
     async fn list_accounts(
         &self,
@@ -286,6 +289,15 @@ impl<S: Engine> AuthStore for S {
             c,
             AccountKey::Phone,
             &phone
+        ))
+    }
+
+    async fn get_account_by_fhir_user(&self, fhir_user: &str) -> Result<Option<Account>> {
+        let fhir_user = fhir_user.to_string();
+        run!(self.read, |c| accounts::account_by(
+            c,
+            AccountKey::FhirUser,
+            &fhir_user
         ))
     }
 
