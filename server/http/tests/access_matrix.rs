@@ -293,6 +293,13 @@ enum Interaction {
     ReadConsent(Rec),
     /// `Consent?patient=P`.
     SearchConsent,
+    /// `{type}?patient=P&_summary=count`: the total must not count what the caller cannot see.
+    Count(&'static str),
+    /// `Patient?_id=P&_has:Observation:subject:_id={restricted}`: `_has` must not reveal a
+    /// record the caller cannot see.
+    HasRestricted,
+    /// `{type}/_history`: spans every patient.
+    TypeHistory(&'static str),
     /// A transaction creating an Observation about P (and, when true, another about Q).
     Transaction(bool),
 }
@@ -347,6 +354,10 @@ fn interactions() -> Vec<Interaction> {
     out.push(ReadConsent(Rec::ConsentToDoctor));
     out.push(ReadConsent(Rec::ConsentToPharmacy));
     out.push(SearchConsent);
+    out.push(Count("Observation"));
+    out.push(Count("AllergyIntolerance"));
+    out.push(HasRestricted);
+    out.push(TypeHistory("Observation"));
     out.push(Transaction(false));
     out.push(Transaction(true));
     out
@@ -366,6 +377,10 @@ enum Expected {
     },
     Forbidden,
     NotFound,
+    /// 200 with `total` = this many.
+    Total(usize),
+    /// Nothing shown: a 200 with no match, or a refusal (403/404); either is right.
+    Hidden,
 }
 
 impl Expected {
@@ -677,6 +692,20 @@ fn oracle(role: Role, state: State, interaction: &Interaction) -> Expected {
         {
             Expected::Forbidden
         }
+        Count(ty) => match search_p(role, state, ty) {
+            Ok(m) => Expected::Total(m.len()),
+            Err(e) => e,
+        },
+        // Patient-level and consent-governed tokens may not reach the compartment's types
+        // through `_has` (README: refused); whatever the answer, P must not show through it
+        // unless the caller sees the restricted record.
+        HasRestricted => match search_p(role, state, "Patient") {
+            Err(e) => e,
+            Ok(m) if role == Role::Backend => Expected::found(m, BTreeSet::new()),
+            Ok(_) => Expected::Hidden,
+        },
+        // Type history spans every patient: only the backend may.
+        TypeHistory(_) => allowed(role == Role::Backend),
         ReadConsent(c) => {
             if consent_visible(role, state, *c) {
                 Expected::ok()
@@ -1181,6 +1210,37 @@ impl World {
                 self.observe_search(&format!("Consent?patient={p}"), role)
                     .await
             }
+            Count(ty) => {
+                let got = self
+                    .send(
+                        Method::GET,
+                        &format!("{ty}?patient={p}&_summary=count"),
+                        role,
+                        None,
+                    )
+                    .await;
+                Observed {
+                    status: got.status,
+                    matches: None,
+                    included: None,
+                    unknown: Vec::new(),
+                    wrote: false,
+                    detail: String::new(),
+                    total: got.body["total"].as_u64().map(|t| t as usize),
+                }
+            }
+            HasRestricted => {
+                let restricted = self.id(Rec::Restricted).to_string();
+                self.observe_search(
+                    &format!("Patient?_id={p}&_has:Observation:subject:_id={restricted}"),
+                    role,
+                )
+                .await
+            }
+            TypeHistory(ty) => {
+                self.observe_plain(Method::GET, &format!("{ty}/_history"), role)
+                    .await
+            }
             Transaction(with_q) => {
                 let (first, marker) = self.new_record("Observation", Owner::P);
                 let mut entries = vec![
@@ -1211,6 +1271,7 @@ impl World {
             unknown: Vec::new(),
             wrote: false,
             detail: String::new(),
+            total: None,
         }
     }
 
@@ -1223,6 +1284,7 @@ impl World {
             unknown: Vec::new(),
             wrote: false,
             detail: String::new(),
+            total: None,
         };
         if got.status != 200 {
             return observed;
@@ -1319,6 +1381,8 @@ struct Observed {
     /// For writes: whether the server changed anything (created, updated, deleted).
     wrote: bool,
     detail: String,
+    /// A searchset's `total`.
+    total: Option<usize>,
 }
 
 impl Observed {
@@ -1329,6 +1393,7 @@ impl Observed {
             included: None,
             unknown: Vec::new(),
             wrote,
+            total: None,
             detail: if got.status >= 300 {
                 String::new()
             } else {
@@ -1400,15 +1465,49 @@ fn compare(expected: &Expected, observed: &Observed) -> Vec<(Kind, String)> {
                 }
             }
         }
+        Expected::Total(want) => {
+            if !ok {
+                out.push((
+                    Kind::UnexpectedDeny,
+                    format!("expected 2xx, got {}", observed.status),
+                ));
+            } else if observed.total.is_none_or(|t| t > *want) {
+                out.push((
+                    Kind::UnexpectedPermit,
+                    format!("total {:?}, expected {want}", observed.total),
+                ));
+            } else if observed.total != Some(*want) {
+                out.push((
+                    Kind::UnexpectedDeny,
+                    format!("total {:?}, expected {want}", observed.total),
+                ));
+            }
+        }
+        Expected::Hidden => {
+            let shown = observed.matches.as_ref().is_some_and(|m| !m.is_empty())
+                || observed.included.as_ref().is_some_and(|m| !m.is_empty());
+            if ok && shown {
+                out.push((
+                    Kind::UnexpectedPermit,
+                    format!("expected nothing shown, got {:?}", observed.matches),
+                ));
+            } else if !ok && !matches!(observed.status, 403 | 404) {
+                out.push((
+                    Kind::WrongRefusal,
+                    format!("expected nothing shown, got {}", observed.status),
+                ));
+            }
+        }
         Expected::Forbidden | Expected::NotFound => {
             let want = if *expected == Expected::Forbidden {
                 403
             } else {
                 404
             };
-            let empty = observed.matches.as_ref().is_some_and(BTreeSet::is_empty)
+            let empty = (observed.matches.as_ref().is_some_and(BTreeSet::is_empty)
                 && observed.included.as_ref().is_some_and(BTreeSet::is_empty)
-                && observed.unknown.is_empty();
+                && observed.unknown.is_empty())
+                || (observed.matches.is_none() && observed.total == Some(0));
             if ok && empty {
                 out.push((
                     Kind::EmptyPermit,
