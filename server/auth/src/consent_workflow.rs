@@ -637,6 +637,8 @@ pub enum Event {
     Expired,
     /// A clinician claimed emergency access.
     BreakGlass,
+    /// Someone opened one of the patient's emergency share links (not about a consent).
+    ShareLinkOpened,
 }
 
 impl Event {
@@ -649,6 +651,7 @@ impl Event {
             Event::Revoked => "consent-revoked",
             Event::Expired => "consent-expired",
             Event::BreakGlass => "break-the-glass",
+            Event::ShareLinkOpened => "emergency-link-opened",
         }
     }
 
@@ -661,6 +664,7 @@ impl Event {
             Event::Revoked => "You revoked access to your health record",
             Event::Expired => "Access to your health record has ended",
             Event::BreakGlass => "Your health record was opened in an emergency",
+            Event::ShareLinkOpened => "Your emergency information was opened",
         }
     }
 }
@@ -724,6 +728,8 @@ impl Notice {
                  contact your care provider; every access is recorded.",
                 extension(BREAK_GLASS_REASON_URL)
             ),
+            // Not about a consent: see [`Notice::share_link_opened`].
+            Event::ShareLinkOpened => format!("{who} opened one of your emergency links."),
         };
         Notice {
             event,
@@ -735,20 +741,42 @@ impl Notice {
         }
     }
 
-    /// The in-app notification: a completed `Communication` to and about the patient.
+    /// The notice that one of `patient`'s emergency share links was opened, by `recipient`
+    /// (the name the visitor gave, if any) from `ip`.
+    pub fn share_link_opened(patient: &str, recipient: Option<&str>, ip: &str) -> Notice {
+        let who = recipient.map_or_else(
+            || "Someone who gave no name".to_string(),
+            |r| format!("Someone who named themselves \"{r}\""),
+        );
+        Notice {
+            event: Event::ShareLinkOpened,
+            patient: patient.to_string(),
+            consent: String::new(),
+            text: format!(
+                "{who} opened one of your emergency links (from {ip}) and saw what it shares. \
+                 You can see every opening and revoke the link in CuraNet."
+            ),
+        }
+    }
+
+    /// The in-app notification: a completed `Communication` to and about the patient (and the
+    /// Consent, when it is about one).
     pub fn communication(&self, now: i64) -> Value {
         let patient = json!({"reference": format!("Patient/{}", self.patient)});
-        json!({
+        let mut communication = json!({
             "resourceType": "Communication",
             "status": "completed",
             "category": [{"coding": [{"system": NOTIFICATION_SYSTEM, "code": self.event.code()}],
                           "text": self.event.title()}],
             "subject": patient,
             "recipient": [patient],
-            "about": [{"reference": format!("Consent/{}", self.consent)}],
             "sent": date_time(now),
             "payload": [{"contentString": self.text}],
-        })
+        });
+        if !self.consent.is_empty() {
+            communication["about"] = json!([{"reference": format!("Consent/{}", self.consent)}]);
+        }
+        communication
     }
 
     /// The mail's body: the text and where to act on it.

@@ -796,8 +796,8 @@ pub async fn require_token(
             if let Some(target) = target {
                 consent::after_registration(&state, &claims, &target, &response).await;
             }
-            if let Some((patient, all_entries)) = confine_to {
-                response = confine_answer(response, &access, &patient, all_entries).await;
+            if let Some(confined) = confine_to {
+                response = confine_answer(response, &access, &confined).await;
             }
             if !dropped.is_empty() {
                 report_dropped(response, &dropped).await
@@ -828,9 +828,18 @@ struct Admitted {
     dropped: Vec<String>,
     /// A batch's refused entries (position, 403 response entry), to be put back in its answer.
     refused: Vec<(usize, Value)>,
-    /// The patient whose records alone the answer may hold, and whether every entry (not only
-    /// the included ones) is to be checked.
-    confine_to: Option<(String, bool)>,
+    /// The patient whose records alone the answer may hold.
+    confine_to: Option<Confined>,
+}
+
+/// How an answer is confined to one patient's records.
+struct Confined {
+    patient: String,
+    /// Every entry is checked (`$everything`), not only the included ones.
+    all_entries: bool,
+    /// The caller is governed by consents: the patient's Consents and AuditEvents are left out
+    /// too (a clinician reads only the consents that name them, and no audit records).
+    private: bool,
 }
 
 impl Admitted {
@@ -889,7 +898,10 @@ async fn authorize(
     }
     // A clinician's token: the consents of the patient the request is about decide with it.
     let mut mediation = consent::Mediation::Unmediated;
-    if consent::governed(access.claims) {
+    let governed = consent::governed(access.claims);
+    if governed {
+        // The token's own scopes first: what they do not permit is 403 whatever the consents.
+        decide(access, &target)?;
         let query: Vec<(String, String)> = request
             .uri()
             .query()
@@ -972,10 +984,11 @@ async fn authorize(
     if let Some(write) = &narrowing.write {
         request = check_write_request(state, access, request, write).await?;
     }
-    let confine_to = narrowing
-        .confine_to
-        .clone()
-        .map(|p| (p, narrowing.all_entries));
+    let confine_to = narrowing.confine_to.clone().map(|patient| Confined {
+        patient,
+        all_entries: narrowing.all_entries,
+        private: governed,
+    });
     // `$lastn` is a search too (with `max`): narrowed, chains and includes checked alike.
     let searching = matches!(
         &target,
@@ -1163,9 +1176,9 @@ async fn check_write_request(
 async fn confine_answer(
     response: Response,
     access: &TokenAccess<'_>,
-    patient: &str,
-    all_entries: bool,
+    confined: &Confined,
 ) -> Response {
+    let (patient, all_entries) = (confined.patient.as_str(), confined.all_entries);
     if response.status() != StatusCode::OK {
         return response;
     }
@@ -1193,6 +1206,9 @@ async fn confine_answer(
                     return None;
                 }
                 let checked = all_entries || mode == Some("include");
+                if checked && confined.private && matches!(ty, "Consent" | "AuditEvent") {
+                    return Some(false);
+                }
                 Some(!checked || is_patients(access.defs, ty, resource, &c, patient, false))
             })
             .collect();
@@ -1287,6 +1303,7 @@ async fn decide_entry(
     // (a search consent leaves nothing to find is refused rather than answered empty).
     let mut mediation = consent::Mediation::Unmediated;
     if consent::governed(access.claims) {
+        decide(access, &target)?;
         let url = entry
             .pointer("/request/url")
             .and_then(Value::as_str)

@@ -77,47 +77,13 @@ const KNOWN_GAPS: &[Gap] = &[
         },
     },
     Gap {
-        what: "BUG: a JSON Patch of any record but the Patient by a consent-governed token with \
-               WRITE is refused (403): the patient-token rule \"patch only your own Patient\" \
-               is applied to clinicians; the specification grants patch with WRITE",
+        what: "limitation (README, Consent): a JSON Patch of any record but the Patient by a \
+               consent-governed token is refused (403), as for patient tokens: a patch's result \
+               cannot be checked to stay the patient's record before it is written; use update",
         applies: |role, _, i, kind, _| {
             governed(role)
                 && matches!(i, Interaction::Patch(r) if *r != Rec::PatientP)
                 && kind == Kind::UnexpectedDeny
-        },
-    },
-    Gap {
-        what: "BUG: a search by a consent-governed token (pharmacist, app) of a type outside its \
-               scopes (e.g. a pharmacist's Observation) answers an empty searchset instead of \
-               403 when it names no patient, or names a patient whose consent is in force \
-               (nothing is revealed)",
-        applies: |role, _, _, kind, _| governed(role) && kind == Kind::EmptyPermit,
-    },
-    Gap {
-        what: "BUG (permit): Patient/P/$everything with a clinician's token under a READ_FULL \
-               consent returns the patient's other Consents (e.g. the one to the pharmacy), \
-               which a clinician may neither read nor search",
-        applies: |role, _, i, kind, detail| {
-            governed(role)
-                && *i == Interaction::Everything
-                && kind == Kind::UnexpectedPermit
-                && detail.starts_with("Consent/")
-        },
-    },
-    Gap {
-        what: "BUG (permit): nested deny provisions (security label R, data.reference) withhold \
-               records from reads and searches, but not from writes: a clinician with WRITE \
-               updates (PUT) and with DELETE deletes a record they cannot read",
-        applies: |role, state, i, kind, _| {
-            governed(role)
-                && state == State::DenyLabelData
-                && kind == Kind::UnexpectedPermit
-                && matches!(
-                    i,
-                    Interaction::Update(Rec::Restricted | Rec::Condition)
-                        | Interaction::Patch(Rec::Restricted | Rec::Condition)
-                        | Interaction::DeleteLabelled
-                )
         },
     },
 ];
@@ -597,7 +563,11 @@ fn search_p(role: Role, state: State, ty: &str) -> Result<BTreeSet<Rec>, Expecte
 fn oracle(role: Role, state: State, interaction: &Interaction) -> Expected {
     use Interaction::*;
     let read = |rec: Rec| {
-        if visible(role, state, rec) {
+        // A governed token's own scopes come first: a type they do not cover is 403 (the
+        // refusal names the missing scope, which says nothing about the record).
+        if governed(role) && !token_allows(role, rec.ty(), Op::Read) {
+            Expected::Forbidden
+        } else if visible(role, state, rec) {
             Expected::ok()
         } else {
             Expected::NotFound
@@ -648,6 +618,8 @@ fn oracle(role: Role, state: State, interaction: &Interaction) -> Expected {
             }
             Err(e) => e,
         },
+        // $everything needs read and search on every type in the token's own scopes.
+        Everything if governed(role) && role != Role::Doctor => Expected::Forbidden,
         Everything => {
             if !visible(role, state, Rec::PatientP) {
                 return Expected::NotFound;
@@ -667,6 +639,16 @@ fn oracle(role: Role, state: State, interaction: &Interaction) -> Expected {
             Role::Patient | Role::OtherPatient => false,
             _ => *owner == Owner::P && may(role, state, ty, Op::Create),
         }),
+        // A record the consent withholds (by label or reference) is hidden from a writer who
+        // may otherwise write: 404, as for a read.
+        Update(r)
+            if governed(role)
+                && r.owner() == Owner::P
+                && may(role, state, r.ty(), Op::Update)
+                && grant(state).is_some_and(|g| g.denied.contains(r)) =>
+        {
+            Expected::NotFound
+        }
         Update(r) => allowed(writable(role, state, *r, Op::Update)),
         Patch(r) => allowed(writable(role, state, *r, Op::Update)),
         Delete(ty) => allowed(match role {
@@ -675,21 +657,21 @@ fn oracle(role: Role, state: State, interaction: &Interaction) -> Expected {
             _ => may(role, state, ty, Op::Delete),
         }),
         // The label withholds the record as the seeded restricted Observation is withheld.
+        DeleteLabelled
+            if governed(role)
+                && may(role, state, "Observation", Op::Delete)
+                && grant(state).is_some_and(|g| g.denied.contains(&Rec::Restricted)) =>
+        {
+            Expected::NotFound
+        }
         DeleteLabelled => allowed(match role {
             Role::Backend => true,
             Role::Patient | Role::OtherPatient => false,
-            _ => {
-                may(role, state, "Observation", Op::Delete)
-                    && grant(state).is_some_and(|g| !g.denied.contains(&Rec::Restricted))
-            }
+            _ => may(role, state, "Observation", Op::Delete),
         }),
-        // A token without a Consent scope: a consent naming them is refused by the scope check
-        // (README: a refusal names the missing scope); any other is hidden.
-        ReadConsent(c)
-            if governed(role)
-                && !token_allows(role, "Consent", Op::Read)
-                && consent_names(role, state, *c) =>
-        {
+        // A token without a Consent scope is refused by the scope check (README: a refusal
+        // names the missing scope), whichever consent it asks for.
+        ReadConsent(_) if governed(role) && !token_allows(role, "Consent", Op::Read) => {
             Expected::Forbidden
         }
         Count(ty) => match search_p(role, state, ty) {

@@ -634,7 +634,21 @@ pub(super) fn restrict(
             }
             Ok(false)
         }
-        // Writes are governed by the WRITE and DELETE levels alone.
+        // A record withheld from reading is withheld from changing too: the stored version
+        // must satisfy the restrictions (else 404, as for a read).
+        Target::Interaction(Update | Patch | Delete, ty, Some(id)) => {
+            let pairs = residual.pairs(ty).ok_or_else(|| not_found(ty, id))?;
+            if !pairs.is_empty() {
+                narrowing.instances.push(InstanceCheck {
+                    resource_type: ty.clone(),
+                    id: id.clone(),
+                    sets: vec![pairs],
+                    patient: Some((access.confinement(ty), grant.patient.clone())),
+                });
+            }
+            Ok(false)
+        }
+        // Creates are governed by the WRITE level alone.
         _ => Ok(false),
     }
 }

@@ -334,7 +334,16 @@ async fn open(
         .open(token, passcode.as_deref(), &visitor, unix_now())
         .await;
     match opened {
-        Ok(opened) => show(state, &opened, headers).await,
+        Ok(opened) => {
+            // The patient is told of every opening (in the app and by mail).
+            let notice = curanet_auth::consent_workflow::Notice::share_link_opened(
+                &opened.patient_id,
+                visitor.recipient.as_deref(),
+                visitor.ip.as_deref().unwrap_or("an unknown address"),
+            );
+            state.notifier.send(notice).await;
+            show(state, &opened, headers).await
+        }
         Err(OpenError::NotFound) => not_found(headers),
         Err(OpenError::PasscodeRequired { remaining }) => passcode_refused(
             "passcode_required",
