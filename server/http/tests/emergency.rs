@@ -458,6 +458,23 @@ async fn emergency_links_end_to_end(backend: TestBackend) {
     ] {
         assert!(!text.contains(hidden.as_str()), "{hidden} leaked: {text}");
     }
+    // The patient is told, in the app, that the link was opened.
+    let r = env
+        .client
+        .get(env.url(&format!(
+            "/fhir/Communication?recipient=Patient/{patient_id}"
+        )))
+        .bearer_auth(&patient_token)
+        .send()
+        .await
+        .unwrap();
+    let told: Value = r.json().await.unwrap();
+    assert!(
+        told["entry"].as_array().into_iter().flatten().any(|e| {
+            e["resource"]["category"][0]["coding"][0]["code"] == "emergency-link-opened"
+        }),
+        "{told}"
+    );
     let shown_patient = &bundle["entry"][0]["resource"];
     assert_eq!(shown_patient["name"][0]["family"], "Rao");
     assert!(shown_patient.get("contact").is_none(), "{shown_patient}");
