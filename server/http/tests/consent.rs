@@ -574,11 +574,19 @@ async fn consent_governs_clinicians(backend: TestBackend) {
             .await,
         vec![w.medication_request.clone()]
     );
+    // A type their token covers but the consent does not: hidden (404); a type their token
+    // does not cover: refused by the scope check (403).
+    assert_eq!(
+        w.get(&format!("AllergyIntolerance/{}", w.allergy), &pharmacist)
+            .await
+            .0,
+        404
+    );
     assert_eq!(
         w.get(&format!("Condition/{}", w.condition), &pharmacist)
             .await
             .0,
-        404
+        403
     );
 
     // A clinician who registers a patient keeps their record under a recorded consent (the
