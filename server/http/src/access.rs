@@ -959,7 +959,8 @@ async fn check_instance(
     check: &InstanceCheck,
 ) -> Result<bool, ApiError> {
     if let Some((c, patient)) = &check.patient {
-        let stored = match state.engine.read(&check.resource_type, &check.id).await {
+        let stored = match crate::audit::read_current(state, &check.resource_type, &check.id).await
+        {
             Ok(v) => v.resource(),
             Err(EngineError::NotFound(_) | EngineError::Gone(_)) => None,
             Err(e) => return Err(e.into()),

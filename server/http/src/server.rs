@@ -128,7 +128,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     )
     .await?;
     let maintenance = tokio::spawn(maintain_keys(authority.clone()));
-    let audit = crate::audit::Recorder::start(engine.clone(), audit_chain);
+    let audit = crate::audit::Recorder::start(audit_chain);
     let state = AppState::new(Shared {
         engine,
         base_url: config
