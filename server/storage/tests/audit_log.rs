@@ -53,7 +53,10 @@ async fn scenario(store: Arc<dyn Store>, log: Arc<dyn AuditStore>) {
             record(n, patient, subtype, "Practitioner/d1")
         })
         .collect();
-    let positions = log.append_audit_records(records, joined).await.unwrap();
+    let positions = log
+        .append_audit_records(Arc::new(records), joined)
+        .await
+        .unwrap();
     assert_eq!(positions.len(), 600);
     assert!(positions.windows(2).all(|w| w[0] < w[1]));
     let (head, _) = log.audit_log_head().await.unwrap();
@@ -185,7 +188,7 @@ async fn scenario(store: Arc<dyn Store>, log: Arc<dyn AuditStore>) {
 
     // The next batch links it first, then itself.
     let positions = log
-        .append_audit_records(vec![record(601, "p1", "read", "d")], joined)
+        .append_audit_records(Arc::new(vec![record(601, "p1", "read", "d")]), joined)
         .await
         .unwrap();
     assert_eq!(log.unlinked_audit_records(i64::MAX).await.unwrap().0, 0);
@@ -196,7 +199,7 @@ async fn scenario(store: Arc<dyn Store>, log: Arc<dyn AuditStore>) {
     assert_eq!(log.audit_log_head().await.unwrap().0, 602);
     // An empty batch still links what writes left.
     assert!(
-        log.append_audit_records(Vec::new(), joined)
+        log.append_audit_records(Arc::default(), joined)
             .await
             .unwrap()
             .is_empty()
