@@ -566,22 +566,28 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     if !audited_with_write {
         state.audit.submit(&Recorded::Rest(event.clone())).await;
     }
-    if let Some(basis) = response.extensions().get::<ConsentBasis>()
-        && let Some(refusal) = &basis.refusal
+    if let Some(alert) = response
+        .extensions()
+        .get::<ConsentBasis>()
+        .and_then(|basis| consent_alert(&event, basis))
     {
-        let alert = ConsentAlert {
-            recorded: event.recorded.clone(),
-            patient: basis.patient.clone(),
-            consents: basis.consents.clone(),
-            refusal: refusal.clone(),
-            token: event.token.clone(),
-            peer: event.peer.clone(),
-            request_id: event.request_id.clone(),
-            server: event.server.clone(),
-        };
         state.audit.submit(&Recorded::ConsentAlert(alert)).await;
     }
     response
+}
+
+/// The AuthZ-Consent security alert of a request consent refused (none when it did not).
+fn consent_alert(event: &RestEvent, basis: &ConsentBasis) -> Option<ConsentAlert> {
+    Some(ConsentAlert {
+        recorded: event.recorded.clone(),
+        patient: basis.patient.clone(),
+        consents: basis.consents.clone(),
+        refusal: basis.refusal.clone()?,
+        token: event.token.clone(),
+        peer: event.peer.clone(),
+        request_id: event.request_id.clone(),
+        server: event.server.clone(),
+    })
 }
 
 /// Completes a record from the answer: the token, what consent decided, the status, the
@@ -1259,6 +1265,87 @@ mod tests {
                 .collect();
             assert!(errors.is_empty(), "{ae}: {errors:?}");
         }
+    }
+
+    #[test]
+    fn consent_decisions_and_writes_complete_the_record() {
+        let event = RestEvent {
+            recorded: "2026-01-02T03:04:05.678Z".into(),
+            interaction: "read".into(),
+            resource_type: Some("Observation".into()),
+            id: Some("o1".into()),
+            status: 200,
+            token: Some(TokenAgent {
+                subject: "acct-1".into(),
+                client_id: "app".into(),
+                fhir_user: Some("Practitioner/d1".into()),
+                jti: "jti-9".into(),
+            }),
+            request_id: Some("r1".into()),
+            server: "http://curanet.test/fhir".into(),
+            ..RestEvent::default()
+        };
+        let permitted = ConsentBasis {
+            patient: Some("p1".into()),
+            consents: vec!["c1".into()],
+            break_glass: true,
+            refusal: None,
+        };
+        let mut e = event.clone();
+        add_consent(&mut e, &permitted);
+        assert_eq!(e.patients, vec!["p1".to_string()]);
+        assert_eq!(e.consents, vec!["c1".to_string()]);
+        assert!(e.break_glass);
+        assert!(consent_alert(&e, &permitted).is_none());
+        let refused = ConsentBasis {
+            patient: Some("p1".into()),
+            consents: Vec::new(),
+            break_glass: false,
+            refusal: Some("no active consent".into()),
+        };
+        let alert = consent_alert(&event, &refused).unwrap();
+        assert_eq!(alert.refusal, "no active consent");
+        assert_eq!(alert.patient.as_deref(), Some("p1"));
+        assert_eq!(alert.token.as_ref().unwrap().jti, "jti-9");
+        let record = log_record(&Recorded::ConsentAlert(alert));
+        assert_eq!(record.patients, vec!["p1".to_string()]);
+        assert!(record.subtype.ends_with("|AuthZ-Consent"));
+        assert_eq!(record.outcome, "8");
+
+        // A write's record names what was written, 201 for a create.
+        let version = |created| WriteOutcome::Written {
+            version: StoredVersion {
+                resource_type: "Observation".into(),
+                id: "o2".into(),
+                version: 4,
+                last_updated: Instant(0),
+                deleted: false,
+                method: StoreMethod::Put,
+                content: None,
+                seq: 1,
+            },
+            created,
+        };
+        let create = RestEvent {
+            interaction: "create".into(),
+            id: None,
+            ..event.clone()
+        };
+        let w = written(&create, &[version(true)]);
+        assert_eq!((w.status, w.id.as_deref()), (201, Some("o2")));
+        assert_eq!(w.version.as_deref(), Some("4"));
+        let op = RestEvent {
+            interaction: "operation".into(),
+            operation: Some("approve".into()),
+            ..event.clone()
+        };
+        let w = written(&op, &[version(false)]);
+        assert_eq!((w.status, w.version.as_deref()), (200, Some("4")));
+        let delete = RestEvent {
+            interaction: "delete".into(),
+            ..event
+        };
+        assert_eq!(written(&delete, &[version(false)]).version, None);
     }
 
     #[test]
