@@ -3,14 +3,18 @@
 //! gathers what a request did ([`RestEvent`]) and stores the result; nothing here knows HTTP or
 //! SQL.
 //!
-//! The chain: record `n` carries `hash_n = SHA-256(hash_{n-1} ‖ "\n" ‖ canonical JSON of
-//! record n)` (hex), starting from [`GENESIS`]. Canonical JSON is the stored AuditEvent with the
-//! keys of every object sorted and no whitespace ([`canonical_json`]), so re-serialising the
-//! same resource always gives the same bytes, and changing any element (or `meta`) of a stored
-//! record, or removing or reordering records, breaks the link at that record.
+//! Records are stored compactly ([`Recorded`], its JSON the record's body in the audit log, with
+//! the search columns derived from it: [`log_record`]) and turned into AuditEvents when read
+//! ([`audit_event`]). The chain: record `n` carries `hash_n = SHA-256(hash_{n-1} ‖ "\n" ‖
+//! position ‖ "\n" ‖ body)` (hex, [`record_hash`]), starting from [`GENESIS`]; changing a body,
+//! a position or a search column (checked against the body), or removing or reordering records,
+//! breaks the link at that record ([`check_record`]). AuditEvent resources of the earlier
+//! storage are chained over their canonical JSON ([`canonical_json`], [`check_link`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use curanet_storage::{AuditRecord, StoredAudit};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -25,53 +29,74 @@ const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-ty
 const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
 const SOURCE_TYPE: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
 const BALP_ENTITY_TYPE: &str = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType";
+const RESOURCE_TYPES: &str = "http://hl7.org/fhir/resource-types";
+const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+const AUTHZ_SUBTYPE: &str = "https://profiles.ihe.net/ITI/BALP/CodeSystem/AuthZsubType";
 /// Identifier system of OAuth client ids in agents.
 pub const CLIENT_ID_SYSTEM: &str = "https://curanet.in/fhir/sid/oauth-client";
 /// Identifier system of account ids (token subjects) in agents.
 pub const ACCOUNT_SYSTEM: &str = "https://curanet.in/fhir/sid/account";
 
 /// The token behind a request: who and which app (never the token itself).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenAgent {
     /// `sub`: the account id, or the client id for backend services.
     pub subject: String,
     /// `client_id`.
     pub client_id: String,
     /// `fhirUser` (`Practitioner/1`, or an absolute URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fhir_user: Option<String>,
     /// `jti`, recorded as the agent's policy `urn:ietf:params:oauth:jti:<jti>` (BALP).
     pub jti: String,
 }
 
 /// One FHIR REST interaction as the server saw it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RestEvent {
     /// When it happened (FHIR instant).
     pub recorded: String,
     /// The `restful-interaction` code: `read`, `vread`, `search-type`, `create`, `operation`, ...
     pub interaction: String,
     /// The resource type addressed, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
     /// The resource id addressed (or created), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The version addressed or written, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// The operation's name without `$`, for `operation`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
     /// The HTTP status of the answer.
     pub status: u16,
     /// Why it failed (the OperationOutcome's text), for failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome_desc: Option<String>,
     /// The verified token, if the request had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenAgent>,
     /// The peer's IP address.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
     /// The request id (`X-Request-Id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// The raw query of a search (the URL's query string, or a `_search` form body).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     /// Ids of the patients the request was about.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub patients: Vec<String>,
+    /// The Consents that permitted it (ids).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consents: Vec<String>,
+    /// Whether a break-the-glass grant permitted it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub break_glass: bool,
     /// This server (the FHIR base URL), the `source.observer`.
     pub server: String,
 }
@@ -149,6 +174,9 @@ pub fn rest_audit_event(event: &RestEvent) -> Value {
         }
     }
     user.insert("requestor".into(), json!(true));
+    if event.break_glass {
+        user.insert("purposeOfUse".into(), json!([break_glass()]));
+    }
     if let Some(token) = &event.token
         && !token.jti.is_empty()
     {
@@ -217,6 +245,9 @@ pub fn rest_audit_event(event: &RestEvent) -> Value {
             ),
         }));
     }
+    for consent in &event.consents {
+        entities.push(consent_entity(consent));
+    }
     if let Some(query) = &event.query {
         let mut q = json!({
             "type": coding(ENTITY_TYPE, "2", "System Object"),
@@ -249,6 +280,9 @@ pub fn rest_audit_event(event: &RestEvent) -> Value {
             "type": [coding(SOURCE_TYPE, "4", "Application Server")],
         },
     });
+    if event.break_glass {
+        audit["purposeOfEvent"] = json!([break_glass()]);
+    }
     if outcome(event.status) != "0" {
         let desc = match &event.outcome_desc {
             Some(d) if !d.is_empty() => format!("HTTP {}: {d}", event.status),
@@ -262,22 +296,317 @@ pub fn rest_audit_event(event: &RestEvent) -> Value {
     audit
 }
 
+/// The break-the-glass purpose (v3-ActReason BTG).
+fn break_glass() -> Value {
+    json!({"coding": [coding(ACT_REASON, "BTG", "break the glass")]})
+}
+
+/// The entity of a Consent that decided a request.
+fn consent_entity(id: &str) -> Value {
+    json!({
+        "what": {"reference": format!("Consent/{id}")},
+        "type": coding(RESOURCE_TYPES, "Consent", "Consent"),
+    })
+}
+
+/// A request that consent refused: the BALP AuthZ-Consent security alert.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsentAlert {
+    /// When it happened (FHIR instant).
+    pub recorded: String,
+    /// The patient whose consent refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    /// The Consents consulted (ids).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consents: Vec<String>,
+    /// Why consent refused.
+    pub refusal: String,
+    /// The token of the request refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenAgent>,
+    /// The peer's IP address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The request id (`X-Request-Id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// This server (the FHIR base URL).
+    pub server: String,
+}
+
+/// The AuthZ-Consent security alert of a consent refusal (BALP AuthZconsent): DCM 110113
+/// "Security Alert", subtype `AuthZ-Consent`, action E, outcome 8 with the refusal, and the
+/// patient, the Consents and the token (its jti) as entities.
+pub fn consent_alert_event(alert: &ConsentAlert) -> Value {
+    let mut user = Map::new();
+    match &alert.token {
+        Some(token) => {
+            let who = match &token.fhir_user {
+                Some(fhir_user) => json!({"reference": fhir_user}),
+                None => json!({"identifier": {"system": ACCOUNT_SYSTEM, "value": token.subject}}),
+            };
+            user.insert("who".into(), who);
+            user.insert("altId".into(), json!(token.subject));
+        }
+        None => {
+            user.insert("name".into(), json!("unauthenticated"));
+        }
+    }
+    user.insert("requestor".into(), json!(true));
+    if let Some(peer) = &alert.peer {
+        user.insert("network".into(), json!({"address": peer, "type": "2"}));
+    }
+    let mut entities = Vec::new();
+    if let Some(patient) = &alert.patient {
+        entities.push(json!({
+            "what": {"reference": patient_reference(patient)},
+            "type": coding(ENTITY_TYPE, "1", "Person"),
+            "role": coding(OBJECT_ROLE, "1", "Patient"),
+        }));
+    }
+    for consent in &alert.consents {
+        entities.push(consent_entity(consent));
+    }
+    if let Some(token) = &alert.token {
+        entities.push(json!({
+            "what": {"identifier": {"value": token.jti}},
+            "type": coding(BALP_ENTITY_TYPE, "OAuth-token", "OAuth Token"),
+            "description": "the access token's jti",
+        }));
+    }
+    if let Some(request_id) = &alert.request_id {
+        entities.push(json!({
+            "what": {"identifier": {"value": request_id}},
+            "type": coding(BALP_ENTITY_TYPE, "XrequestId", "X-Request-Id"),
+        }));
+    }
+    let mut audit = json!({
+        "resourceType": "AuditEvent",
+        "type": coding(DCM, "110113", "Security Alert"),
+        "subtype": [coding(AUTHZ_SUBTYPE, "AuthZ-Consent", "Authorization Decision using Roles and Consent")],
+        "action": "E",
+        "recorded": alert.recorded,
+        "outcome": "8",
+        "outcomeDesc": alert.refusal,
+        "agent": [
+            Value::Object(user),
+            {
+                "type": {"coding": [coding(DCM, "110150", "Application")]},
+                "who": {"identifier": {"value": alert.server}, "display": "CuraNet FHIR server"},
+                "requestor": false,
+                "network": {"address": alert.server, "type": "5"},
+            },
+        ],
+        "source": {
+            "site": "CuraNet",
+            "observer": {"identifier": {"value": alert.server}, "display": "CuraNet FHIR server"},
+            "type": [coding(SOURCE_TYPE, "4", "Application Server")],
+        },
+    });
+    if !entities.is_empty() {
+        audit["entity"] = Value::Array(entities);
+    }
+    audit
+}
+
+/// A record as the audit log stores it (its JSON is the record's body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+// The large variant is the common one: boxing it would cost every request an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Recorded {
+    /// A FHIR interaction.
+    Rest(RestEvent),
+    /// A sign-in or sign-out.
+    SignIn(SignInEvent),
+    /// A consent refusal's security alert.
+    ConsentAlert(ConsentAlert),
+}
+
+impl Recorded {
+    fn recorded(&self) -> &str {
+        match self {
+            Recorded::Rest(e) => &e.recorded,
+            Recorded::SignIn(e) => &e.recorded,
+            Recorded::ConsentAlert(e) => &e.recorded,
+        }
+    }
+}
+
+/// The AuditEvent of a stored record: built from its body, with the position as id and the
+/// recorded time as `meta.lastUpdated`. `None` when the body is not a record.
+pub fn audit_event(position: i64, body: &str) -> Option<Value> {
+    let recorded: Recorded = serde_json::from_str(body).ok()?;
+    let mut ae = match &recorded {
+        Recorded::Rest(e) => rest_audit_event(e),
+        Recorded::SignIn(e) => sign_in_audit_event(e),
+        Recorded::ConsentAlert(e) => consent_alert_event(e),
+    };
+    let map = ae.as_object_mut()?;
+    // `resourceType`, `id` and `meta` first, as every stored resource has them.
+    let mut out = Map::with_capacity(map.len() + 2);
+    out.insert("resourceType".into(), json!("AuditEvent"));
+    out.insert("id".into(), json!(position.to_string()));
+    out.insert(
+        "meta".into(),
+        json!({"versionId": "1", "lastUpdated": recorded.recorded()}),
+    );
+    for (k, v) in std::mem::take(map) {
+        if k != "resourceType" {
+            out.insert(k, v);
+        }
+    }
+    Some(Value::Object(out))
+}
+
+/// The audit log's row of a record: the search columns and the body. The columns say what
+/// the AuditEvent built from the body says (`type`, `subtype`, `action`, `outcome`, the user's
+/// `who` and `altId`, the patients, the resource), derived without building it: this runs for
+/// every request.
+pub fn log_record(recorded: &Recorded) -> AuditRecord {
+    let body = serde_json::to_string(recorded).unwrap_or_default();
+    columns(recorded, body)
+}
+
+fn columns(recorded: &Recorded, body: String) -> AuditRecord {
+    let code = |system: &str, code: &str| format!("{system}|{code}");
+    let user = |token: &Option<TokenAgent>| match token {
+        Some(t) => (t.fhir_user.clone(), Some(t.subject.clone())),
+        None => (None, None),
+    };
+    let patient_ids = |ids: &mut dyn Iterator<Item = &String>| -> Vec<String> {
+        let mut ids: Vec<String> = ids
+            .filter_map(|p| {
+                patient_reference(p)
+                    .strip_prefix("Patient/")
+                    .map(str::to_string)
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let (kind, subtype, action, outcome, (agent, alt_id), patients, entity) = match recorded {
+        Recorded::Rest(e) => (
+            code(AUDIT_EVENT_TYPE, "rest"),
+            code(RESTFUL_INTERACTION, &e.interaction),
+            self::action(&e.interaction),
+            self::outcome(e.status),
+            user(&e.token),
+            patient_ids(&mut e.patients.iter()),
+            match (&e.resource_type, &e.id) {
+                (Some(ty), Some(id)) => Some(format!("{ty}/{id}")),
+                _ => None,
+            },
+        ),
+        Recorded::SignIn(e) => (
+            code(DCM, "110114"),
+            code(DCM, if e.logout { "110123" } else { "110122" }),
+            "E",
+            self::outcome(e.status),
+            (e.fhir_user.clone(), None),
+            sign_in_patient(e).into_iter().collect(),
+            None,
+        ),
+        Recorded::ConsentAlert(e) => (
+            code(DCM, "110113"),
+            code(AUTHZ_SUBTYPE, "AuthZ-Consent"),
+            "E",
+            "8",
+            user(&e.token),
+            patient_ids(&mut e.patient.iter()),
+            None,
+        ),
+    };
+    AuditRecord {
+        recorded: chrono::DateTime::parse_from_rfc3339(recorded.recorded())
+            .map(|t| t.timestamp_micros())
+            .unwrap_or(0),
+        patients,
+        agent,
+        alt_id,
+        kind,
+        subtype,
+        action: action.to_string(),
+        outcome: outcome.to_string(),
+        entity,
+        body,
+    }
+}
+
+/// The patient who signed in (their `fhirUser` is `Patient/{id}`), if a patient did.
+fn sign_in_patient(event: &SignInEvent) -> Option<String> {
+    event
+        .fhir_user
+        .as_deref()
+        .and_then(|u| u.rsplit_once("Patient/"))
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+        .map(str::to_string)
+}
+
+/// The hash of a log record chained to `previous`: SHA-256 of `previous ‖ "\n" ‖ position ‖
+/// "\n" ‖ body`, hex.
+pub fn record_hash(previous: &str, position: i64, body: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(previous.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(position.to_string().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body.as_bytes());
+    data_encoding::HEXLOWER.encode(&hasher.finalize())
+}
+
+/// Checks a linked log record against the hash before it: its link, its hash over position and
+/// body, and its search columns against its body. The hash the next record must continue from.
+pub fn check_record(previous: &str, stored: &StoredAudit) -> Result<String, Broken> {
+    let Some((_, prev_hash, hash)) = &stored.link else {
+        return Err(Broken::Missing);
+    };
+    if prev_hash != previous {
+        return Err(Broken::Sequence {
+            expected_prev: previous.to_string(),
+        });
+    }
+    if &record_hash(previous, stored.position, &stored.record.body) != hash {
+        return Err(Broken::Content);
+    }
+    let Ok(recorded) = serde_json::from_str::<Recorded>(&stored.record.body) else {
+        return Err(Broken::Content);
+    };
+    let expected = columns(&recorded, stored.record.body.clone());
+    let mut found = stored.record.clone();
+    found.patients.sort();
+    if expected != found {
+        return Err(Broken::Columns);
+    }
+    Ok(hash.clone())
+}
+
 /// A sign-in or sign-out through the account API.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SignInEvent {
     /// When it happened (FHIR instant).
     pub recorded: String,
     /// A sign-out (DCM 110123) rather than a sign-in (110122).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub logout: bool,
     /// The HTTP status of the answer.
     pub status: u16,
     /// Why it failed, for failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome_desc: Option<String>,
     /// Who signed in (`fhirUser`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fhir_user: Option<String>,
     /// The peer's IP address.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
     /// The request id (`X-Request-Id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// This server (the FHIR base URL).
     pub server: String,
@@ -330,13 +659,7 @@ pub fn sign_in_audit_event(event: &SignInEvent) -> Value {
         });
     }
     let mut entities = Vec::new();
-    if let Some(patient) = event
-        .fhir_user
-        .as_deref()
-        .and_then(|u| u.rsplit_once("Patient/"))
-        .map(|(_, id)| id)
-        .filter(|id| !id.is_empty() && !id.contains('/'))
-    {
+    if let Some(patient) = sign_in_patient(event) {
         entities.push(json!({
             "what": {"reference": format!("Patient/{patient}")},
             "type": coding(ENTITY_TYPE, "1", "Person"),
@@ -427,6 +750,8 @@ pub enum Broken {
     Missing,
     /// The AuditEvent's content no longer gives the hash stored for it (it was changed).
     Content,
+    /// A log record's search columns (or patients) no longer match its body.
+    Columns,
 }
 
 impl std::fmt::Display for Broken {
@@ -437,6 +762,9 @@ impl std::fmt::Display for Broken {
             }
             Broken::Missing => f.write_str("the AuditEvent is missing"),
             Broken::Content => f.write_str("the AuditEvent's content was changed"),
+            Broken::Columns => {
+                f.write_str("its search columns were changed (they no longer match the record)")
+            }
         }
     }
 }
@@ -658,6 +986,116 @@ mod tests {
         assert_eq!(ae["outcome"], "8");
         assert_eq!(ae["agent"][0]["name"], "unidentified");
         assert!(ae.get("entity").is_none());
+    }
+
+    #[test]
+    fn consents_and_break_the_glass_are_recorded() {
+        let ae = rest_audit_event(&RestEvent {
+            consents: vec!["c1".into()],
+            break_glass: true,
+            ..read_event()
+        });
+        let consent = ae["entity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"]["code"] == "Consent")
+            .unwrap();
+        assert_eq!(consent["what"]["reference"], "Consent/c1");
+        assert_eq!(consent["type"]["system"], RESOURCE_TYPES);
+        assert_eq!(
+            ae["agent"][0]["purposeOfUse"][0]["coding"][0]["code"],
+            "BTG"
+        );
+        assert_eq!(
+            ae["agent"][0]["purposeOfUse"][0]["coding"][0]["system"],
+            ACT_REASON
+        );
+        assert_eq!(ae["purposeOfEvent"][0]["coding"][0]["code"], "BTG");
+        // Without them, nothing of the kind.
+        let plain = rest_audit_event(&read_event());
+        assert!(plain.get("purposeOfEvent").is_none());
+        assert!(plain["agent"][0].get("purposeOfUse").is_none());
+
+        let alert = consent_alert_event(&ConsentAlert {
+            recorded: "2026-01-02T03:04:05.678Z".into(),
+            patient: Some("p1".into()),
+            consents: vec!["c2".into()],
+            refusal: "Consent denied access to this user".into(),
+            token: Some(token()),
+            server: "http://curanet.test/fhir".into(),
+            ..ConsentAlert::default()
+        });
+        assert_eq!(alert["type"]["system"], DCM);
+        assert_eq!(alert["type"]["code"], "110113");
+        assert_eq!(alert["subtype"][0]["code"], "AuthZ-Consent");
+        assert_eq!(alert["action"], "E");
+        assert_eq!(alert["outcome"], "8");
+        assert_eq!(alert["outcomeDesc"], "Consent denied access to this user");
+        let entities = alert["entity"].as_array().unwrap();
+        assert_eq!(entities[0]["what"]["reference"], "Patient/p1");
+        assert_eq!(entities[1]["what"]["reference"], "Consent/c2");
+        assert_eq!(entities[2]["what"]["identifier"]["value"], "jti-123");
+    }
+
+    #[test]
+    fn log_records_carry_their_search_columns_and_read_back() {
+        let event = Recorded::Rest(RestEvent {
+            patients: vec!["p1".into(), "Patient/p1".into(), "Patient/p2".into()],
+            version: Some("3".into()),
+            ..read_event()
+        });
+        let record = log_record(&event);
+        assert_eq!(record.patients, vec!["p1".to_string(), "p2".to_string()]);
+        assert_eq!(record.agent.as_deref(), Some("Practitioner/d1"));
+        assert_eq!(record.alt_id.as_deref(), Some("acct-1"));
+        assert_eq!(record.kind, format!("{AUDIT_EVENT_TYPE}|rest"));
+        assert_eq!(record.subtype, format!("{RESTFUL_INTERACTION}|read"));
+        assert_eq!(
+            (record.action.as_str(), record.outcome.as_str()),
+            ("R", "0")
+        );
+        assert_eq!(record.entity.as_deref(), Some("Observation/o1"));
+        assert_eq!(record.recorded, 1_767_323_045_678_000);
+        let ae = audit_event(42, &record.body).unwrap();
+        assert_eq!(ae["id"], "42");
+        assert_eq!(ae["meta"]["lastUpdated"], "2026-01-02T03:04:05.678Z");
+        let mut expected = rest_audit_event(match &event {
+            Recorded::Rest(e) => e,
+            _ => unreachable!(),
+        });
+        expected["id"] = json!("42");
+        expected["meta"] = ae["meta"].clone();
+        assert_eq!(ae, expected);
+
+        // The chain over position and body, and the columns checked against the body.
+        let link = |position: i64, previous: &str, record: &AuditRecord| StoredAudit {
+            position,
+            record: record.clone(),
+            link: Some((
+                1,
+                previous.to_string(),
+                record_hash(previous, position, &record.body),
+            )),
+        };
+        let stored = link(5, GENESIS, &record);
+        let next = check_record(GENESIS, &stored).unwrap();
+        assert_eq!(next.len(), 64);
+        let moved = StoredAudit {
+            position: 6,
+            ..stored.clone()
+        };
+        assert_eq!(check_record(GENESIS, &moved), Err(Broken::Content));
+        let mut changed = stored.clone();
+        changed.record.body = changed.record.body.replace("o1", "o2");
+        assert_eq!(check_record(GENESIS, &changed), Err(Broken::Content));
+        let mut relisted = stored.clone();
+        relisted.record.patients = vec!["p1".into()];
+        assert_eq!(check_record(GENESIS, &relisted), Err(Broken::Columns));
+        assert!(matches!(
+            check_record(&next, &stored),
+            Err(Broken::Sequence { .. })
+        ));
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! `$meta`) and the CapabilityStatement. No HTTP here: the `http` crate extracts
 //! requests, calls these, and maps [`EngineError`] to status codes and OperationOutcomes.
 
-mod audit;
 mod bundle;
 mod capabilities;
 mod error;

@@ -786,6 +786,10 @@ pub async fn require_token(
                 claims: Arc::clone(&claims),
                 scopes: Arc::clone(&scopes),
             });
+            // A write's record is made inside the handler's transaction: it needs the basis too.
+            if let Some(basis) = &basis {
+                request.extensions_mut().insert(basis.clone());
+            }
             let target = consent::governed(&claims).then(|| {
                 classify(
                     request.method(),
@@ -1070,7 +1074,8 @@ async fn check_instance(
     check: &InstanceCheck,
 ) -> Result<bool, ApiError> {
     if let Some((c, patient)) = &check.patient {
-        let stored = match state.engine.read(&check.resource_type, &check.id).await {
+        let stored = match crate::audit::read_current(state, &check.resource_type, &check.id).await
+        {
             Ok(v) => v.resource(),
             Err(EngineError::NotFound(_) | EngineError::Gone(_)) => None,
             Err(e) => return Err(e.into()),

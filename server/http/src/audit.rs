@@ -24,44 +24,40 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use curanet_auth::audit::{
-    Broken, GENESIS, Link, RestEvent, SignInEvent, TokenAgent, canonical_text, check_link,
-    link_hash, rest_audit_event, sign_in_audit_event,
+    Broken, ConsentAlert, GENESIS, Link, Recorded, RestEvent, SignInEvent, TokenAgent, audit_event,
+    check_link, check_record, log_record, record_hash,
 };
 use curanet_auth::scope::Interaction;
-use curanet_engine::Engine;
+use curanet_engine::EngineError;
+use curanet_fhir::Instant;
 use curanet_fhir::IssueType;
-use curanet_storage::{AuditStore, Store, StoreError};
+use curanet_fhir::bundle::{Link as BundleLink, bundle_text, entry_text};
+use curanet_storage::{
+    AuditColumn, AuditMatch, AuditQuery, AuditRecord, AuditStore, AuditTime, Method as StoreMethod,
+    Store, StoreError, StoredAudit, StoredVersion, WRITE_AUDIT, WriteAudit, WriteOutcome,
+};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tower_http::request_id::RequestId;
 
-use crate::access::{Target, VerifiedAccess, classify};
+use crate::access::{ConsentBasis, Target, VerifiedAccess, classify};
 use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Records waiting to be written, at most.
 const QUEUE: usize = 65_536;
 /// Records written in one batch, at most.
-const BATCH: usize = 500;
+const BATCH: usize = 4_096;
 /// Longest a record waits in memory before it is written (the crash window).
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Largest answer body looked into (for the patient of a read, or the reason of a failure).
 const PEEK_BYTES: u64 = 1024 * 1024;
 
-/// A request's record before it is built.
-// The large variant is the common one: boxing it would cost every request an allocation.
-#[allow(clippy::large_enum_variant)]
-enum Pending {
-    /// A FHIR interaction.
-    Rest(RestEvent),
-    /// A sign-in or sign-out through the account API.
-    SignIn(SignInEvent),
-}
-
 /// The handle requests use to record (cheap to clone).
 #[derive(Clone)]
 pub struct Recorder {
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::Sender<AuditRecord>,
+    store: Arc<dyn AuditStore>,
     control: Arc<Control>,
 }
 
@@ -71,13 +67,14 @@ struct Control {
 }
 
 impl Recorder {
-    /// Starts the background writer over the engine (AuditEvents) and the chain.
-    pub fn start(engine: Engine, chain: Arc<dyn AuditStore>) -> Recorder {
+    /// Starts the background writer over the audit log.
+    pub fn start(store: Arc<dyn AuditStore>) -> Recorder {
         let (queue, rx) = mpsc::channel(QUEUE);
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(writer(engine, chain, rx, stopped));
+        let task = tokio::spawn(writer(store.clone(), rx, stopped));
         Recorder {
             queue,
+            store,
             control: Arc::new(Control {
                 stop: Mutex::new(Some(stop)),
                 task: tokio::sync::Mutex::new(Some(task)),
@@ -85,10 +82,16 @@ impl Recorder {
         }
     }
 
+    /// The audit log (for AuditEvent reads and searches).
+    pub fn store(&self) -> &dyn AuditStore {
+        self.store.as_ref()
+    }
+
     /// Queues a record; waits only while the queue is full.
-    async fn submit(&self, pending: Pending) {
-        if let Err(mpsc::error::TrySendError::Full(pending)) = self.queue.try_send(pending) {
-            let _ = self.queue.send(pending).await;
+    async fn submit(&self, recorded: &Recorded) {
+        let record = log_record(recorded);
+        if let Err(mpsc::error::TrySendError::Full(record)) = self.queue.try_send(record) {
+            let _ = self.queue.send(record).await;
         }
     }
 
@@ -105,97 +108,70 @@ impl Recorder {
     }
 }
 
-/// The background writer: batches of at most [`BATCH`], at least every [`FLUSH_INTERVAL`].
+/// How often the writer drains the queue. It never waits on the queue itself: a receiver
+/// waiting there would be woken (a task and often a thread) by every request's record, which
+/// cost a saturated server more than storing the records did.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The background writer: drains the queue every [`DRAIN_INTERVAL`] and stores batches of at
+/// most [`BATCH`], at least every [`FLUSH_INTERVAL`] (also when nothing is queued: writes'
+/// records, committed with their writes, are linked then).
 async fn writer(
-    engine: Engine,
-    chain: Arc<dyn AuditStore>,
-    mut rx: mpsc::Receiver<Pending>,
+    store: Arc<dyn AuditStore>,
+    mut rx: mpsc::Receiver<AuditRecord>,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    let mut tick = tokio::time::interval(DRAIN_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flushed = std::time::Instant::now();
     loop {
-        tokio::select! {
-            _ = &mut stopped => break,
-            _ = tick.tick() => {
-                flush(&engine, chain.as_ref(), &mut batch).await;
+        let stopping = tokio::select! {
+            _ = &mut stopped => true,
+            _ = tick.tick() => false,
+        };
+        if stopping {
+            // Shutdown: what is queued is written too.
+            rx.close();
+        }
+        while let Ok(record) = rx.try_recv() {
+            batch.push(record);
+            if batch.len() >= BATCH {
+                flush(store.as_ref(), &mut batch).await;
+                flushed = std::time::Instant::now();
             }
-            received = rx.recv() => match received {
-                Some(p) => {
-                    batch.push(p);
-                    if batch.len() >= BATCH {
-                        flush(&engine, chain.as_ref(), &mut batch).await;
-                    }
-                }
-                None => break,
-            },
+        }
+        if stopping || flushed.elapsed() + DRAIN_INTERVAL >= FLUSH_INTERVAL {
+            flush(store.as_ref(), &mut batch).await;
+            flushed = std::time::Instant::now();
+        }
+        if stopping {
+            return;
         }
     }
-    // Shutdown: what is queued is written too.
-    rx.close();
-    while let Some(p) = rx.recv().await {
-        batch.push(p);
-        if batch.len() >= BATCH {
-            flush(&engine, chain.as_ref(), &mut batch).await;
-        }
-    }
-    flush(&engine, chain.as_ref(), &mut batch).await;
 }
 
-/// Stores a batch: the AuditEvents in one write, then their links in one transaction. A failure
-/// is logged and the batch retried a few times; records are never written half-chained on
-/// purpose, but a crash between the two writes leaves records outside the chain (reported by
-/// `curanet audit verify` as unchained, not as broken).
-async fn flush(engine: &Engine, chain: &dyn AuditStore, batch: &mut Vec<Pending>) {
-    if batch.is_empty() {
-        return;
-    }
-    let events: Vec<Value> = batch.drain(..).map(build).collect();
-    let mut attempt = 0;
-    let stored = loop {
-        attempt += 1;
-        match engine.store_audit_events(events.clone()).await {
-            Ok(stored) => break stored,
-            Err(e) if attempt < 3 => {
-                tracing::warn!(error = %e, attempt, "storing AuditEvents failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, records = events.len(), "AuditEvents LOST: storing them failed");
-                return;
-            }
-        }
-    };
-    let records: Vec<(String, String)> = stored
-        .iter()
-        .map(|v| {
-            let text = v.content.as_deref().unwrap_or("");
-            (v.id.clone(), canonical_text(text).unwrap_or_default())
-        })
-        .collect();
+/// Stores a batch, linked (after the writes' records waiting to be linked), in one
+/// transaction. A failure is logged and the batch retried a few times.
+async fn flush(store: &dyn AuditStore, batch: &mut Vec<AuditRecord>) {
+    let records = Arc::new(std::mem::take(batch));
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match chain.append_audit_links(records.clone(), link_hash).await {
+        match store
+            .append_audit_records(records.clone(), record_hash)
+            .await
+        {
             Ok(_) => return,
             Err(e) if attempt < 5 => {
-                tracing::warn!(error = %e, attempt, "appending to the audit chain failed; retrying");
+                tracing::warn!(error = %e, attempt, "storing audit records failed; retrying");
                 tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
             }
             Err(e) => {
-                tracing::error!(error = %e, records = records.len(), "AuditEvents stored but NOT chained");
+                tracing::error!(error = %e, records = records.len(), "audit records LOST: storing them failed");
                 return;
             }
         }
-    }
-}
-
-/// The AuditEvent of a pending record.
-fn build(pending: Pending) -> Value {
-    match pending {
-        Pending::Rest(event) => rest_audit_event(&event),
-        Pending::SignIn(event) => sign_in_audit_event(&event),
     }
 }
 
@@ -243,13 +219,88 @@ fn audited(path: &str) -> bool {
 #[derive(Debug, Clone, Copy)]
 struct WritesAuditEvent;
 
+/// A request that may write, as [`record`] saw it: the record its write is to carry, completed
+/// by [`append_only_guard`] (which knows the token) and shared back with `record`.
+#[derive(Clone)]
+struct WriteSlot {
+    event: Arc<RestEvent>,
+    audit: Arc<Mutex<Option<Arc<WriteAudit>>>>,
+}
+
 /// The middleware inside the token check: refuses what [`record`] marked as writing an
-/// AuditEvent (after the token was checked, so the refusal's record names the user).
+/// AuditEvent (after the token was checked, so the refusal's record names the user), and runs
+/// a request that may write with its audit record ready for the store ([`WRITE_AUDIT`]): the
+/// write's transaction then carries the record.
 pub async fn append_only_guard(request: Request, next: Next) -> Response {
     if request.extensions().get::<WritesAuditEvent>().is_some() {
         return append_only();
     }
-    next.run(request).await
+    let Some(slot) = request.extensions().get::<WriteSlot>().cloned() else {
+        return next.run(request).await;
+    };
+    let mut event = (*slot.event).clone();
+    if let Some(access) = request.extensions().get::<VerifiedAccess>() {
+        add_token(&mut event, &access.claims);
+    }
+    if let Some(basis) = request.extensions().get::<ConsentBasis>() {
+        add_consent(&mut event, basis);
+    }
+    let audit = Arc::new(WriteAudit::new(move |outcomes| {
+        log_record(&Recorded::Rest(written(&event, outcomes)))
+    }));
+    *slot.audit.lock().expect("audit slot lock") = Some(audit.clone());
+    WRITE_AUDIT.scope(audit, next.run(request)).await
+}
+
+/// A write's record once the write is done: the resource and version written, 201 for a
+/// create, else 200 (the write committed, so the request succeeded).
+fn written(event: &RestEvent, outcomes: &[WriteOutcome]) -> RestEvent {
+    let mut event = event.clone();
+    event.status = 200;
+    if let [outcome] = outcomes {
+        let version = match outcome {
+            WriteOutcome::Written { version, created } => {
+                if *created {
+                    event.status = 201;
+                }
+                Some(version)
+            }
+            WriteOutcome::Existing { version } => Some(version),
+            _ => None,
+        };
+        if let Some(v) = version {
+            event.id.get_or_insert_with(|| v.id.clone());
+            if event.resource_type.is_none() {
+                event.resource_type = Some(v.resource_type.clone());
+            }
+            if event.interaction != "delete" {
+                event.version = Some(v.version.to_string());
+            }
+        }
+    }
+    event
+}
+
+/// The token's user, app and patient in a record.
+fn add_token(event: &mut RestEvent, claims: &curanet_auth::token::AccessClaims) {
+    if let Some(patient) = &claims.patient {
+        event.patients.push(patient.clone());
+    }
+    event.token = Some(TokenAgent {
+        subject: claims.sub.clone(),
+        client_id: claims.client_id.clone(),
+        fhir_user: claims.fhir_user.clone(),
+        jti: claims.jti.clone(),
+    });
+}
+
+/// What consent decided, in a record: the patient, the Consents, break-the-glass.
+fn add_consent(event: &mut RestEvent, basis: &ConsentBasis) {
+    if let Some(patient) = &basis.patient {
+        event.patients.push(patient.clone());
+    }
+    event.consents.extend(basis.consents.iter().cloned());
+    event.break_glass |= basis.break_glass;
 }
 
 /// 403: AuditEvents are written by the server alone.
@@ -481,53 +532,6 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     if refused {
         request.extensions_mut().insert(WritesAuditEvent);
     }
-    let mut response = next.run(request).await;
-    let status = response.status();
-    let token = response
-        .extensions()
-        .get::<VerifiedAccess>()
-        .map(|v| &v.claims);
-    if let Some(claims) = token
-        && let Some(patient) = &claims.patient
-    {
-        asked.patients.push(patient.clone());
-    }
-    let token = token.map(|c| TokenAgent {
-        subject: c.sub.clone(),
-        client_id: c.client_id.clone(),
-        fhir_user: c.fhir_user.clone(),
-        jti: c.jti.clone(),
-    });
-    if status.is_success() {
-        let headers = response.headers();
-        if let Some((id, version)) = headers
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .and_then(location_version)
-        {
-            asked.id.get_or_insert(id);
-            asked.version = Some(version);
-        } else if matches!(asked.interaction.as_str(), "update" | "patch")
-            && let Some(etag) = headers.get(header::ETAG).and_then(|e| e.to_str().ok())
-        {
-            asked.version = Some(etag.trim_start_matches("W/").trim_matches('"').to_string());
-        }
-    }
-    let mut outcome_desc = None;
-    let read_of_record = status == StatusCode::OK
-        && matches!(asked.interaction.as_str(), "read" | "vread")
-        && asked.resource_type.as_deref() != Some("Patient");
-    if read_of_record || status.is_client_error() || status.is_server_error() {
-        let (r, body) = peek(response).await;
-        response = r;
-        if read_of_record {
-            if let Some(body) = body {
-                asked.patients.extend(patients_in(&body));
-            }
-        } else {
-            outcome_desc = body.as_deref().and_then(outcome_text);
-        }
-    }
     let event = RestEvent {
         recorded,
         interaction: asked.interaction,
@@ -535,17 +539,103 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         id: asked.id,
         version: asked.version,
         operation: asked.operation,
-        status: status.as_u16(),
-        outcome_desc,
-        token,
         peer,
         request_id,
         query: asked.query,
         patients: asked.patients,
         server,
+        ..RestEvent::default()
     };
-    state.audit.submit(Pending::Rest(event)).await;
+    // Anything but a read may write: its record rides in the write's transaction.
+    let slot = (method != Method::GET && method != Method::HEAD).then(|| WriteSlot {
+        event: Arc::new(event.clone()),
+        audit: Arc::default(),
+    });
+    if let Some(slot) = &slot {
+        request.extensions_mut().insert(slot.clone());
+    }
+    let response = next.run(request).await;
+    let audited_with_write = slot.is_some_and(|s| {
+        s.audit
+            .lock()
+            .expect("audit slot lock")
+            .as_ref()
+            .is_some_and(|a| a.written())
+    });
+    let (response, event) = finish(event, response).await;
+    if !audited_with_write {
+        state.audit.submit(&Recorded::Rest(event.clone())).await;
+    }
+    if let Some(alert) = response
+        .extensions()
+        .get::<ConsentBasis>()
+        .and_then(|basis| consent_alert(&event, basis))
+    {
+        state.audit.submit(&Recorded::ConsentAlert(alert)).await;
+    }
     response
+}
+
+/// The AuthZ-Consent security alert of a request consent refused (none when it did not).
+fn consent_alert(event: &RestEvent, basis: &ConsentBasis) -> Option<ConsentAlert> {
+    Some(ConsentAlert {
+        recorded: event.recorded.clone(),
+        patient: basis.patient.clone(),
+        consents: basis.consents.clone(),
+        refusal: basis.refusal.clone()?,
+        token: event.token.clone(),
+        peer: event.peer.clone(),
+        request_id: event.request_id.clone(),
+        server: event.server.clone(),
+    })
+}
+
+/// Completes a record from the answer: the token, what consent decided, the status, the
+/// version written or addressed, the patient of a record read, the reason of a failure.
+async fn finish(mut event: RestEvent, mut response: Response) -> (Response, RestEvent) {
+    let status = response.status();
+    event.status = status.as_u16();
+    if let Some(access) = response.extensions().get::<VerifiedAccess>() {
+        add_token(&mut event, &access.claims);
+    }
+    if let Some(basis) = response.extensions().get::<ConsentBasis>() {
+        add_consent(&mut event, basis);
+    }
+    if status.is_success() {
+        let headers = response.headers();
+        if let Some((id, version)) = headers
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(location_version)
+        {
+            event.id.get_or_insert(id);
+            event.version = Some(version);
+        } else if (matches!(event.interaction.as_str(), "update" | "patch")
+            || (event.operation.is_some() && event.id.is_some()))
+            && let Some(etag) = headers.get(header::ETAG).and_then(|e| e.to_str().ok())
+        {
+            // An update, a patch or an operation on an instance names the version it left.
+            event.version = Some(etag.trim_start_matches("W/").trim_matches('"').to_string());
+        }
+    }
+    let read_of_record = status == StatusCode::OK
+        && matches!(event.interaction.as_str(), "read" | "vread")
+        && !matches!(
+            event.resource_type.as_deref(),
+            Some("Patient" | "AuditEvent")
+        );
+    if read_of_record || status.is_client_error() || status.is_server_error() {
+        let (r, body) = peek(response).await;
+        response = r;
+        if read_of_record {
+            if let Some(body) = body {
+                event.patients.extend(patients_in(&body));
+            }
+        } else {
+            event.outcome_desc = body.as_deref().and_then(outcome_text);
+        }
+    }
+    (response, event)
 }
 
 /// The current time as a FHIR instant (milliseconds, UTC).
@@ -606,8 +696,279 @@ async fn record_sign_in(state: AppState, request: Request, next: Next, logout: b
         request_id,
         server,
     };
-    state.audit.submit(Pending::SignIn(event)).await;
+    state.audit.submit(&Recorded::SignIn(event)).await;
     response
+}
+
+/// The current version of a resource: AuditEvents from the audit log, everything else from
+/// the engine.
+pub async fn read_current(
+    state: &AppState,
+    resource_type: &str,
+    id: &str,
+) -> Result<StoredVersion, EngineError> {
+    if resource_type != "AuditEvent" {
+        return state.engine.read(resource_type, id).await;
+    }
+    let not_found = || EngineError::NotFound(format!("AuditEvent/{id}"));
+    // Ids are positions; anything else names no record (and is never sent to the database).
+    let position = id.parse::<i64>().map_err(|_| not_found())?;
+    let stored = state
+        .audit
+        .store()
+        .audit_record(position)
+        .await
+        .map_err(EngineError::Store)?
+        .ok_or_else(not_found)?;
+    as_version(&stored).ok_or_else(not_found)
+}
+
+/// A version of a resource: AuditEvents have only their first.
+pub async fn read_version(
+    state: &AppState,
+    resource_type: &str,
+    id: &str,
+    version: &str,
+) -> Result<StoredVersion, EngineError> {
+    if resource_type != "AuditEvent" {
+        return state.engine.vread(resource_type, id, version).await;
+    }
+    if version != "1" {
+        return Err(EngineError::NotFound(format!(
+            "AuditEvent/{id}/_history/{version}"
+        )));
+    }
+    read_current(state, resource_type, id).await
+}
+
+/// A stored record as the version of an AuditEvent (`None` when its body is not a record).
+fn as_version(stored: &StoredAudit) -> Option<StoredVersion> {
+    let ae = audit_event(stored.position, &stored.record.body)?;
+    Some(StoredVersion {
+        resource_type: "AuditEvent".into(),
+        id: stored.position.to_string(),
+        version: 1,
+        last_updated: Instant(stored.record.recorded),
+        deleted: false,
+        method: StoreMethod::Post,
+        content: Some(ae.to_string()),
+        seq: stored.position,
+    })
+}
+
+/// Search results per page by default, and at most.
+const DEFAULT_COUNT: u32 = 50;
+const MAX_COUNT: u32 = 1_000;
+
+/// `GET /fhir/AuditEvent?...`: a search of the audit log as a `searchset` Bundle.
+pub async fn search(
+    state: &AppState,
+    base: &str,
+    pairs: &[(String, String)],
+) -> Result<String, ApiError> {
+    let (query, applied) = parse_search(pairs, base)?;
+    let count = query.count;
+    let page = state
+        .audit
+        .store()
+        .search_audit(query)
+        .await
+        .map_err(|e| ApiError::from(EngineError::Store(e)))?;
+    let link = |cursor: Option<String>| {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &applied {
+            s.append_pair(k, v);
+        }
+        s.append_pair("_count", &count.to_string());
+        if let Some(c) = cursor {
+            s.append_pair("_cursor", &c);
+        }
+        format!("{base}/AuditEvent?{}", s.finish())
+    };
+    let mut links = vec![
+        BundleLink {
+            relation: "self",
+            url: link(None),
+        },
+        BundleLink {
+            relation: "first",
+            url: link(None),
+        },
+    ];
+    if page.more
+        && let Some(last) = page.records.last()
+    {
+        links.push(BundleLink {
+            relation: "next",
+            url: link(Some(format!("{}.{}", last.record.recorded, last.position))),
+        });
+    }
+    let entries: Vec<String> = page
+        .records
+        .iter()
+        .filter_map(as_version)
+        .map(|v| {
+            entry_text(
+                &format!("{base}/AuditEvent/{}", v.id),
+                v.content.as_deref(),
+                Some("match"),
+            )
+        })
+        .collect();
+    Ok(bundle_text("searchset", page.total, &links, &entries))
+}
+
+/// 400 naming a search parameter.
+fn bad_parameter(name: &str, why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        IssueType::NotSupported,
+        format!("AuditEvent search parameter {name}: {why}"),
+    )
+}
+
+/// The audit log query of an AuditEvent search, and the parameters applied (for the links).
+fn parse_search(
+    pairs: &[(String, String)],
+    base: &str,
+) -> Result<(AuditQuery, Vec<(String, String)>), ApiError> {
+    let mut q = AuditQuery {
+        count: DEFAULT_COUNT,
+        total: true,
+        ..AuditQuery::default()
+    };
+    let mut applied = Vec::new();
+    for (name, value) in pairs {
+        if name.contains(':') {
+            return Err(bad_parameter(name, "modifiers are not supported"));
+        }
+        let values = || value.split(',').map(str::trim).filter(|v| !v.is_empty());
+        let token = |v: &str| match v.split_once('|') {
+            Some((_, code)) => code.to_string(),
+            None => v.to_string(),
+        };
+        let reference = |v: &str| {
+            let v = v
+                .strip_prefix(base)
+                .map_or(v, |r| r.trim_start_matches('/'));
+            v.split("/_history/").next().unwrap_or(v).to_string()
+        };
+        let column = match name.as_str() {
+            "_id" => {
+                q.positions
+                    .push(values().map(|v| v.parse::<i64>().unwrap_or(-1)).collect());
+                None
+            }
+            "patient" => Some((
+                AuditColumn::Patient,
+                values()
+                    .map(|v| {
+                        let id = patient_id(v).unwrap_or_else(|| v.to_string());
+                        AuditMatch::Exact(id)
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            "agent" => Some((
+                AuditColumn::Agent,
+                values().map(|v| AuditMatch::Exact(reference(v))).collect(),
+            )),
+            "altid" => Some((
+                AuditColumn::AltId,
+                values().map(|v| AuditMatch::Exact(token(v))).collect(),
+            )),
+            "entity" => Some((
+                AuditColumn::Entity,
+                values().map(|v| AuditMatch::Exact(reference(v))).collect(),
+            )),
+            "type" | "subtype" => Some((
+                if name == "type" {
+                    AuditColumn::Type
+                } else {
+                    AuditColumn::Subtype
+                },
+                values()
+                    .map(|v| match v.split_once('|') {
+                        Some((system, _)) if !system.is_empty() => AuditMatch::Exact(v.to_string()),
+                        Some((_, code)) => AuditMatch::Code(code.to_string()),
+                        None => AuditMatch::Code(v.to_string()),
+                    })
+                    .collect(),
+            )),
+            "action" | "outcome" => Some((
+                if name == "action" {
+                    AuditColumn::Action
+                } else {
+                    AuditColumn::Outcome
+                },
+                values().map(|v| AuditMatch::Exact(token(v))).collect(),
+            )),
+            "date" => {
+                let (prefix, date) = match value.get(..2) {
+                    Some(p @ ("ge" | "gt" | "le" | "lt" | "eq")) => (p, &value[2..]),
+                    _ => ("eq", value.as_str()),
+                };
+                let period = curanet_fhir::datetime::parse_date_time(date)
+                    .ok_or_else(|| bad_parameter(name, "not a date or dateTime"))?;
+                match prefix {
+                    "ge" => q.times.push(AuditTime::Ge(period.start)),
+                    "gt" => q.times.push(AuditTime::Ge(period.end)),
+                    "le" => q.times.push(AuditTime::Lt(period.end)),
+                    "lt" => q.times.push(AuditTime::Lt(period.start)),
+                    _ => {
+                        q.times.push(AuditTime::Ge(period.start));
+                        q.times.push(AuditTime::Lt(period.end));
+                    }
+                }
+                None
+            }
+            "_count" => {
+                let n: u32 = value
+                    .parse()
+                    .map_err(|_| bad_parameter(name, "not a number"))?;
+                q.count = n.clamp(1, MAX_COUNT);
+                continue;
+            }
+            "_sort" => {
+                q.ascending = match value.as_str() {
+                    "date" => true,
+                    "-date" => false,
+                    _ => return Err(bad_parameter(name, "only date and -date are supported")),
+                };
+                None
+            }
+            "_total" => {
+                q.total = match value.as_str() {
+                    "none" => false,
+                    "estimate" | "accurate" => true,
+                    _ => return Err(bad_parameter(name, "none, estimate or accurate")),
+                };
+                None
+            }
+            "_cursor" => {
+                let cursor = value
+                    .split_once('.')
+                    .and_then(|(r, p)| Some((r.parse().ok()?, p.parse().ok()?)))
+                    .ok_or_else(|| bad_parameter(name, "not a cursor of this server"))?;
+                q.after = Some(cursor);
+                continue;
+            }
+            "_format" | "_pretty" => continue,
+            _ => {
+                return Err(bad_parameter(
+                    name,
+                    "not supported (the audit log is searched by _id, patient, agent, altid, date, type, subtype, action, outcome, entity, _count, _sort and _total)",
+                ));
+            }
+        };
+        if let Some((column, matches)) = column {
+            if matches.is_empty() {
+                return Err(bad_parameter(name, "no value"));
+            }
+            q.filters.push((column, matches));
+        }
+        applied.push((name.clone(), value.clone()));
+    }
+    Ok((q, applied))
 }
 
 /// What `curanet audit verify` found.
@@ -659,11 +1020,80 @@ impl std::fmt::Display for Verification {
 /// AuditEvents younger than this may be stored but not chained yet by a running server.
 const CHAINING_GRACE: Duration = Duration::from_secs(60);
 
-/// Walks the chain from the first link to the head (as it was when the walk began), checking
-/// each link against the stored AuditEvent, then looks for AuditEvents outside the chain (older
-/// than a minute: a running server chains what it stores within about a second).
+/// Walks both chains: the AuditEvent resources of the earlier storage ([`verify_resources`]),
+/// then the audit log ([`verify_log`]).
 pub async fn verify(store: &dyn Store, chain: &dyn AuditStore) -> Result<Verification, StoreError> {
     let started = chrono::Utc::now().timestamp_micros();
+    let grace = i64::try_from(CHAINING_GRACE.as_micros()).unwrap_or(i64::MAX);
+    let before = started.saturating_sub(grace);
+    let legacy = match verify_resources(store, chain, before).await? {
+        Verification::Intact { count } => count,
+        broken => return Ok(broken),
+    };
+    Ok(match verify_log(chain, before).await? {
+        Verification::Intact { count } => Verification::Intact {
+            count: count + legacy,
+        },
+        broken => broken,
+    })
+}
+
+/// Walks the audit log's chain from the first record to the head (as it was when the walk
+/// began), checking each record's link, hash and search columns, then looks for records left
+/// unlinked since before `before` (a running server links writes' records within about a
+/// second).
+async fn verify_log(chain: &dyn AuditStore, before: i64) -> Result<Verification, StoreError> {
+    let (head, head_hash) = chain.audit_log_head().await?;
+    let mut previous = GENESIS.to_string();
+    let mut after = 0;
+    'walk: loop {
+        let records = chain.audit_log_links(after, 1000).await?;
+        if records.is_empty() {
+            break;
+        }
+        for r in &records {
+            let seq = r.link.as_ref().map_or(0, |l| l.0);
+            if seq > head {
+                break 'walk;
+            }
+            let broken = |reason| Verification::Broken {
+                seq,
+                resource_id: r.position.to_string(),
+                reason,
+            };
+            match check_record(&previous, r) {
+                Ok(next) => previous = next,
+                Err(reason) => return Ok(broken(reason)),
+            }
+            if seq != after + 1 {
+                return Ok(broken(Broken::Sequence {
+                    expected_prev: previous,
+                }));
+            }
+            after = seq;
+        }
+    }
+    if after != head || (head > 0 && previous != head_hash) {
+        return Ok(Verification::Truncated { head, last: after });
+    }
+    let (unlinked, first) = chain.unlinked_audit_records(before).await?;
+    if unlinked > 0 {
+        return Ok(Verification::Unchained {
+            count: unlinked,
+            first: first.map(|p| p.to_string()).unwrap_or_default(),
+        });
+    }
+    Ok(Verification::Intact { count: after })
+}
+
+/// Walks the chain of AuditEvent resources (stored before the audit log existed) from the first
+/// link to the head, checking each link against the stored AuditEvent, then looks for
+/// AuditEvents stored before `before` outside the chain.
+async fn verify_resources(
+    store: &dyn Store,
+    chain: &dyn AuditStore,
+    before: i64,
+) -> Result<Verification, StoreError> {
     let (head, head_hash) = chain.audit_head().await?;
     let mut previous = GENESIS.to_string();
     let mut after = 0;
@@ -711,10 +1141,7 @@ pub async fn verify(store: &dyn Store, chain: &dyn AuditStore) -> Result<Verific
     if after != head || (head > 0 && previous != head_hash) {
         return Ok(Verification::Truncated { head, last: after });
     }
-    let grace = i64::try_from(CHAINING_GRACE.as_micros()).unwrap_or(i64::MAX);
-    let (unchained, ids) = chain
-        .unchained_audit_events(started.saturating_sub(grace), 1)
-        .await?;
+    let (unchained, ids) = chain.unchained_audit_events(before, 1).await?;
     if unchained > 0 {
         return Ok(Verification::Unchained {
             count: unchained,
@@ -786,9 +1213,24 @@ mod tests {
             RestEvent {
                 interaction: "update".into(),
                 version: Some("2".into()),
-                ..base
+                ..base.clone()
+            },
+            RestEvent {
+                consents: vec!["c1".into(), "c2".into()],
+                break_glass: true,
+                ..base.clone()
             },
         ];
+        let alert = ConsentAlert {
+            recorded: "2026-01-02T03:04:05.678Z".into(),
+            patient: Some("p1".into()),
+            consents: vec!["c1".into()],
+            refusal: "no active consent for this practitioner".into(),
+            token: base.token.clone(),
+            peer: Some("10.0.0.1".into()),
+            request_id: Some("r1".into()),
+            server: "http://curanet.test/fhir".into(),
+        };
         let sign_ins = [
             SignInEvent {
                 recorded: "2026-01-02T03:04:05.678Z".into(),
@@ -808,10 +1250,13 @@ mod tests {
                 ..SignInEvent::default()
             },
         ];
+        // Built as they are read back: from the body the log stores, with id and meta.
         let built = events
-            .iter()
-            .map(rest_audit_event)
-            .chain(sign_ins.iter().map(sign_in_audit_event));
+            .into_iter()
+            .map(Recorded::Rest)
+            .chain(sign_ins.into_iter().map(Recorded::SignIn))
+            .chain([Recorded::ConsentAlert(alert)])
+            .map(|r| audit_event(7, &log_record(&r).body).unwrap());
         for ae in built {
             let errors: Vec<_> = validator
                 .validate(&ae)
@@ -820,6 +1265,87 @@ mod tests {
                 .collect();
             assert!(errors.is_empty(), "{ae}: {errors:?}");
         }
+    }
+
+    #[test]
+    fn consent_decisions_and_writes_complete_the_record() {
+        let event = RestEvent {
+            recorded: "2026-01-02T03:04:05.678Z".into(),
+            interaction: "read".into(),
+            resource_type: Some("Observation".into()),
+            id: Some("o1".into()),
+            status: 200,
+            token: Some(TokenAgent {
+                subject: "acct-1".into(),
+                client_id: "app".into(),
+                fhir_user: Some("Practitioner/d1".into()),
+                jti: "jti-9".into(),
+            }),
+            request_id: Some("r1".into()),
+            server: "http://curanet.test/fhir".into(),
+            ..RestEvent::default()
+        };
+        let permitted = ConsentBasis {
+            patient: Some("p1".into()),
+            consents: vec!["c1".into()],
+            break_glass: true,
+            refusal: None,
+        };
+        let mut e = event.clone();
+        add_consent(&mut e, &permitted);
+        assert_eq!(e.patients, vec!["p1".to_string()]);
+        assert_eq!(e.consents, vec!["c1".to_string()]);
+        assert!(e.break_glass);
+        assert!(consent_alert(&e, &permitted).is_none());
+        let refused = ConsentBasis {
+            patient: Some("p1".into()),
+            consents: Vec::new(),
+            break_glass: false,
+            refusal: Some("no active consent".into()),
+        };
+        let alert = consent_alert(&event, &refused).unwrap();
+        assert_eq!(alert.refusal, "no active consent");
+        assert_eq!(alert.patient.as_deref(), Some("p1"));
+        assert_eq!(alert.token.as_ref().unwrap().jti, "jti-9");
+        let record = log_record(&Recorded::ConsentAlert(alert));
+        assert_eq!(record.patients, vec!["p1".to_string()]);
+        assert!(record.subtype.ends_with("|AuthZ-Consent"));
+        assert_eq!(record.outcome, "8");
+
+        // A write's record names what was written, 201 for a create.
+        let version = |created| WriteOutcome::Written {
+            version: StoredVersion {
+                resource_type: "Observation".into(),
+                id: "o2".into(),
+                version: 4,
+                last_updated: Instant(0),
+                deleted: false,
+                method: StoreMethod::Put,
+                content: None,
+                seq: 1,
+            },
+            created,
+        };
+        let create = RestEvent {
+            interaction: "create".into(),
+            id: None,
+            ..event.clone()
+        };
+        let w = written(&create, &[version(true)]);
+        assert_eq!((w.status, w.id.as_deref()), (201, Some("o2")));
+        assert_eq!(w.version.as_deref(), Some("4"));
+        let op = RestEvent {
+            interaction: "operation".into(),
+            operation: Some("approve".into()),
+            ..event.clone()
+        };
+        let w = written(&op, &[version(false)]);
+        assert_eq!((w.status, w.version.as_deref()), (200, Some("4")));
+        let delete = RestEvent {
+            interaction: "delete".into(),
+            ..event
+        };
+        assert_eq!(written(&delete, &[version(false)]).version, None);
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     )
     .await?;
     let maintenance = tokio::spawn(maintain_keys(authority.clone()));
-    let audit = crate::audit::Recorder::start(engine.clone(), audit_chain);
+    let audit = crate::audit::Recorder::start(audit_chain);
     let consents = crate::consents::ConsentRegistry::watching(&engine);
     let break_glass = curanet_auth::consent_workflow::BreakGlassPolicy::new(
         &config.consents.break_glass_roles,

@@ -537,6 +537,196 @@ async fn audit_trail(backend: TestBackend) {
     assert_eq!(status, 200, "{others}");
     assert_eq!(others["total"], 0, "{others}");
 
+    // A patient reads their own record by id; another's is not found.
+    let (status, own) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/AuditEvent/{id}"),
+        Some(&reader),
+        "audit-own",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["id"], id.as_str());
+    assert_eq!(own["meta"]["versionId"], "1");
+    let (status, _) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/AuditEvent/{id}/_history/1"),
+        Some(&admin),
+        "audit-vread",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let login_id = login["id"].as_str().unwrap();
+    let (status, body) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/AuditEvent/{login_id}"),
+        Some(&reader),
+        "audit-not-own",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+
+    // Writes are audited in their own transaction: the record is there as soon as the write is
+    // acknowledged, before any flush. A failed write leaves no resource and a failure record.
+    let (status, written) = call(
+        &client,
+        Method::POST,
+        &format!("{base}/Patient"),
+        Some(&admin),
+        "audit-same-tx",
+        Some(&common::patient(2)),
+    )
+    .await;
+    assert_eq!(status, 201, "{written}");
+    let w = written["id"].as_str().unwrap().to_string();
+    let rows = texts(
+        &db.url,
+        "SELECT body FROM audit_log WHERE body LIKE '%audit-same-tx%'",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        rows.len(),
+        1,
+        "the write's record is not in its transaction"
+    );
+    let (status, by_entity) = call(
+        &client,
+        Method::GET,
+        &format!("{base}/AuditEvent?entity=Patient/{w}&action=C"),
+        Some(&admin),
+        "audit-by-entity",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{by_entity}");
+    assert_eq!(by_entity["total"], 1, "{by_entity}");
+    let record = &by_entity["entry"][0]["resource"];
+    assert_eq!(
+        entity(record, "4").unwrap()["what"]["reference"],
+        format!("Patient/{w}/_history/1")
+    );
+    assert_eq!(record["outcome"], "0");
+    let (status, failed_write) = call(
+        &client,
+        Method::POST,
+        &format!("{base}/Observation"),
+        Some(&admin),
+        "audit-failed-write",
+        Some(&json!({"resourceType": "Observation", "status": "bogus", "code": {"text": "x"}})),
+    )
+    .await;
+    assert_eq!(status, 422, "{failed_write}");
+    let failed_write = &wait_for(&client, &base, &admin, &["audit-failed-write"]).await[0];
+    assert_eq!(failed_write["outcome"], "4");
+    assert_eq!(failed_write["action"], "C");
+    assert!(
+        failed_write["outcomeDesc"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 422"),
+        "{failed_write}"
+    );
+
+    // The search parameters of the audit log.
+    let search_total = |query: String| {
+        let (client, base, admin) = (client.clone(), base.clone(), admin.clone());
+        async move {
+            let (status, bundle) = call(
+                &client,
+                Method::GET,
+                &format!("{base}/AuditEvent?{query}"),
+                Some(&admin),
+                "audit-params",
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{query}: {bundle}");
+            bundle
+        }
+    };
+    let today = &read["recorded"].as_str().unwrap()[..10];
+    let reads_of_a = search_total(format!("patient={a}&subtype=read&action=R")).await;
+    assert!(reads_of_a["total"].as_u64().unwrap() >= 1, "{reads_of_a}");
+    for e in reads_of_a["entry"].as_array().unwrap() {
+        assert_eq!(e["resource"]["subtype"][0]["code"], "read");
+    }
+    let denials = search_total("outcome=8&agent=Practitioner/dr-narrow".into()).await;
+    assert_eq!(denials["total"], 1, "{denials}");
+    assert_eq!(denials["entry"][0]["resource"]["id"], denied["id"]);
+    let by_altid = search_total("altid=acct-dr-narrow".into()).await;
+    assert_eq!(by_altid["total"], 1, "{by_altid}");
+    let sign_ins = search_total(
+        "type=http://dicom.nema.org/resources/ontology/DCM|110114&subtype=110122".into(),
+    )
+    .await;
+    assert_eq!(sign_ins["total"], 2, "{sign_ins}");
+    let rest = search_total(format!(
+        "type=http://terminology.hl7.org/CodeSystem/audit-event-type|rest&date=ge{today}&_id={id}"
+    ))
+    .await;
+    assert_eq!(rest["total"], 1, "{rest}");
+    let none = search_total("date=lt2000-01-01".into()).await;
+    assert_eq!(none["total"], 0, "{none}");
+    let by_obs = search_total(format!("entity=Observation/{o}&_total=none")).await;
+    assert!(by_obs.get("total").is_none(), "{by_obs}");
+    // Its create, the patient's read and the refused read.
+    assert_eq!(by_obs["entry"].as_array().unwrap().len(), 3, "{by_obs}");
+    // Oldest first, one a page, following the next links.
+    let mut url = format!("{base}/AuditEvent?_sort=date&_count=1&action=C");
+    let mut seen = Vec::new();
+    loop {
+        let (status, page) =
+            call(&client, Method::GET, &url, Some(&admin), "audit-page", None).await;
+        assert_eq!(status, 200, "{page}");
+        for e in page["entry"].as_array().into_iter().flatten() {
+            seen.push(e["resource"]["recorded"].as_str().unwrap().to_string());
+        }
+        match page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => {
+                // The links name the public base; the test server listens elsewhere.
+                let next = next["url"].as_str().unwrap();
+                url = format!("{base}{}", next.split_once("/fhir").unwrap().1);
+            }
+            None => break,
+        }
+        assert!(seen.len() < 20, "paging does not end");
+    }
+    assert!(seen.len() >= 4, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    // What the log cannot search is refused, naming the parameter.
+    for query in [
+        "identity=x",
+        "patient:missing=true",
+        "_sort=address",
+        "date=yesterday",
+    ] {
+        let (status, outcome) = call(
+            &client,
+            Method::GET,
+            &format!("{base}/AuditEvent?{query}"),
+            Some(&admin),
+            "audit-unsupported",
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {outcome}");
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        let name = query.split('=').next().unwrap();
+        assert!(outcome.to_string().contains(name), "{query}: {outcome}");
+    }
+
     // A read just before SIGTERM is written by the shutdown.
     let (status, _) = call(
         &client,
@@ -549,12 +739,7 @@ async fn audit_trail(backend: TestBackend) {
     .await;
     assert_eq!(status, 200);
     assert!(server.terminate().success());
-    let stored = texts(
-        &db.url,
-        "SELECT content FROM resource_versions WHERE resource_type = 'AuditEvent'",
-        &[],
-    )
-    .await;
+    let stored = texts(&db.url, "SELECT body FROM audit_log", &[]).await;
     assert!(
         stored.iter().any(|c| c.contains("audit-before-shutdown")),
         "the last read was not flushed at shutdown"
@@ -583,8 +768,8 @@ async fn audit_trail(backend: TestBackend) {
     );
     execute(
         &db.url,
-        "UPDATE resource_versions SET content = replace(content, 'audit-read', 'audit-reaD') \
-         WHERE resource_type = 'AuditEvent' AND id = $1",
+        "UPDATE audit_log SET body = replace(body, 'audit-read', 'audit-reaD') \
+         WHERE position = CAST($1 AS BIGINT)",
         &[&id],
     )
     .await;
@@ -594,32 +779,91 @@ async fn audit_trail(backend: TestBackend) {
     assert!(out.contains("changed"), "{out}");
     execute(
         &db.url,
-        "UPDATE resource_versions SET content = replace(content, 'audit-reaD', 'audit-read') \
-         WHERE resource_type = 'AuditEvent' AND id = $1",
+        "UPDATE audit_log SET body = replace(body, 'audit-reaD', 'audit-read') \
+         WHERE position = CAST($1 AS BIGINT)",
         &[&id],
     )
     .await;
     let (ok, out) = verify(&db.url);
     assert!(ok, "{out}");
 
-    // The last link removed: the head names it.
+    // A search column changed (the record would no longer list for its patient).
+    execute(
+        &db.url,
+        "UPDATE audit_log_patient SET patient = 'someone-else' WHERE position = CAST($1 AS BIGINT)",
+        &[&id],
+    )
+    .await;
+    let (ok, out) = verify(&db.url);
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("AuditEvent/{id}")), "{out}");
+    assert!(out.contains("search columns"), "{out}");
+    execute(
+        &db.url,
+        "UPDATE audit_log_patient SET patient = $1 WHERE position = CAST($2 AS BIGINT)",
+        &[&a, &id],
+    )
+    .await;
+    let (ok, out) = verify(&db.url);
+    assert!(ok, "{out}");
+
+    // Two records swapped: the chain no longer follows.
+    let order = texts(
+        &db.url,
+        "SELECT CAST(position AS TEXT) FROM audit_log ORDER BY seq LIMIT 2",
+        &[],
+    )
+    .await;
+    execute(
+        &db.url,
+        "UPDATE audit_log SET seq = -seq WHERE position = CAST($1 AS BIGINT) OR position = CAST($2 AS BIGINT)",
+        &[&order[0], &order[1]],
+    )
+    .await;
+    execute(
+        &db.url,
+        "UPDATE audit_log SET seq = CASE WHEN seq = -1 THEN 2 ELSE 1 END WHERE seq < 0",
+        &[],
+    )
+    .await;
+    let (ok, out) = verify(&db.url);
+    assert!(!ok, "{out}");
+    assert!(out.contains("BROKEN at record 1"), "{out}");
+    assert!(out.contains("removed or reordered"), "{out}");
+    execute(
+        &db.url,
+        "UPDATE audit_log SET seq = -seq WHERE seq <= 2",
+        &[],
+    )
+    .await;
+    execute(
+        &db.url,
+        "UPDATE audit_log SET seq = CASE WHEN seq = -1 THEN 2 ELSE 1 END WHERE seq < 0",
+        &[],
+    )
+    .await;
+    let (ok, out) = verify(&db.url);
+    assert!(ok, "{out}");
+
+    // The last record unlinked: the head names it.
     let last = texts(
         &db.url,
-        "SELECT resource_id FROM audit_chain ORDER BY seq DESC LIMIT 1",
+        "SELECT CAST(position AS TEXT) FROM audit_log ORDER BY seq DESC LIMIT 1",
         &[],
     )
     .await
     .remove(0);
     let before_last = texts(
         &db.url,
-        "SELECT prev_hash FROM audit_chain ORDER BY seq DESC LIMIT 1",
+        "SELECT prev_hash FROM audit_log ORDER BY seq DESC LIMIT 1",
         &[],
     )
     .await
     .remove(0);
     execute(
         &db.url,
-        "DELETE FROM audit_chain WHERE resource_id = $1",
+        "UPDATE audit_log SET seq = NULL, prev_hash = NULL, hash = NULL \
+         WHERE position = CAST($1 AS BIGINT)",
         &[&last],
     )
     .await;
@@ -627,10 +871,10 @@ async fn audit_trail(backend: TestBackend) {
     assert!(!ok, "{out}");
     assert!(out.contains("removed"), "{out}");
     // The head moved back too: the record is outside the chain (reported once it is older
-    // than the minute a running server may take to chain it).
+    // than the minute a running server may take to link it).
     execute(
         &db.url,
-        "UPDATE audit_chain_head SET seq = seq - 1, hash = $1 WHERE id = 1",
+        "UPDATE audit_log_head SET seq = seq - 1, hash = $1 WHERE id = 1",
         &[&before_last],
     )
     .await;
@@ -638,7 +882,7 @@ async fn audit_trail(backend: TestBackend) {
     assert!(ok, "{out}");
     execute(
         &db.url,
-        "UPDATE resources SET last_updated = 0 WHERE resource_type = 'AuditEvent' AND id = $1",
+        "UPDATE audit_log SET recorded = 0 WHERE position = CAST($1 AS BIGINT)",
         &[&last],
     )
     .await;

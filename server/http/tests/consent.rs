@@ -589,6 +589,41 @@ async fn consent_governs_clinicians(backend: TestBackend) {
         403
     );
 
+    // The audit trail names the consent that let the pharmacist in, and records the consent
+    // refusal as a security alert (the patient lists both with their own token).
+    let pharmacy_consent = w
+        .found(
+            &format!("Consent?patient={p}&actor={}", w.pharmacy),
+            &w.patient_token,
+        )
+        .await;
+    let named_consent = format!("Consent/{}", pharmacy_consent[0]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, events) = w
+            .get(
+                &format!("AuditEvent?patient={p}&_count=1000"),
+                &w.patient_token,
+            )
+            .await;
+        let text = events.to_string();
+        let alert = events["entry"].as_array().into_iter().flatten().any(|e| {
+            e["resource"]["subtype"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["code"] == "AuthZ-Consent")
+        });
+        if text.contains(&named_consent) && alert {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no AuditEvent names {named_consent}, or no consent alert: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // A clinician who registers a patient keeps their record under a recorded consent (the
     // registration policy) that the patient can see and revoke like any other.
     let (status, created) = w

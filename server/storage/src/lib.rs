@@ -20,7 +20,10 @@ pub mod testing;
 mod tx;
 mod write;
 
-pub use audit::{AuditStore, ChainLink, LinkHash};
+pub use audit::{
+    AuditColumn, AuditMatch, AuditPage, AuditQuery, AuditRecord, AuditStore, AuditTime, ChainLink,
+    LinkHash, RecordHash, StoredAudit, WRITE_AUDIT, WriteAudit,
+};
 pub use auth::{
     Account, AccountStatus, AuthStore, AuthorizationCode, Channel, ClientKind, CodePurpose,
     CodeTake, FailureScope, Grant, LaunchContext, LoginFailure, NewAccount, NewGrant,

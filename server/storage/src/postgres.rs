@@ -225,7 +225,10 @@ impl PostgresStore {
     /// Applies a write: one statement for a plain create, otherwise a transaction, retried
     /// when it lost a race with a concurrent writer.
     async fn write_uncached(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
-        if let [WriteOp::Put(put)] = ops.as_slice()
+        // An audited write carries its record in its transaction: not the one-statement create.
+        let audit = crate::audit::current_write_audit();
+        if audit.is_none()
+            && let [WriteOp::Put(put)] = ops.as_slice()
             && put.precondition == Precondition::MustNotExist
             && let Some(outcome) = self.create_in_one_statement(put).await?
         {
@@ -243,6 +246,15 @@ impl PostgresStore {
                 &ops,
             )
             .await;
+            let result = match (result, audit.as_ref()) {
+                (Ok(outcomes), Some(audit)) => match audit.record(&outcomes) {
+                    Some(record) => crate::audit::insert_unlinked(&mut *tx, &record)
+                        .await
+                        .map(|()| outcomes),
+                    None => Ok(outcomes),
+                },
+                (result, _) => result,
+            };
             let result = match result {
                 Ok(outcomes) => tx.commit().await.map(|()| outcomes).map_err(Into::into),
                 Err(e) => {
@@ -253,6 +265,12 @@ impl PostgresStore {
             match result {
                 Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
                     tracing::debug!(error = %e, attempt, "write lost a race; retrying");
+                }
+                Ok(outcomes) => {
+                    if let Some(audit) = &audit {
+                        audit.committed();
+                    }
+                    return Ok(outcomes);
                 }
                 other => return other,
             }

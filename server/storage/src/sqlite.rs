@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{Acquire, Connection, SqlitePool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::audit::WriteAudit;
 use crate::auth::engine::{BoxFut, Conn, Engine};
 use crate::model::{Backend, HistoryQuery, StoredVersion, WriteOp, WriteOutcome};
 use crate::read_cache::ReadCache;
@@ -38,8 +39,13 @@ type AuthReply = oneshot::Sender<Result<Box<dyn Any + Send>>>;
 /// A write request queued for the writer task, with what it produced once run (kept until the
 /// group's commit decides whether it stands).
 enum Job {
-    /// Resource operations ([`Store::write`]).
-    Resources(Vec<WriteOp>, Reply, Option<Result<Vec<WriteOutcome>>>),
+    /// Resource operations ([`Store::write`]), with the audit record they carry, if any.
+    Resources(
+        Vec<WriteOp>,
+        Reply,
+        Option<Result<Vec<WriteOutcome>>>,
+        Option<Arc<WriteAudit>>,
+    ),
     /// An account or OAuth write; taken when run.
     Auth(
         Option<AuthRun>,
@@ -52,7 +58,7 @@ impl Job {
     /// Answers the caller: with what the job produced, unless the group failed to commit.
     fn answer(self, failure: Option<&str>) {
         match self {
-            Job::Resources(_, reply, result) => {
+            Job::Resources(_, reply, result, _) => {
                 let _ = reply.send(settle(failure, result));
             }
             Job::Auth(_, reply, result) => {
@@ -144,7 +150,7 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, cache: 
         let committed = commit_group(&mut conn, &mut group).await;
         if committed.is_ok() {
             for job in &group {
-                if let Job::Resources(_, _, Some(Ok(outcomes))) = job {
+                if let Job::Resources(_, _, Some(Ok(outcomes)), _) = job {
                     cache.committed_all(outcomes);
                 }
             }
@@ -166,15 +172,21 @@ async fn commit_group(conn: &mut SqliteConnection, group: &mut [Job]) -> Result<
         let mut savepoint = tx.begin().await?;
         let conn = savepoint.acquire().await?;
         let ok = match job {
-            Job::Resources(ops, _, result) => {
-                let outcome = write::apply(
+            Job::Resources(ops, _, result, audit) => {
+                let mut outcome = write::apply(
                     &mut SqlTx::<sqlx::Sqlite> {
-                        conn,
+                        conn: &mut *conn,
                         dialect: Dialect::Sqlite,
                     },
                     ops,
                 )
                 .await;
+                if let (Ok(outcomes), Some(audit)) = (&outcome, audit.as_ref())
+                    && let Some(record) = audit.record(outcomes)
+                    && let Err(e) = crate::audit::insert_unlinked(&mut *conn, &record).await
+                {
+                    outcome = Err(e);
+                }
                 result.insert(outcome).is_ok()
             }
             Job::Auth(run, _, result) => {
@@ -269,12 +281,17 @@ impl Store for SqliteStore {
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        let audit = crate::audit::current_write_audit();
         let (reply, answer) = oneshot::channel();
         self.sender()?
-            .send(Job::Resources(ops, reply, None))
+            .send(Job::Resources(ops, reply, None, audit.clone()))
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let outcomes = answer.await.map_err(|_| StoreError::Closed)??;
+        if let Some(audit) = audit {
+            audit.committed();
+        }
+        Ok(outcomes)
     }
 
     async fn history(&self, q: &HistoryQuery) -> Result<Vec<StoredVersion>> {

@@ -95,7 +95,7 @@ pub async fn read(
     FhirPath((rtype, id)): FhirPath<(String, String)>,
     ctx: FhirContext,
 ) -> Result<Response, ApiError> {
-    let mut v = state.engine.read(&rtype, &id).await?;
+    let mut v = crate::audit::read_current(&state, &rtype, &id).await?;
     state.engine.subset_read(&mut v, &ctx.query)?;
     if none_match_hits(&ctx.headers, v.version)
         || (ctx.headers.get(header::IF_NONE_MATCH).is_none()
@@ -114,7 +114,7 @@ pub async fn vread(
     FhirPath((rtype, id, vid)): FhirPath<(String, String, String)>,
     ctx: FhirContext,
 ) -> Result<Response, ApiError> {
-    let mut v = state.engine.vread(&rtype, &id, &vid).await?;
+    let mut v = crate::audit::read_version(&state, &rtype, &id, &vid).await?;
     state.engine.subset_read(&mut v, &ctx.query)?;
     Ok(resource_response(StatusCode::OK, ctx.format, &v))
 }

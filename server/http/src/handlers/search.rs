@@ -100,6 +100,11 @@ async fn respond(
     rtype: &str,
     pairs: Vec<(String, String)>,
 ) -> Result<Response, ApiError> {
+    // The audit trail is searched in its own log, not in the resource tables.
+    if rtype == "AuditEvent" {
+        let bundle = crate::audit::search(state, &ctx.base, &pairs).await?;
+        return Ok(text_response(ctx.format, bundle));
+    }
     let result = state
         .engine
         .search(rtype, &pairs, &ctx.base, strict(ctx))
