@@ -17,6 +17,34 @@ const TYPE_INTERACTIONS: &[&str] = &[
     "create",
 ];
 
+/// The search parameters the audit log answers (the others are refused with 400).
+pub const AUDIT_EVENT_SEARCH_PARAMS: [&str; 10] = [
+    "_id", "patient", "agent", "altid", "date", "type", "subtype", "action", "outcome", "entity",
+];
+
+/// AuditEvents are the server's own append-only records: read, vread and search only, on the
+/// parameters of the audit log.
+fn audit_event(params: Vec<Value>) -> Value {
+    let params: Vec<Value> = params
+        .into_iter()
+        .filter(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| AUDIT_EVENT_SEARCH_PARAMS.contains(&n))
+        })
+        .collect();
+    json!({
+        "type": "AuditEvent",
+        "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+        "documentation": "Append-only: recorded by the server for every interaction; create, update, patch and delete are refused for everyone.",
+        "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
+        "versioning": "no-version",
+        "readHistory": false,
+        "updateCreate": false,
+        "searchParam": params,
+    })
+}
+
 /// The CapabilityStatement for a server whose FHIR base is `base_url`.
 pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
     let resources: Vec<Value> = defs
@@ -34,6 +62,9 @@ pub fn capability_statement(defs: &Definitions, base_url: &str) -> Value {
                     .filter(|p| (p.expression.is_some() || p.code == "_text") && !matches!(p.code.as_str(), "_id" | "_lastUpdated"))
                     .map(|p| json!({"name": p.code, "definition": p.url, "type": p.kind.code(), "documentation": modifiers(p.kind)})),
             );
+            if t == "AuditEvent" {
+                return audit_event(params);
+            }
             json!({
                 "type": t,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
@@ -136,4 +167,39 @@ fn operations(resource_type: &str) -> Vec<Value> {
         _ => {}
     }
     ops
+}
+
+#[cfg(test)]
+mod tests {
+    use curanet_fhir::Definitions;
+
+    use super::*;
+
+    #[test]
+    fn audit_events_are_read_and_searched_on_the_audit_log_parameters_only() {
+        let statement = capability_statement(&Definitions::shared(), "http://x/fhir");
+        let audit = statement["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "AuditEvent")
+            .unwrap();
+        let mut names: Vec<&str> = audit["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        names.sort_unstable();
+        let mut expected = AUDIT_EVENT_SEARCH_PARAMS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        let interactions: Vec<&str> = audit["interaction"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(interactions, ["read", "vread", "search-type"]);
+    }
 }
