@@ -4,6 +4,7 @@
 
 pub mod client;
 mod groups;
+pub mod resources;
 pub mod smart;
 
 use std::future::Future;

@@ -44,7 +44,6 @@ cases!("consent";
     token_scopes_and_the_consent_intersect,
 );
 
-pub(super) const LEVELS: &str = "https://curanet.in/fhir/CodeSystem/consent-grant-level";
 const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 
 /// The people of the `consent` and `audit` checks, signed in once per server.
@@ -196,29 +195,7 @@ pub(super) fn consent(
     levels: &[&str],
     classes: &[&str],
 ) -> Value {
-    let mut consent = json!({
-        "resourceType": "Consent",
-        "status": status,
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{}", p.patient_id)},
-        "dateTime": "2026-01-01T00:00:00Z",
-        "provision": {
-            "type": "permit",
-            "actor": [{
-                "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
-                "reference": {"reference": actor}
-            }],
-            "action": [{"coding": levels.iter().map(|l| json!({"system": LEVELS, "code": l})).collect::<Vec<_>>()}],
-        }
-    });
-    if !classes.is_empty() {
-        consent["provision"]["class"] = classes
-            .iter()
-            .map(|c| json!({"system": "http://hl7.org/fhir/resource-types", "code": c}))
-            .collect();
-    }
-    consent
+    crate::resources::consent(&p.patient_id, status, actor, levels, classes)
 }
 
 /// P writes a consent with their own token; its id.

@@ -190,28 +190,5 @@ pub fn consent(
     levels: &[&str],
     classes: &[&str],
 ) -> Value {
-    const LEVELS: &str = "https://curanet.in/fhir/CodeSystem/consent-grant-level";
-    let mut consent = json!({
-        "resourceType": "Consent",
-        "status": status,
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{patient}")},
-        "dateTime": "2026-01-01T00:00:00Z",
-        "provision": {
-            "type": "permit",
-            "actor": [{
-                "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
-                "reference": {"reference": actor}
-            }],
-            "action": [{"coding": levels.iter().map(|l| json!({"system": LEVELS, "code": l})).collect::<Vec<_>>()}],
-        }
-    });
-    if !classes.is_empty() {
-        consent["provision"]["class"] = classes
-            .iter()
-            .map(|c| json!({"system": "http://hl7.org/fhir/resource-types", "code": c}))
-            .collect();
-    }
-    consent
+    curanet_conformance::resources::consent(patient, status, actor, levels, classes)
 }
