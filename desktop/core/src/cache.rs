@@ -86,6 +86,11 @@ impl Cache {
         })
     }
 
+    /// The outbox of the same account, in the same database.
+    pub fn outbox(&self) -> crate::outbox::Outbox {
+        crate::outbox::Outbox::new(self.pool.clone(), &self.account)
+    }
+
     /// The cached copy of `resource_type/id`, marked as used.
     pub async fn get(&self, resource_type: &str, id: &str) -> Result<Option<Cached>> {
         let row: Option<CachedRow> = sqlx::query_as(

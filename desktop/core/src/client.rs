@@ -152,3 +152,265 @@ impl FhirClient {
         }
     }
 }
+
+/// What became of a write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
+    /// The server stored it: its answer.
+    Sent(Value),
+    /// The server could not be reached: queued (readable from the cache meanwhile).
+    Queued { seq: i64, resource: Value },
+}
+
+/// What a replay of the outbox did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Writes the server stored.
+    pub sent: usize,
+    /// Writes parked as conflicts (412), waiting for the user.
+    pub conflicts: usize,
+    /// Writes still queued (the server became unreachable again, or conflicts).
+    pub remaining: usize,
+}
+
+/// How the user resolves a conflict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    /// Replay my version over the server's.
+    KeepMine,
+    /// Drop my change and keep the server's version.
+    TakeTheirs,
+    /// Replay this version (merged by hand).
+    Merged(Value),
+}
+
+/// Whether a transport error means the server cannot be reached (queue, do not fail).
+fn unreachable(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_timeout() || e.is_request()
+}
+
+/// The weak ETag of a resource's `meta.versionId`.
+fn etag_of(resource: &Value) -> Option<String> {
+    resource["meta"]["versionId"]
+        .as_str()
+        .map(|v| format!("W/\"{v}\""))
+}
+
+/// A local id for a resource created offline, unique on this machine.
+fn local_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "local-{}-{n}",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
+}
+
+impl FhirClient {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, format!("{}/{path}", self.base))
+            .header(ACCEPT, FHIR_JSON)
+            .header(reqwest::header::CONTENT_TYPE, FHIR_JSON);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    /// The resource of a successful answer, cached.
+    async fn stored(&self, response: reqwest::Response) -> Result<Value> {
+        let etag = response
+            .headers()
+            .get(ETAG)
+            .and_then(|e| e.to_str().ok())
+            .map(str::to_string);
+        let resource: Value = response
+            .json()
+            .await
+            .map_err(|e| DesktopError::Protocol(e.to_string()))?;
+        self.cache.put(&resource, etag.as_deref()).await?;
+        Ok(resource)
+    }
+
+    async fn refused(response: reqwest::Response) -> DesktopError {
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        DesktopError::Refused {
+            status,
+            message: text.chars().take(500).collect(),
+        }
+    }
+
+    /// Creates `resource` on the server, or queues it with a local id when the server cannot be
+    /// reached.
+    pub async fn create(&self, mut resource: Value) -> Result<Written> {
+        let ty = resource["resourceType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(o) = resource.as_object_mut() {
+            o.remove("id");
+        }
+        match self
+            .request(reqwest::Method::POST, &ty)
+            .body(resource.to_string())
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => Ok(Written::Sent(self.stored(r).await?)),
+            Ok(r) => Err(Self::refused(r).await),
+            Err(e) if unreachable(&e) => {
+                resource["id"] = Value::String(local_id());
+                self.cache.put(&resource, None).await?;
+                let seq = self
+                    .cache
+                    .outbox()
+                    .push(crate::outbox::Method::Create, &resource, None)
+                    .await?;
+                Ok(Written::Queued { seq, resource })
+            }
+            Err(e) => Err(DesktopError::Protocol(e.to_string())),
+        }
+    }
+
+    /// Updates `resource` on the server with `If-Match` on the version it was made from (its
+    /// `meta.versionId`), or queues it when the server cannot be reached. A version the server
+    /// has moved past is a `Refused { status: 412 }`.
+    pub async fn update(&self, resource: Value) -> Result<Written> {
+        let ty = resource["resourceType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let id = resource["id"].as_str().unwrap_or_default().to_string();
+        let outbox = self.cache.outbox();
+        if id.starts_with("local-") {
+            // Not on the server yet: the queued create carries the change.
+            self.cache.put(&resource, None).await?;
+            let seq = outbox.replace_create(&id, &resource).await?;
+            return Ok(Written::Queued { seq, resource });
+        }
+        let if_match = etag_of(&resource);
+        let mut request = self
+            .request(reqwest::Method::PUT, &format!("{ty}/{id}"))
+            .body(resource.to_string());
+        if let Some(tag) = &if_match {
+            request = request.header(reqwest::header::IF_MATCH, tag);
+        }
+        match request.send().await {
+            Ok(r) if r.status().is_success() => Ok(Written::Sent(self.stored(r).await?)),
+            Ok(r) => Err(Self::refused(r).await),
+            Err(e) if unreachable(&e) => {
+                self.cache.put(&resource, None).await?;
+                let seq = outbox
+                    .push(
+                        crate::outbox::Method::Update,
+                        &resource,
+                        if_match.as_deref(),
+                    )
+                    .await?;
+                Ok(Written::Queued { seq, resource })
+            }
+            Err(e) => Err(DesktopError::Protocol(e.to_string())),
+        }
+    }
+
+    /// Replays the outbox in order. Stops (leaving the rest queued) when the server cannot be
+    /// reached; parks conflicts; a write the server refuses otherwise stays queued and is
+    /// reported by the error.
+    pub async fn sync(&self) -> Result<SyncReport> {
+        let outbox = self.cache.outbox();
+        let mut report = SyncReport::default();
+        let mut last = 0;
+        // Each write is read again just before it is sent: an earlier one may have rewritten
+        // its references.
+        while let Some(p) = outbox
+            .pending()
+            .await?
+            .into_iter()
+            .find(|p| p.seq > last && p.conflict.is_none())
+        {
+            last = p.seq;
+            let (method, path) = match p.method {
+                crate::outbox::Method::Create => (reqwest::Method::POST, p.resource_type.clone()),
+                crate::outbox::Method::Update => (
+                    reqwest::Method::PUT,
+                    format!("{}/{}", p.resource_type, p.id),
+                ),
+            };
+            let mut body = p.resource.clone();
+            if p.method == crate::outbox::Method::Create
+                && let Some(o) = body.as_object_mut()
+            {
+                o.remove("id");
+            }
+            let mut request = self.request(method, &path).body(body.to_string());
+            if let Some(tag) = &p.if_match {
+                request = request.header(reqwest::header::IF_MATCH, tag);
+            }
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) if unreachable(&e) => break,
+                Err(e) => return Err(DesktopError::Protocol(e.to_string())),
+            };
+            if response.status() == StatusCode::PRECONDITION_FAILED {
+                let theirs = match self
+                    .request(
+                        reqwest::Method::GET,
+                        &format!("{}/{}", p.resource_type, p.id),
+                    )
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => self.stored(r).await?,
+                    Ok(r) => return Err(Self::refused(r).await),
+                    Err(e) => return Err(DesktopError::Protocol(e.to_string())),
+                };
+                outbox.conflicted(p.seq, &theirs).await?;
+                report.conflicts += 1;
+                continue;
+            }
+            if !response.status().is_success() {
+                return Err(Self::refused(response).await);
+            }
+            let stored = self.stored(response).await?;
+            if p.method == crate::outbox::Method::Create
+                && let Some(server_id) = stored["id"].as_str()
+            {
+                // The local id is replaced everywhere: the cache and later queued writes.
+                self.cache.remove(&p.resource_type, &p.id).await?;
+                outbox
+                    .rewrite_references(
+                        &format!("{}/{}", p.resource_type, p.id),
+                        &format!("{}/{server_id}", p.resource_type),
+                    )
+                    .await?;
+            }
+            outbox.done(p.seq).await?;
+            report.sent += 1;
+        }
+        report.remaining = outbox.pending().await?.len();
+        Ok(report)
+    }
+
+    /// Resolves a parked conflict; the write (if kept) is replayed by the next [`FhirClient::sync`].
+    pub async fn resolve(&self, seq: i64, resolution: Resolution) -> Result<()> {
+        let outbox = self.cache.outbox();
+        let Some(p) = outbox.pending().await?.into_iter().find(|p| p.seq == seq) else {
+            return Ok(());
+        };
+        let Some(theirs) = p.conflict else {
+            return Ok(());
+        };
+        let their_tag = etag_of(&theirs).unwrap_or_default();
+        match resolution {
+            Resolution::TakeTheirs => {
+                self.cache.put(&theirs, Some(&their_tag)).await?;
+                outbox.done(seq).await
+            }
+            Resolution::KeepMine => outbox.replace(seq, &p.resource, &their_tag).await,
+            Resolution::Merged(merged) => outbox.replace(seq, &merged, &their_tag).await,
+        }
+    }
+}

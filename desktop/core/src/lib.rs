@@ -2,18 +2,21 @@
 //! that keeps records readable when the link drops. The Tauri shell (`desktop/src-tauri`) and
 //! the UI call into it; everything here is tested with `cargo test` against a real server.
 //!
-//! Built so far: the per-account cache (`cache`), and reads that revalidate cached copies with
+//! Built so far: the per-account cache (`cache`); reads that revalidate cached copies with
 //! `If-None-Match`, serve them stale when the server cannot be reached, and evict a patient's
-//! data when the server says it is no longer shared (`client`). Next: SMART sign-in, the
-//! outbox and sync, encryption at rest.
+//! data when the server says it is no longer shared (`client`); writes queued offline and
+//! replayed in order with `If-Match`, conflicts kept for the user (`outbox`, `client::sync`).
+//! Next: SMART sign-in, encryption at rest, background sync of the worklist.
 
 pub mod cache;
 pub mod client;
 mod error;
+pub mod outbox;
 
 pub use cache::{Cache, Cached};
-pub use client::{FhirClient, Freshness, Read};
+pub use client::{FhirClient, Freshness, Read, Resolution, SyncReport, Written};
 pub use error::DesktopError;
+pub use outbox::{Method, Outbox, Pending};
 
 /// A result of this crate.
 pub type Result<T, E = DesktopError> = std::result::Result<T, E>;
