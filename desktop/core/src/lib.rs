@@ -6,17 +6,20 @@
 //! `If-None-Match`, serve them stale when the server cannot be reached, and evict a patient's
 //! data when the server says it is no longer shared (`client`); writes queued offline and
 //! replayed in order with `If-Match`, conflicts kept for the user (`outbox`, `client::sync`).
-//! Next: SMART sign-in, encryption at rest, background sync of the worklist.
+//! SMART sign-in with PKCE through the system browser and a loopback redirect (`session`).
+//! Next: the keyring, encryption at rest, background sync of the worklist.
 
 pub mod cache;
 pub mod client;
 mod error;
 pub mod outbox;
+pub mod session;
 
 pub use cache::{Cache, Cached};
 pub use client::{FhirClient, Freshness, Read, Resolution, SyncReport, Written};
 pub use error::DesktopError;
 pub use outbox::{Method, Outbox, Pending};
+pub use session::{SignIn, Tokens};
 
 /// A result of this crate.
 pub type Result<T, E = DesktopError> = std::result::Result<T, E>;

@@ -209,7 +209,14 @@ pub fn validate(
                 "redirect_uri is required".into(),
             ));
         }
-        Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_string(),
+        Some(uri)
+            if client
+                .redirect_uris
+                .iter()
+                .any(|r| crate::registration::redirect_matches(r, uri)) =>
+        {
+            uri.to_string()
+        }
         Some(_) => {
             return Err(AuthorizeError::NoRedirect(
                 "redirect_uri is not registered for this client".into(),

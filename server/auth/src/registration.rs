@@ -335,6 +335,39 @@ pub fn is_https_or_loopback(url: &str) -> bool {
     })
 }
 
+/// Whether a requested redirect URI matches a registered one: exactly, or — for a native app's
+/// loopback IP redirect (`http://127.0.0.1/...`, `http://[::1]/...`) — on any port, since the
+/// app listens on whatever port the system gives it (RFC 8252 §7.3; `localhost` is not
+/// treated so, §8.3).
+pub fn redirect_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let loopback = |uri: &str| -> Option<(&'static str, String)> {
+        for host in ["http://127.0.0.1", "http://[::1]"] {
+            if let Some(rest) = uri.strip_prefix(host) {
+                let rest = match rest.strip_prefix(':') {
+                    Some(port_and_path) => {
+                        let cut = port_and_path
+                            .find(['/', '?'])
+                            .unwrap_or(port_and_path.len());
+                        let (port, path) = port_and_path.split_at(cut);
+                        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+                            return None;
+                        }
+                        path
+                    }
+                    None => rest,
+                };
+                let path = if rest.is_empty() { "/" } else { rest };
+                return Some((host, path.to_string()));
+            }
+        }
+        None
+    };
+    matches!((loopback(registered), loopback(requested)), (Some(a), Some(b)) if a == b)
+}
+
 /// [`is_https_or_loopback`], with the reason when it is not.
 fn check_url(url: &str, what: &str) -> Result<(), String> {
     if origin_of(url).is_none() {
@@ -502,6 +535,47 @@ mod tests {
         );
         let backend = json!({"client_name": "x", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"});
         assert!(from_metadata(&backend).is_err());
+    }
+
+    #[test]
+    fn loopback_redirects_match_on_any_port() {
+        assert!(redirect_matches(
+            "https://app.example/cb",
+            "https://app.example/cb"
+        ));
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example/cb2"
+        ));
+        assert!(redirect_matches(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:51234/callback"
+        ));
+        assert!(redirect_matches(
+            "http://127.0.0.1:9/callback",
+            "http://127.0.0.1:51234/callback"
+        ));
+        assert!(redirect_matches("http://[::1]/cb", "http://[::1]:80/cb"));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:51234/other"
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/callback",
+            "http://[::1]:51234/callback"
+        ));
+        assert!(!redirect_matches(
+            "http://localhost/cb",
+            "http://localhost:5000/cb"
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:x@evil.example/cb"
+        ));
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "http://127.0.0.1:5/cb"
+        ));
     }
 
     #[test]
