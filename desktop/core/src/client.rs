@@ -414,3 +414,110 @@ impl FhirClient {
         }
     }
 }
+
+/// Where a worklist sync stands (for the progress bar).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Patients done.
+    pub done: usize,
+    /// Patients in the worklist.
+    pub total: usize,
+    /// Resources stored so far.
+    pub resources: usize,
+}
+
+/// What a worklist sync brought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorklistSync {
+    /// Resources stored.
+    pub resources: usize,
+    /// Patients no longer shared with this user (their cached data was evicted).
+    pub evicted: Vec<String>,
+    /// The server's time when the sync started: pass it as `since` next time.
+    pub since: Option<String>,
+}
+
+impl FhirClient {
+    /// Brings the worklist's patients into the cache: each patient's record
+    /// (`Patient/{id}/$everything`, page by page), only what changed after `since` when given.
+    /// A patient the server no longer shares is evicted; an unreachable server stops the sync
+    /// (what was stored stays).
+    pub async fn sync_patients(
+        &self,
+        patients: &[String],
+        since: Option<&str>,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<WorklistSync> {
+        let mut report = WorklistSync {
+            resources: 0,
+            evicted: Vec::new(),
+            since: None,
+        };
+        for (i, patient) in patients.iter().enumerate() {
+            let mut query = vec![("_count", "500".to_string())];
+            if let Some(s) = since {
+                query.push(("_since", s.to_string()));
+            }
+            let first = format!(
+                "{}/Patient/{patient}/$everything?{}",
+                self.base,
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&query)
+                    .finish()
+            );
+            let mut next = Some(first);
+            while let Some(url) = next.take() {
+                let mut request = self.http.get(&url).header(ACCEPT, FHIR_JSON);
+                if let Some(token) = &self.token {
+                    request = request.bearer_auth(token);
+                }
+                let response = match request.send().await {
+                    Ok(r) => r,
+                    Err(e) if unreachable(&e) => {
+                        return Err(DesktopError::Offline(format!("Patient/{patient}")));
+                    }
+                    Err(e) => return Err(DesktopError::Protocol(e.to_string())),
+                };
+                match response.status() {
+                    StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::GONE => {
+                        self.cache.evict_patient(patient).await?;
+                        report.evicted.push(patient.clone());
+                        break;
+                    }
+                    s if !s.is_success() => return Err(Self::refused(response).await),
+                    _ => {}
+                }
+                let bundle: Value = response
+                    .json()
+                    .await
+                    .map_err(|e| DesktopError::Protocol(e.to_string()))?;
+                if report.since.is_none() {
+                    report.since = bundle["meta"]["lastUpdated"].as_str().map(str::to_string);
+                }
+                for entry in bundle["entry"].as_array().into_iter().flatten() {
+                    let resource = &entry["resource"];
+                    if resource["resourceType"] == "OperationOutcome" {
+                        continue;
+                    }
+                    self.cache
+                        .put(resource, etag_of(resource).as_deref())
+                        .await?;
+                    report.resources += 1;
+                }
+                next = bundle["link"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|l| l["relation"] == "next")
+                    .and_then(|l| l["url"].as_str())
+                    .map(str::to_string);
+            }
+            progress(Progress {
+                done: i + 1,
+                total: patients.len(),
+                resources: report.resources,
+            });
+        }
+        Ok(report)
+    }
+}

@@ -16,7 +16,9 @@ pub mod outbox;
 pub mod session;
 
 pub use cache::{Cache, Cached};
-pub use client::{FhirClient, Freshness, Read, Resolution, SyncReport, Written};
+pub use client::{
+    FhirClient, Freshness, Progress, Read, Resolution, SyncReport, WorklistSync, Written,
+};
 pub use error::DesktopError;
 pub use outbox::{Method, Outbox, Pending};
 pub use session::{SignIn, Tokens};
