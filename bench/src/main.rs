@@ -3,6 +3,7 @@
 
 mod auth;
 mod consent;
+mod desktop;
 mod http;
 mod ingest;
 mod limit;
@@ -170,6 +171,21 @@ enum Command {
         /// Revocations timed.
         #[arg(long, default_value_t = 20)]
         rounds: usize,
+    },
+    /// The desktop core: the initial sync of a worklist into a fresh local cache, and opening a
+    /// cached chart (an open server: `--require-auth=false`; it creates the patients).
+    DesktopSync {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Patients in the worklist.
+        #[arg(long, default_value_t = 50)]
+        patients: usize,
+        /// Observations per patient.
+        #[arg(long, default_value_t = 99)]
+        per_patient: usize,
+        /// Where the cache file goes.
+        #[arg(long, default_value = "./data")]
+        dir: PathBuf,
     },
     /// Writes a backend client's RSA key pair: DIR/key.pem and DIR/jwks.json.
     Keygen {
@@ -420,6 +436,15 @@ async fn run(cli: Cli) -> Result<(), String> {
                 at(99.0),
                 ms.last().copied().unwrap_or_default()
             );
+        }
+        Command::DesktopSync {
+            server,
+            patients,
+            per_patient,
+            dir,
+        } => {
+            let base = http::loopback_url(&server.base_url)?;
+            desktop::run(&base, patients, per_patient, &dir).await?;
         }
         Command::Keygen { dir, kid } => {
             auth::keygen(&dir, &kid)?;

@@ -115,6 +115,23 @@ impl Cache {
         }))
     }
 
+    /// Everything cached of one patient (their chart), marked as used.
+    pub async fn of_patient(&self, patient: &str) -> Result<Vec<Value>> {
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "UPDATE cached_resources SET used_at = ?3 WHERE account = ?1 AND patient = ?2 \
+             RETURNING body",
+        )
+        .bind(&self.account)
+        .bind(patient)
+        .bind(now())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(bodies
+            .iter()
+            .filter_map(|b| serde_json::from_str(b).ok())
+            .collect())
+    }
+
     /// Stores (or replaces) a resource the server sent, then keeps the cache within its bound.
     pub async fn put(&self, resource: &Value, etag: Option<&str>) -> Result<()> {
         let (Some(resource_type), Some(id)) =

@@ -64,6 +64,11 @@ async fn the_worklist_is_synced_with_progress_then_incrementally() {
     assert_eq!(seen.len(), 3);
     assert_eq!((seen[2].done, seen[2].total, seen[2].resources), (3, 3, 18));
     let since = report.since.clone().expect("the server's time");
+    // The chart: everything cached of one patient.
+    assert_eq!(
+        client.cache().of_patient(&patients[0]).await.unwrap().len(),
+        6
+    );
 
     // Something changes on the server; the next sync brings only that.
     let added = create(&base, vital(&patients[1], 9)).await;
