@@ -43,7 +43,11 @@ pub async fn run(
         let location = answer["entry"][0]["response"]["location"]
             .as_str()
             .ok_or_else(|| format!("the transaction failed: {answer}"))?;
-        ids.push(location.split('/').nth(1).unwrap_or_default().to_string());
+        let id = location
+            .rsplit_once("Patient/")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+            .unwrap_or_default();
+        ids.push(id.to_string());
     }
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let path = dir.join(format!("bench-cache-{}.db", std::process::id()));
