@@ -134,34 +134,44 @@ impl Cache {
 
     /// Stores (or replaces) a resource the server sent, then keeps the cache within its bound.
     pub async fn put(&self, resource: &Value, etag: Option<&str>) -> Result<()> {
-        let (Some(resource_type), Some(id)) =
-            (resource["resourceType"].as_str(), resource["id"].as_str())
-        else {
-            return Ok(());
-        };
-        let body = resource.to_string();
+        self.put_all(&[(resource, etag)]).await
+    }
+
+    /// Stores resources the server sent (a page of a sync) in one transaction, then keeps the
+    /// cache within its bound.
+    pub async fn put_all(&self, resources: &[(&Value, Option<&str>)]) -> Result<()> {
         let now = now();
-        sqlx::query(
-            "INSERT INTO cached_resources \
-             (account, resource_type, id, patient, version_id, etag, last_updated, body, bytes, fetched_at, used_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) \
-             ON CONFLICT (account, resource_type, id) DO UPDATE SET patient = excluded.patient, \
-             version_id = excluded.version_id, etag = excluded.etag, last_updated = excluded.last_updated, \
-             body = excluded.body, bytes = excluded.bytes, fetched_at = excluded.fetched_at, \
-             used_at = excluded.used_at",
-        )
-        .bind(&self.account)
-        .bind(resource_type)
-        .bind(id)
-        .bind(patient_of(resource))
-        .bind(resource["meta"]["versionId"].as_str())
-        .bind(etag)
-        .bind(resource["meta"]["lastUpdated"].as_str())
-        .bind(&body)
-        .bind(body.len() as i64)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        for (resource, etag) in resources {
+            let (Some(resource_type), Some(id)) =
+                (resource["resourceType"].as_str(), resource["id"].as_str())
+            else {
+                continue;
+            };
+            let body = resource.to_string();
+            sqlx::query(
+                "INSERT INTO cached_resources \
+                 (account, resource_type, id, patient, version_id, etag, last_updated, body, bytes, fetched_at, used_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) \
+                 ON CONFLICT (account, resource_type, id) DO UPDATE SET patient = excluded.patient, \
+                 version_id = excluded.version_id, etag = excluded.etag, last_updated = excluded.last_updated, \
+                 body = excluded.body, bytes = excluded.bytes, fetched_at = excluded.fetched_at, \
+                 used_at = excluded.used_at",
+            )
+            .bind(&self.account)
+            .bind(resource_type)
+            .bind(id)
+            .bind(patient_of(resource))
+            .bind(resource["meta"]["versionId"].as_str())
+            .bind(*etag)
+            .bind(resource["meta"]["lastUpdated"].as_str())
+            .bind(&body)
+            .bind(body.len() as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         self.enforce_bound().await
     }
 

@@ -494,16 +494,18 @@ impl FhirClient {
                 if report.since.is_none() {
                     report.since = bundle["meta"]["lastUpdated"].as_str().map(str::to_string);
                 }
-                for entry in bundle["entry"].as_array().into_iter().flatten() {
-                    let resource = &entry["resource"];
-                    if resource["resourceType"] == "OperationOutcome" {
-                        continue;
-                    }
-                    self.cache
-                        .put(resource, etag_of(resource).as_deref())
-                        .await?;
-                    report.resources += 1;
-                }
+                let page: Vec<(&Value, Option<String>)> = bundle["entry"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| &e["resource"])
+                    .filter(|r| r.is_object() && r["resourceType"] != "OperationOutcome")
+                    .map(|r| (r, etag_of(r)))
+                    .collect();
+                let rows: Vec<(&Value, Option<&str>)> =
+                    page.iter().map(|(r, e)| (*r, e.as_deref())).collect();
+                self.cache.put_all(&rows).await?;
+                report.resources += rows.len();
                 next = bundle["link"]
                     .as_array()
                     .into_iter()
