@@ -72,20 +72,14 @@ impl FhirClient {
     pub async fn read(&self, resource_type: &str, id: &str) -> Result<Read> {
         let reference = format!("{resource_type}/{id}");
         let cached = self.cache.get(resource_type, id).await?;
-        let mut request = self
-            .http
-            .get(format!("{}/{reference}", self.base))
-            .header(ACCEPT, FHIR_JSON);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
+        let mut request = self.request(reqwest::Method::GET, &reference);
         if let Some(etag) = cached.as_ref().and_then(|c| c.etag.as_deref()) {
             request = request.header(IF_NONE_MATCH, etag);
         }
         let response = match request.send().await {
             Ok(r) => r,
             // Unreachable (or timed out): what we have, marked stale.
-            Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
+            Err(e) if unreachable(&e) => {
                 tracing::info!(%reference, error = %e, "offline: serving the cached copy");
                 return match cached {
                     Some(c) => Ok(Read {
@@ -113,22 +107,10 @@ impl FhirClient {
                     "{reference}: 304 without a cached copy"
                 ))),
             },
-            s if s.is_success() => {
-                let etag = response
-                    .headers()
-                    .get(ETAG)
-                    .and_then(|e| e.to_str().ok())
-                    .map(str::to_string);
-                let resource: Value = response
-                    .json()
-                    .await
-                    .map_err(|e| DesktopError::Protocol(e.to_string()))?;
-                self.cache.put(&resource, etag.as_deref()).await?;
-                Ok(Read {
-                    resource,
-                    freshness: Freshness::Fresh,
-                })
-            }
+            s if s.is_success() => Ok(Read {
+                resource: self.stored(response).await?,
+                freshness: Freshness::Fresh,
+            }),
             StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::GONE => {
                 // Gone or no longer shared: nothing of it may stay on this machine.
                 self.cache.remove(resource_type, id).await?;
@@ -142,13 +124,7 @@ impl FhirClient {
                 }
                 Err(DesktopError::NotAvailable(reference))
             }
-            s => {
-                let text = response.text().await.unwrap_or_default();
-                Err(DesktopError::Refused {
-                    status: s.as_u16(),
-                    message: text.chars().take(500).collect(),
-                })
-            }
+            _ => Err(Self::refused(response).await),
         }
     }
 }
@@ -207,16 +183,18 @@ fn local_id() -> String {
 }
 
 impl FhirClient {
+    /// A request to `{base}/{path}` with the bearer token.
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut request = self
-            .http
-            .request(method, format!("{}/{path}", self.base))
-            .header(ACCEPT, FHIR_JSON)
-            .header(reqwest::header::CONTENT_TYPE, FHIR_JSON);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        self.authorized(self.http.request(method, format!("{}/{path}", self.base)))
+    }
+
+    /// `request` asking for FHIR JSON, with the bearer token (if any).
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = request.header(ACCEPT, FHIR_JSON);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
-        request
     }
 
     /// The resource of a successful answer, cached.
@@ -255,6 +233,7 @@ impl FhirClient {
         }
         match self
             .request(reqwest::Method::POST, &ty)
+            .header(reqwest::header::CONTENT_TYPE, FHIR_JSON)
             .body(resource.to_string())
             .send()
             .await
@@ -294,6 +273,7 @@ impl FhirClient {
         let if_match = etag_of(&resource);
         let mut request = self
             .request(reqwest::Method::PUT, &format!("{ty}/{id}"))
+            .header(reqwest::header::CONTENT_TYPE, FHIR_JSON)
             .body(resource.to_string());
         if let Some(tag) = &if_match {
             request = request.header(reqwest::header::IF_MATCH, tag);
@@ -345,7 +325,10 @@ impl FhirClient {
             {
                 o.remove("id");
             }
-            let mut request = self.request(method, &path).body(body.to_string());
+            let mut request = self
+                .request(method, &path)
+                .header(reqwest::header::CONTENT_TYPE, FHIR_JSON)
+                .body(body.to_string());
             if let Some(tag) = &p.if_match {
                 request = request.header(reqwest::header::IF_MATCH, tag);
             }
@@ -467,11 +450,7 @@ impl FhirClient {
             );
             let mut next = Some(first);
             while let Some(url) = next.take() {
-                let mut request = self.http.get(&url).header(ACCEPT, FHIR_JSON);
-                if let Some(token) = &self.token {
-                    request = request.bearer_auth(token);
-                }
-                let response = match request.send().await {
+                let response = match self.authorized(self.http.get(&url)).send().await {
                     Ok(r) => r,
                     Err(e) if unreachable(&e) => {
                         return Err(DesktopError::Offline(format!("Patient/{patient}")));
