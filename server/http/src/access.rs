@@ -781,6 +781,7 @@ pub async fn require_token(
             dropped,
             refused,
             confine_to,
+            registers_patient,
         }) => {
             request.extensions_mut().insert(VerifiedAccess {
                 claims: Arc::clone(&claims),
@@ -790,15 +791,9 @@ pub async fn require_token(
             if let Some(basis) = &basis {
                 request.extensions_mut().insert(basis.clone());
             }
-            let target = consent::governed(&claims).then(|| {
-                classify(
-                    request.method(),
-                    request.uri().path().strip_prefix("/fhir").unwrap_or(""),
-                )
-            });
             let mut response = next.run(request).await;
-            if let Some(target) = target {
-                consent::after_registration(&state, &claims, &target, &response).await;
+            if registers_patient {
+                consent::after_registration(&state, &claims, &response).await;
             }
             if let Some(confined) = confine_to {
                 response = confine_answer(response, &access, &confined).await;
@@ -834,6 +829,8 @@ struct Admitted {
     refused: Vec<(usize, Value)>,
     /// The patient whose records alone the answer may hold.
     confine_to: Option<Confined>,
+    /// A clinician creates a Patient: they keep the record under a registration consent.
+    registers_patient: bool,
 }
 
 /// How an answer is confined to one patient's records.
@@ -853,6 +850,7 @@ impl Admitted {
             dropped: Vec::new(),
             refused: Vec::new(),
             confine_to: None,
+            registers_patient: false,
         }
     }
 }
@@ -955,6 +953,8 @@ async fn authorize(
         _ => {}
     }
     let lookup = matches!(mediation, consent::Mediation::Lookup);
+    let registers_patient = governed
+        && matches!(&target, Target::Interaction(Interaction::Create, ty, _) if ty == "Patient");
     let level = narrowing.level;
     if let Target::Interaction(Interaction::Create, ty, _) = &target
         && let Some(criteria) = request.headers().get("if-none-exist").cloned()
@@ -1001,6 +1001,7 @@ async fn authorize(
     if !searching {
         return Ok(Admitted {
             confine_to,
+            registers_patient,
             ..Admitted::unchanged(request)
         });
     }
@@ -1038,6 +1039,7 @@ async fn authorize(
         dropped,
         refused: Vec::new(),
         confine_to,
+        registers_patient,
     })
 }
 
@@ -1512,6 +1514,7 @@ async fn authorize_bundle(
         dropped: Vec::new(),
         refused,
         confine_to: None,
+        registers_patient: false,
     })
 }
 

@@ -187,6 +187,12 @@ async fn stored(
     }
 }
 
+/// Whether the target is a search of one type (`$lastn` included).
+fn searches(target: &Target) -> bool {
+    matches!(target, Target::Interaction(Interaction::SearchType, ..))
+        || matches!(target, Target::Operation(name, _, None) if name == "lastn")
+}
+
 /// Whether the target only reads (a refusal then answers 404, telling nothing).
 fn reads(target: &Target) -> bool {
     use Interaction::*;
@@ -377,11 +383,9 @@ pub const REGISTRATION_POLICY: &str = "https://curanet.in/fhir/policy/registrati
 pub(super) fn after_registration<'a>(
     state: &'a AppState,
     claims: &AccessClaims,
-    target: &Target,
     response: &Response,
 ) -> impl std::future::Future<Output = ()> + Send + 'a {
-    let created = matches!(target, Target::Interaction(Interaction::Create, ty, _) if ty == "Patient")
-        && response.status() == StatusCode::CREATED;
+    let created = response.status() == StatusCode::CREATED;
     let actor = claims.fhir_user.as_deref().and_then(relative_reference);
     // The Response (its body) is not Sync: only owned values cross the await below.
     let patient = response
@@ -575,12 +579,7 @@ pub(super) fn refused(e: ApiError, target: &Target, uri: &Uri) -> Refusal {
         {
             Refusal::Error(not_found(ty, id))
         }
-        Target::Interaction(Interaction::SearchType, ..) => {
-            Refusal::Response(Box::new(nothing_found(&uri.to_string())))
-        }
-        Target::Operation(name, _, None) if name == "lastn" => {
-            Refusal::Response(Box::new(nothing_found(&uri.to_string())))
-        }
+        _ if searches(target) => Refusal::Response(Box::new(nothing_found(&uri.to_string()))),
         _ => Refusal::Error(e),
     }
 }
@@ -599,8 +598,9 @@ pub(super) fn restrict(
         return Ok(false);
     };
     match target {
-        Target::Interaction(SearchType, ty, _) => search_residual(residual, ty, narrowing),
-        Target::Operation(name, Some(ty), None) if name == "lastn" => {
+        Target::Interaction(_, ty, _) | Target::Operation(_, Some(ty), None)
+            if searches(target) =>
+        {
             search_residual(residual, ty, narrowing)
         }
         Target::Operation(name, _, _) if name == "everything" => Err(forbidden(
