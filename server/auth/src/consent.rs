@@ -450,7 +450,8 @@ fn codings(concepts: &Value) -> impl Iterator<Item = (&str, &str)> {
         .filter_map(|c| Some((c["system"].as_str()?, c["code"].as_str()?)))
 }
 
-fn actor_references(provision: &Value) -> BTreeSet<String> {
+/// The `actor.reference`s of a provision (`Practitioner/1`, `Organization/2`, ...).
+pub fn actor_references(provision: &Value) -> BTreeSet<String> {
     provision["actor"]
         .as_array()
         .into_iter()

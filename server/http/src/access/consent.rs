@@ -14,7 +14,7 @@ use axum::response::Response;
 use curanet_auth::compartment::Confinement;
 use std::sync::Arc;
 
-use curanet_auth::consent::{Residual, effective_scopes, patient_access};
+use curanet_auth::consent::{Residual, actor_references, effective_scopes, patient_access};
 use curanet_auth::scope::{Interaction, Level};
 use curanet_auth::token::AccessClaims;
 use curanet_engine::EngineError;
@@ -524,12 +524,8 @@ async fn consent_requests(
     use Interaction::*;
     let references = references(state, access).await?;
     let names_requester = |consent: &Value| {
-        consent["provision"]["actor"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a["reference"]["reference"].as_str())
-            .any(|r| references.iter().any(|own| own == r))
+        let actors = actor_references(&consent["provision"]);
+        references.iter().any(|own| actors.contains(own))
     };
     match target {
         Target::Interaction(SearchType, ..) => {
