@@ -11,7 +11,6 @@ use crate::load::{self, LoadConfig};
 use crate::report::Report;
 
 const FHIR_JSON: &str = "application/fhir+json";
-const LEVELS: &str = "https://curanet.in/fhir/CodeSystem/consent-grant-level";
 
 /// A signed-in account: its access token and FHIR identity.
 pub struct Account {
@@ -62,19 +61,7 @@ pub async fn sign_in(
 
 /// A CuraNetConsent of `patient` granting `actor` READ_FULL and WRITE.
 fn consent(patient: &str, actor: &str, status: &str) -> Value {
-    json!({
-        "resourceType": "Consent",
-        "status": status,
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{patient}")},
-        "provision": {
-            "type": "permit",
-            "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
-                       "reference": {"reference": actor}}],
-            "action": [{"coding": [{"system": LEVELS, "code": "READ_FULL"}, {"system": LEVELS, "code": "WRITE"}]}]
-        }
-    })
+    curanet_conformance::resources::consent(patient, status, actor, &["READ_FULL", "WRITE"], &[])
 }
 
 /// Sends `body` with `method` as `token`; the answer's JSON on success.
