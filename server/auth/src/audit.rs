@@ -13,7 +13,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use curanet_storage::{AuditRecord, StoredAudit};
+use curanet_storage::{AuditBatch, AuditKey, AuditRecord, StoredBlock};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -435,9 +435,9 @@ impl Recorded {
     }
 }
 
-/// The AuditEvent of a stored record: built from its body, with the position as id and the
+/// The AuditEvent of a stored record: built from its body, with its id in the log and the
 /// recorded time as `meta.lastUpdated`. `None` when the body is not a record.
-pub fn audit_event(position: i64, body: &str) -> Option<Value> {
+pub fn audit_event(id: &str, body: &str) -> Option<Value> {
     let recorded: Recorded = serde_json::from_str(body).ok()?;
     let mut ae = match &recorded {
         Recorded::Rest(e) => rest_audit_event(e),
@@ -448,7 +448,7 @@ pub fn audit_event(position: i64, body: &str) -> Option<Value> {
     // `resourceType`, `id` and `meta` first, as every stored resource has them.
     let mut out = Map::with_capacity(map.len() + 2);
     out.insert("resourceType".into(), json!("AuditEvent"));
-    out.insert("id".into(), json!(position.to_string()));
+    out.insert("id".into(), json!(id));
     out.insert(
         "meta".into(),
         json!({"versionId": "1", "lastUpdated": recorded.recorded()}),
@@ -470,19 +470,68 @@ pub fn log_record(recorded: &Recorded) -> AuditRecord {
     columns(recorded, body)
 }
 
+/// The search columns of a stored record's JSON (its `body` left empty: the caller has the
+/// text); `None` when the text is not a record. The log's decoder
+/// ([`curanet_storage::DecodeRecord`]).
+pub fn decode_record(text: &str) -> Option<AuditRecord> {
+    let recorded: Recorded = serde_json::from_str(text).ok()?;
+    Some(columns(&recorded, String::new()))
+}
+
+/// Adds a record to a block of the log: its JSON written straight into the block's body, its
+/// keys (patients, agent, altId: what [`log_record`]'s columns say, computed without
+/// allocating) counted. `recorded_us` is its `recorded` in µs since the epoch (what the text
+/// parses to; the caller made both from one clock reading).
+pub fn push_record(batch: &mut AuditBatch, recorded: &Recorded, recorded_us: i64) {
+    batch.push(recorded_us, record_keys(recorded), |body| {
+        serde_json::to_writer(body, recorded).is_ok()
+    });
+}
+
+/// A record's keys in its block: the patient ids, the user's `who` reference and `altId`, as
+/// [`columns`] derives them.
+fn record_keys(recorded: &Recorded) -> impl Iterator<Item = (AuditKey, &str)> + Clone {
+    let (patients, extra, (agent, alt_id)): (&[String], Option<&str>, _) = match recorded {
+        Recorded::Rest(e) => (&e.patients, None, user_of(&e.token)),
+        Recorded::SignIn(e) => (&[], sign_in_patient_id(e), (e.fhir_user.as_deref(), None)),
+        Recorded::ConsentAlert(e) => (e.patient.as_slice(), None, user_of(&e.token)),
+    };
+    patients
+        .iter()
+        .filter_map(|p| patient_key(p))
+        .chain(extra)
+        .map(|p| (AuditKey::Patient, p))
+        .chain(agent.map(|a| (AuditKey::Agent, a)))
+        .chain(alt_id.map(|a| (AuditKey::AltId, a)))
+}
+
+/// The user's `who` reference and `altId` of a token.
+fn user_of(token: &Option<TokenAgent>) -> (Option<&str>, Option<&str>) {
+    match token {
+        Some(t) => (t.fhir_user.as_deref(), Some(t.subject.as_str())),
+        None => (None, None),
+    }
+}
+
+/// The patient id a record's patient stands for: an id, or the id of a `Patient/` reference
+/// (other references name no patient).
+fn patient_key(p: &str) -> Option<&str> {
+    if p.contains('/') {
+        p.strip_prefix("Patient/")
+    } else {
+        Some(p)
+    }
+}
+
 fn columns(recorded: &Recorded, body: String) -> AuditRecord {
     let code = |system: &str, code: &str| format!("{system}|{code}");
-    let user = |token: &Option<TokenAgent>| match token {
-        Some(t) => (t.fhir_user.clone(), Some(t.subject.clone())),
-        None => (None, None),
+    let user = |token: &Option<TokenAgent>| {
+        let (agent, alt_id) = user_of(token);
+        (agent.map(str::to_string), alt_id.map(str::to_string))
     };
     let patient_ids = |ids: &mut dyn Iterator<Item = &String>| -> Vec<String> {
         let mut ids: Vec<String> = ids
-            .filter_map(|p| {
-                patient_reference(p)
-                    .strip_prefix("Patient/")
-                    .map(str::to_string)
-            })
+            .filter_map(|p| patient_key(p).map(str::to_string))
             .collect();
         ids.sort();
         ids.dedup();
@@ -538,30 +587,34 @@ fn columns(recorded: &Recorded, body: String) -> AuditRecord {
 
 /// The patient who signed in (their `fhirUser` is `Patient/{id}`), if a patient did.
 fn sign_in_patient(event: &SignInEvent) -> Option<String> {
+    sign_in_patient_id(event).map(str::to_string)
+}
+
+fn sign_in_patient_id(event: &SignInEvent) -> Option<&str> {
     event
         .fhir_user
         .as_deref()
         .and_then(|u| u.rsplit_once("Patient/"))
         .map(|(_, id)| id)
         .filter(|id| !id.is_empty() && !id.contains('/'))
-        .map(str::to_string)
 }
 
-/// The hash of a log record chained to `previous`: SHA-256 of `previous ‖ "\n" ‖ position ‖
-/// "\n" ‖ body`, hex.
-pub fn record_hash(previous: &str, position: i64, body: &str) -> String {
+/// The hash of a block of the log chained to `previous`: SHA-256 of `previous ‖ "\n" ‖ block ‖
+/// "\n" ‖ body`, hex (a block of one record: the link the record had in the 0012 log).
+pub fn record_hash(previous: &str, block: i64, body: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(previous.as_bytes());
     hasher.update(b"\n");
-    hasher.update(position.to_string().as_bytes());
+    hasher.update(block.to_string().as_bytes());
     hasher.update(b"\n");
     hasher.update(body.as_bytes());
     data_encoding::HEXLOWER.encode(&hasher.finalize())
 }
 
-/// Checks a linked log record against the hash before it: its link, its hash over position and
-/// body, and its search columns against its body. The hash the next record must continue from.
-pub fn check_record(previous: &str, stored: &StoredAudit) -> Result<String, Broken> {
+/// Checks a linked block of the log against the hash before it: its link, its hash over number
+/// and body, and its stored summary (time range, number of records, keys) against the records
+/// of its body. The hash the next block must continue from.
+pub fn check_block(previous: &str, stored: &StoredBlock) -> Result<String, Broken> {
     let Some((_, prev_hash, hash)) = &stored.link else {
         return Err(Broken::Missing);
     };
@@ -570,16 +623,20 @@ pub fn check_record(previous: &str, stored: &StoredAudit) -> Result<String, Brok
             expected_prev: previous.to_string(),
         });
     }
-    if &record_hash(previous, stored.position, &stored.record.body) != hash {
+    if &record_hash(previous, stored.block, &stored.body) != hash {
         return Err(Broken::Content);
     }
-    let Ok(recorded) = serde_json::from_str::<Recorded>(&stored.record.body) else {
-        return Err(Broken::Content);
-    };
-    let expected = columns(&recorded, stored.record.body.clone());
-    let mut found = stored.record.clone();
-    found.patients.sort();
-    if expected != found {
+    let mut rebuilt = AuditBatch::new();
+    for text in stored.body.split('\n') {
+        let Some(record) = decode_record(text) else {
+            return Err(Broken::Content);
+        };
+        rebuilt.push(record.recorded, record.keys(), |b| {
+            b.extend_from_slice(text.as_bytes());
+            true
+        });
+    }
+    if rebuilt.summary() != stored.summary {
         return Err(Broken::Columns);
     }
     Ok(hash.clone())
@@ -750,7 +807,8 @@ pub enum Broken {
     Missing,
     /// The AuditEvent's content no longer gives the hash stored for it (it was changed).
     Content,
-    /// A log record's search columns (or patients) no longer match its body.
+    /// A log block's stored summary (time range, count, patients, agents) no longer matches
+    /// its records.
     Columns,
 }
 
@@ -1057,7 +1115,7 @@ mod tests {
         );
         assert_eq!(record.entity.as_deref(), Some("Observation/o1"));
         assert_eq!(record.recorded, 1_767_323_045_678_000);
-        let ae = audit_event(42, &record.body).unwrap();
+        let ae = audit_event("42", &record.body).unwrap();
         assert_eq!(ae["id"], "42");
         assert_eq!(ae["meta"]["lastUpdated"], "2026-01-02T03:04:05.678Z");
         let mut expected = rest_audit_event(match &event {
@@ -1067,33 +1125,80 @@ mod tests {
         expected["id"] = json!("42");
         expected["meta"] = ae["meta"].clone();
         assert_eq!(ae, expected);
+        // Decoded from its text, the columns come back.
+        let decoded = decode_record(&record.body).unwrap();
+        assert_eq!(
+            decoded,
+            AuditRecord {
+                body: String::new(),
+                ..record.clone()
+            }
+        );
 
-        // The chain over position and body, and the columns checked against the body.
-        let link = |position: i64, previous: &str, record: &AuditRecord| StoredAudit {
-            position,
-            record: record.clone(),
+        // A block: the records pushed straight from the events, with the keys the columns say.
+        let mut batch = AuditBatch::new();
+        let alert = Recorded::ConsentAlert(ConsentAlert {
+            recorded: "2026-01-02T03:04:06.000Z".into(),
+            patient: Some("p3".into()),
+            refusal: "no".into(),
+            token: Some(token()),
+            ..ConsentAlert::default()
+        });
+        let sign_in = Recorded::SignIn(SignInEvent {
+            recorded: "2026-01-02T03:04:07.000Z".into(),
+            status: 200,
+            fhir_user: Some("Patient/p4".into()),
+            ..SignInEvent::default()
+        });
+        for r in [&event, &alert, &sign_in] {
+            push_record(&mut batch, r, log_record(r).recorded);
+        }
+        let (body, summary) = batch.clone().into_parts();
+        assert_eq!(body.lines().count(), 3);
+        let keys: Vec<&str> = summary.keys.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "agent|Patient/p4",
+                "agent|Practitioner/d1",
+                "altid|acct-1",
+                "patient|p1",
+                "patient|p2",
+                "patient|p3",
+                "patient|p4"
+            ]
+        );
+
+        // The chain over block number and body, and the summary checked against the records.
+        let block = |number: i64, previous: &str| StoredBlock {
+            block: number,
             link: Some((
                 1,
                 previous.to_string(),
-                record_hash(previous, position, &record.body),
+                record_hash(previous, number, &body),
             )),
+            body: body.clone(),
+            summary: summary.clone(),
         };
-        let stored = link(5, GENESIS, &record);
-        let next = check_record(GENESIS, &stored).unwrap();
+        let stored = block(5, GENESIS);
+        let next = check_block(GENESIS, &stored).unwrap();
         assert_eq!(next.len(), 64);
-        let moved = StoredAudit {
-            position: 6,
+        let moved = StoredBlock {
+            block: 6,
             ..stored.clone()
         };
-        assert_eq!(check_record(GENESIS, &moved), Err(Broken::Content));
+        assert_eq!(check_block(GENESIS, &moved), Err(Broken::Content));
         let mut changed = stored.clone();
-        changed.record.body = changed.record.body.replace("o1", "o2");
-        assert_eq!(check_record(GENESIS, &changed), Err(Broken::Content));
+        changed.body = changed.body.replace("o1", "o2");
+        assert_eq!(check_block(GENESIS, &changed), Err(Broken::Content));
         let mut relisted = stored.clone();
-        relisted.record.patients = vec!["p1".into()];
-        assert_eq!(check_record(GENESIS, &relisted), Err(Broken::Columns));
+        relisted.summary.keys.retain(|(k, _)| k != "patient|p2");
+        assert_eq!(check_block(GENESIS, &relisted), Err(Broken::Columns));
+        let mut retimed = stored.clone();
+        retimed.summary.first_recorded = 0;
+        assert_eq!(check_block(GENESIS, &retimed), Err(Broken::Columns));
         assert!(matches!(
-            check_record(&next, &stored),
+            check_block(&next, &stored),
             Err(Broken::Sequence { .. })
         ));
     }

@@ -587,7 +587,7 @@ async fn audit_trail(backend: TestBackend) {
     let w = written["id"].as_str().unwrap().to_string();
     let rows = texts(
         &db.url,
-        "SELECT body FROM audit_log WHERE body LIKE '%audit-same-tx%'",
+        "SELECT body FROM audit_block WHERE body LIKE '%audit-same-tx%'",
         &[],
     )
     .await;
@@ -739,7 +739,9 @@ async fn audit_trail(backend: TestBackend) {
     .await;
     assert_eq!(status, 200);
     assert!(server.terminate().success());
-    let stored = texts(&db.url, "SELECT body FROM audit_log", &[]).await;
+    // Blocks: their records' JSON, one a line.
+    let stored = texts(&db.url, "SELECT body FROM audit_block", &[]).await;
+    let records: usize = stored.iter().map(|b| b.lines().count()).sum();
     assert!(
         stored.iter().any(|c| c.contains("audit-before-shutdown")),
         "the last read was not flushed at shutdown"
@@ -762,26 +764,25 @@ async fn audit_trail(backend: TestBackend) {
     let (ok, out) = verify(&db.url);
     assert!(ok, "{out}");
     assert!(out.starts_with("OK"), "{out}");
-    assert!(
-        out.contains(&format!("({} records)", stored.len())),
-        "{out}"
-    );
+    assert!(out.contains(&format!("({records} records)")), "{out}");
+    // The record read's block (the first record of a block is named by the block's number).
+    let block = id.split('-').next().unwrap().to_string();
     execute(
         &db.url,
-        "UPDATE audit_log SET body = replace(body, 'audit-read', 'audit-reaD') \
-         WHERE position = CAST($1 AS BIGINT)",
-        &[&id],
+        "UPDATE audit_block SET body = replace(body, 'audit-read', 'audit-reaD') \
+         WHERE block = CAST($1 AS BIGINT)",
+        &[&block],
     )
     .await;
     let (ok, out) = verify(&db.url);
     assert!(!ok, "{out}");
-    assert!(out.contains(&format!("AuditEvent/{id}")), "{out}");
+    assert!(out.contains(&format!("AuditEvent/{block})")), "{out}");
     assert!(out.contains("changed"), "{out}");
     execute(
         &db.url,
-        "UPDATE audit_log SET body = replace(body, 'audit-reaD', 'audit-read') \
-         WHERE position = CAST($1 AS BIGINT)",
-        &[&id],
+        "UPDATE audit_block SET body = replace(body, 'audit-reaD', 'audit-read') \
+         WHERE block = CAST($1 AS BIGINT)",
+        &[&block],
     )
     .await;
     let (ok, out) = verify(&db.url);
@@ -790,39 +791,41 @@ async fn audit_trail(backend: TestBackend) {
     // A search column changed (the record would no longer list for its patient).
     execute(
         &db.url,
-        "UPDATE audit_log_patient SET patient = 'someone-else' WHERE position = CAST($1 AS BIGINT)",
-        &[&id],
+        "UPDATE audit_block_key SET key = 'patient|someone-else' \
+         WHERE block = CAST($1 AS BIGINT) AND key = 'patient|' || $2",
+        &[&block, &a],
     )
     .await;
     let (ok, out) = verify(&db.url);
     assert!(!ok, "{out}");
-    assert!(out.contains(&format!("AuditEvent/{id}")), "{out}");
+    assert!(out.contains(&format!("AuditEvent/{block})")), "{out}");
     assert!(out.contains("search columns"), "{out}");
     execute(
         &db.url,
-        "UPDATE audit_log_patient SET patient = $1 WHERE position = CAST($2 AS BIGINT)",
-        &[&a, &id],
+        "UPDATE audit_block_key SET key = 'patient|' || $1 \
+         WHERE block = CAST($2 AS BIGINT) AND key = 'patient|someone-else'",
+        &[&a, &block],
     )
     .await;
     let (ok, out) = verify(&db.url);
     assert!(ok, "{out}");
 
-    // Two records swapped: the chain no longer follows.
+    // Two blocks swapped: the chain no longer follows.
     let order = texts(
         &db.url,
-        "SELECT CAST(position AS TEXT) FROM audit_log ORDER BY seq LIMIT 2",
+        "SELECT CAST(block AS TEXT) FROM audit_block ORDER BY seq LIMIT 2",
         &[],
     )
     .await;
     execute(
         &db.url,
-        "UPDATE audit_log SET seq = -seq WHERE position = CAST($1 AS BIGINT) OR position = CAST($2 AS BIGINT)",
+        "UPDATE audit_block SET seq = -seq WHERE block = CAST($1 AS BIGINT) OR block = CAST($2 AS BIGINT)",
         &[&order[0], &order[1]],
     )
     .await;
     execute(
         &db.url,
-        "UPDATE audit_log SET seq = CASE WHEN seq = -1 THEN 2 ELSE 1 END WHERE seq < 0",
+        "UPDATE audit_block SET seq = CASE WHEN seq = -1 THEN 2 ELSE 1 END WHERE seq < 0",
         &[],
     )
     .await;
@@ -832,38 +835,38 @@ async fn audit_trail(backend: TestBackend) {
     assert!(out.contains("removed or reordered"), "{out}");
     execute(
         &db.url,
-        "UPDATE audit_log SET seq = -seq WHERE seq <= 2",
+        "UPDATE audit_block SET seq = -seq WHERE seq <= 2",
         &[],
     )
     .await;
     execute(
         &db.url,
-        "UPDATE audit_log SET seq = CASE WHEN seq = -1 THEN 2 ELSE 1 END WHERE seq < 0",
+        "UPDATE audit_block SET seq = CASE WHEN seq = -1 THEN 2 ELSE 1 END WHERE seq < 0",
         &[],
     )
     .await;
     let (ok, out) = verify(&db.url);
     assert!(ok, "{out}");
 
-    // The last record unlinked: the head names it.
+    // The last block unlinked: the head names it.
     let last = texts(
         &db.url,
-        "SELECT CAST(position AS TEXT) FROM audit_log ORDER BY seq DESC LIMIT 1",
+        "SELECT CAST(block AS TEXT) FROM audit_block ORDER BY seq DESC LIMIT 1",
         &[],
     )
     .await
     .remove(0);
     let before_last = texts(
         &db.url,
-        "SELECT prev_hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+        "SELECT prev_hash FROM audit_block ORDER BY seq DESC LIMIT 1",
         &[],
     )
     .await
     .remove(0);
     execute(
         &db.url,
-        "UPDATE audit_log SET seq = NULL, prev_hash = NULL, hash = NULL \
-         WHERE position = CAST($1 AS BIGINT)",
+        "UPDATE audit_block SET seq = NULL, prev_hash = NULL, hash = NULL \
+         WHERE block = CAST($1 AS BIGINT)",
         &[&last],
     )
     .await;
@@ -882,7 +885,7 @@ async fn audit_trail(backend: TestBackend) {
     assert!(ok, "{out}");
     execute(
         &db.url,
-        "UPDATE audit_log SET recorded = 0 WHERE position = CAST($1 AS BIGINT)",
+        "UPDATE audit_block SET first_recorded = 0 WHERE block = CAST($1 AS BIGINT)",
         &[&last],
     )
     .await;

@@ -1,19 +1,25 @@
-//! The audit trail's storage ([`AuditStore`]): the compact audit log (`audit_log`, migration
-//! 0012: search columns, the record's body, its link in the hash chain) and the legacy chain of
-//! AuditEvent resources written before it (`audit_chain`, 0011), kept for verification.
-//! Statements are written once over the account store's connection machinery (`auth/engine.rs`)
-//! and run on either engine.
+//! The audit trail's storage ([`AuditStore`]): the audit log in blocks (`audit_block`,
+//! migration 0014: one row per batch of records, its time range and keys for searches, one link
+//! in the hash chain) and the legacy chain of AuditEvent resources written before it
+//! (`audit_chain`, 0011), kept for verification. Statements are written once over the account
+//! store's connection machinery (`auth/engine.rs`) and run on either engine.
+//!
+//! Storing a record costs its share of one row: per-record rows, indexes and links cost a
+//! saturated server more than serving the read they record. Searches find the candidate blocks
+//! in SQL (time range, patient, agent, altId) and filter their decoded records in memory.
 //!
 //! Linking locks the single head row (`audit_log_head`; `SELECT ... FOR UPDATE` on PostgreSQL,
 //! the single writer on SQLite) inside the batch's transaction, so several server instances on
-//! one database extend one linear chain. A write's record is inserted unlinked in the write's
-//! own transaction ([`WRITE_AUDIT`]) and linked by the next batch. How a link's hash is computed
-//! is the caller's rule (`curanet_auth::audit`), passed in: this crate knows no hashing.
+//! one database extend one linear chain. A write's record is inserted as an unlinked block of one
+//! in the write's own transaction ([`WRITE_AUDIT`]) and linked by the next batch. How a link's
+//! hash is computed and how a record's columns are read from its JSON are the caller's rules
+//! (`curanet_auth::audit`), passed in: this crate knows no hashing and no record format.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::Result;
+use crate::audit_batch::{AuditBatch, AuditId, AuditKey, BlockSummary};
 use crate::auth::engine::{self, Conn, Param, params};
 use crate::auth::run;
 use crate::model::WriteOutcome;
@@ -56,35 +62,36 @@ pub trait AuditStore: Send + Sync {
     /// covers, and the ids of up to `limit` of them, oldest first.
     async fn unchained_audit_events(&self, before: i64, limit: u32) -> Result<(i64, Vec<String>)>;
 
-    /// Links the log's unlinked records (in position order), then appends `records` linked after
-    /// them, in one transaction; returns the positions given to `records`.
-    async fn append_audit_records(
-        &self,
-        records: Arc<Vec<AuditRecord>>,
-        hash: RecordHash,
-    ) -> Result<Vec<i64>>;
+    /// Links the log's unlinked blocks (writes' records, in block order), then stores `batch`
+    /// as one block linked after them, in one transaction; returns the new block's number
+    /// (`None` for an empty batch, which still links what writes left).
+    async fn append_audit_batch(&self, batch: AuditBatch, hash: RecordHash) -> Result<Option<i64>>;
 
     /// One record of the log.
-    async fn audit_record(&self, position: i64) -> Result<Option<StoredAudit>>;
+    async fn audit_record(&self, id: AuditId, decode: DecodeRecord) -> Result<Option<StoredAudit>>;
 
     /// The records a search matches (one page, and the total when asked).
-    async fn search_audit(&self, query: AuditQuery) -> Result<AuditPage>;
+    async fn search_audit(&self, query: AuditQuery, decode: DecodeRecord) -> Result<AuditPage>;
 
-    /// Up to `limit` records of the log linked after chain position `after`, in chain order.
-    async fn audit_log_links(&self, after: i64, limit: u32) -> Result<Vec<StoredAudit>>;
+    /// Up to `limit` blocks of the log linked after chain position `after`, in chain order.
+    async fn audit_log_links(&self, after: i64, limit: u32) -> Result<Vec<StoredBlock>>;
 
-    /// The log's head: the chain position and hash of the last record linked.
+    /// The log's head: the chain position and hash of the last block linked.
     async fn audit_log_head(&self) -> Result<(i64, String)>;
 
-    /// How many records recorded before `before` (µs since the epoch) are still unlinked, and the
-    /// position of the oldest.
-    async fn unlinked_audit_records(&self, before: i64) -> Result<(i64, Option<i64>)>;
+    /// How many blocks whose records were recorded before `before` (µs since the epoch) are
+    /// still unlinked, and the id of the oldest one's first record.
+    async fn unlinked_audit_records(&self, before: i64) -> Result<(i64, Option<AuditId>)>;
 }
 
-/// Computes a log record's hash from the previous hash, its position and its body.
-pub type RecordHash = fn(previous: &str, position: i64, body: &str) -> String;
+/// Computes a block's hash from the previous hash, its number and its body.
+pub type RecordHash = fn(previous: &str, block: i64, body: &str) -> String;
 
-/// One record of the audit log as written: the columns searches use and its body.
+/// Reads the search columns of one record from its JSON (every field but `body`, left empty);
+/// `None` when the text is not a record.
+pub type DecodeRecord = fn(&str) -> Option<AuditRecord>;
+
+/// One record of the audit log: the columns searches use and its body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditRecord {
     /// When it was recorded, µs since the epoch.
@@ -109,13 +116,37 @@ pub struct AuditRecord {
     pub body: String,
 }
 
-/// A record as stored, with its place in the log and in the chain.
+impl AuditRecord {
+    /// The keys its block is found by.
+    pub fn keys(&self) -> impl Iterator<Item = (AuditKey, &str)> + Clone {
+        self.patients
+            .iter()
+            .map(|p| (AuditKey::Patient, p.as_str()))
+            .chain(self.agent.as_deref().map(|a| (AuditKey::Agent, a)))
+            .chain(self.alt_id.as_deref().map(|a| (AuditKey::AltId, a)))
+    }
+}
+
+/// A record as stored, with its id and its block's link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAudit {
-    /// Its position in the log (the AuditEvent's id).
-    pub position: i64,
+    /// Its id in the log (the AuditEvent's id).
+    pub id: AuditId,
     /// What was written.
     pub record: AuditRecord,
+    /// Its block's link, once linked: `(seq, prev_hash, hash)`.
+    pub link: Option<(i64, String, String)>,
+}
+
+/// A block as stored: its records' body, its search summary and its link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlock {
+    /// The block's number.
+    pub block: i64,
+    /// Its records' compact JSON joined by `"\n"`, the text the chain covers.
+    pub body: String,
+    /// Its time range, number of records and keys, as stored.
+    pub summary: BlockSummary,
     /// Its link, once linked: `(seq, prev_hash, hash)`.
     pub link: Option<(i64, String, String)>,
 }
@@ -133,6 +164,18 @@ pub enum AuditColumn {
     Entity,
 }
 
+impl AuditColumn {
+    /// The block key of a column blocks are found by.
+    fn key(self) -> Option<AuditKey> {
+        match self {
+            AuditColumn::Patient => Some(AuditKey::Patient),
+            AuditColumn::Agent => Some(AuditKey::Agent),
+            AuditColumn::AltId => Some(AuditKey::AltId),
+            _ => None,
+        }
+    }
+}
+
 /// How a value matches a column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditMatch {
@@ -140,6 +183,23 @@ pub enum AuditMatch {
     Exact(String),
     /// A `system|code` column whose code is this, whatever the system.
     Code(String),
+}
+
+impl AuditMatch {
+    fn matches(&self, value: &str) -> bool {
+        match self {
+            AuditMatch::Exact(v) => v == value,
+            AuditMatch::Code(code) => value
+                .strip_suffix(code.as_str())
+                .is_some_and(|rest| rest.ends_with('|')),
+        }
+    }
+
+    fn value(&self) -> &str {
+        match self {
+            AuditMatch::Exact(v) | AuditMatch::Code(v) => v,
+        }
+    }
 }
 
 /// One comparison of `recorded` (µs since the epoch).
@@ -151,23 +211,71 @@ pub enum AuditTime {
     Lt(i64),
 }
 
+impl AuditTime {
+    fn holds(self, t: i64) -> bool {
+        match self {
+            AuditTime::Ge(v) => t >= v,
+            AuditTime::Gt(v) => t > v,
+            AuditTime::Le(v) => t <= v,
+            AuditTime::Lt(v) => t < v,
+        }
+    }
+}
+
 /// A search of the log: every filter must hold (each is any of its values).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {
-    /// `_id`: any of these positions (every list must hold).
-    pub positions: Vec<Vec<i64>>,
+    /// `_id`: any of these records (every list must hold).
+    pub ids: Vec<Vec<AuditId>>,
     /// Column filters.
     pub filters: Vec<(AuditColumn, Vec<AuditMatch>)>,
     /// `date` comparisons.
     pub times: Vec<AuditTime>,
     /// Oldest first (`_sort=date`) rather than newest first.
     pub ascending: bool,
-    /// Continue after this `(recorded, position)` (the paging cursor).
-    pub after: Option<(i64, i64)>,
+    /// Continue after this `(recorded, id)` (the paging cursor).
+    pub after: Option<(i64, AuditId)>,
     /// Page size.
     pub count: u32,
     /// Whether to count every match.
     pub total: bool,
+}
+
+impl AuditQuery {
+    /// Whether a decoded record of `id` matches every filter and comparison.
+    fn matches(&self, id: AuditId, r: &AuditRecord) -> bool {
+        self.ids.iter().all(|ids| ids.contains(&id))
+            && self.times.iter().all(|t| t.holds(r.recorded))
+            && self.filters.iter().all(|(column, values)| {
+                let one = |v: &Option<String>| {
+                    v.as_deref()
+                        .is_some_and(|v| values.iter().any(|m| m.matches(v)))
+                };
+                let all = |v: &str| values.iter().any(|m| m.matches(v));
+                match column {
+                    AuditColumn::Patient => r.patients.iter().any(|p| all(p)),
+                    AuditColumn::Agent => one(&r.agent),
+                    AuditColumn::AltId => one(&r.alt_id),
+                    AuditColumn::Type => all(&r.kind),
+                    AuditColumn::Subtype => all(&r.subtype),
+                    AuditColumn::Action => all(&r.action),
+                    AuditColumn::Outcome => all(&r.outcome),
+                    AuditColumn::Entity => one(&r.entity),
+                }
+            })
+    }
+
+    /// The single key value a block's stored count answers for (a search on one key column
+    /// with one value and nothing else), if the search is one.
+    fn counted_key(&self) -> Option<String> {
+        match self.filters.as_slice() {
+            [(column, values)] if self.ids.is_empty() => match values.as_slice() {
+                [AuditMatch::Exact(v)] => column.key().map(|k| k.row(v)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// A page of a search of the log.
@@ -227,57 +335,75 @@ pub(crate) fn current_write_audit() -> Option<Arc<WriteAudit>> {
     WRITE_AUDIT.try_with(Arc::clone).ok()
 }
 
-/// Inserts a write's record, unlinked, in the write's transaction.
+/// Inserts a write's record, as an unlinked block of one, in the write's transaction.
 pub(crate) async fn insert_unlinked(c: &mut dyn Conn, record: &AuditRecord) -> Result<()> {
-    let row = c
-        .first(
-            "INSERT INTO audit_log (recorded, agent, alt_id, type, subtype, action, outcome, \
-             entity, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING position",
-            params![
-                record.recorded,
-                &record.agent,
-                &record.alt_id,
-                &record.kind,
-                &record.subtype,
-                &record.action,
-                &record.outcome,
-                &record.entity,
-                &record.body
-            ],
-        )
-        .await?
-        .ok_or_else(|| engine::corrupt("the audit record got no position".into()))?;
-    insert_patients(c, &[(row.int(0)?, record)]).await
+    let mut batch = AuditBatch::new();
+    batch.push(record.recorded, record.keys(), |b| {
+        b.extend_from_slice(record.body.as_bytes());
+        true
+    });
+    let (body, summary) = batch.into_parts();
+    insert_block(c, None, body, &summary, None).await?;
+    Ok(())
 }
 
-/// The patient rows of records, in one statement.
-async fn insert_patients(c: &mut dyn Conn, records: &[(i64, &AuditRecord)]) -> Result<()> {
-    let mut values = Vec::new();
-    let mut binds = Vec::new();
-    for (position, record) in records {
-        let mut patients: Vec<&String> = record.patients.iter().collect();
-        patients.sort();
-        patients.dedup();
-        for p in patients {
-            values.push(placeholders(c.dialect(), binds.len(), 2));
-            binds.push(Param::from(p));
-            binds.push(Param::from(*position));
+/// Inserts a block and its key rows; `block` is the number reserved for it (else the next one
+/// is taken). Returns the block's number.
+async fn insert_block(
+    c: &mut dyn Conn,
+    block: Option<i64>,
+    body: String,
+    summary: &BlockSummary,
+    link: Option<(i64, &str, &str)>,
+) -> Result<i64> {
+    let (seq, prev_hash, hash) = match link {
+        Some((seq, p, h)) => (Some(seq), Some(p), Some(h)),
+        None => (None, None, None),
+    };
+    let mut binds = params![
+        summary.first_recorded,
+        summary.last_recorded,
+        i64::from(summary.records)
+    ];
+    binds.push(Param::Text(body));
+    binds.extend(params![seq, prev_hash, hash]);
+    let statement = match block {
+        Some(b) => {
+            binds.push(Param::Int(b));
+            "INSERT INTO audit_block (first_recorded, last_recorded, records, body, seq, \
+             prev_hash, hash, block) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING block"
+        }
+        None => {
+            "INSERT INTO audit_block (first_recorded, last_recorded, records, body, seq, \
+             prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING block"
+        }
+    };
+    let block = c
+        .first(statement, binds)
+        .await?
+        .ok_or_else(|| engine::corrupt("the audit block got no number".into()))?
+        .int(0)?;
+    let mut values = Vec::with_capacity(summary.keys.len());
+    let mut binds = Vec::with_capacity(summary.keys.len() * 3);
+    for (key, n) in &summary.keys {
+        values.push(placeholders(c.dialect(), binds.len(), 3));
+        binds.push(Param::from(key));
+        binds.push(Param::Int(block));
+        binds.push(Param::Int(i64::from(*n)));
+    }
+    if !values.is_empty() {
+        for (values, binds) in chunks(c.dialect(), values, binds, 3) {
+            c.execute(
+                &format!(
+                    "INSERT INTO audit_block_key (key, block, records) VALUES {}",
+                    values.join(", ")
+                ),
+                binds,
+            )
+            .await?;
         }
     }
-    if values.is_empty() {
-        return Ok(());
-    }
-    for (values, binds) in chunks(c.dialect(), values, binds, 2) {
-        c.execute(
-            &format!(
-                "INSERT INTO audit_log_patient (patient, position) VALUES {}",
-                values.join(", ")
-            ),
-            binds,
-        )
-        .await?;
-    }
-    Ok(())
+    Ok(block)
 }
 
 /// Rows per statement, at most: well under both engines' limits on bind parameters.
@@ -319,63 +445,24 @@ fn placeholders(dialect: Dialect, from: usize, width: usize) -> String {
     format!("({})", list.join(", "))
 }
 
-const RECORD_COLUMNS: &str = "position, recorded, agent, alt_id, type, subtype, action, outcome, \
-     entity, body, seq, prev_hash, hash";
-
-/// A record row (selected with [`RECORD_COLUMNS`]); its patients are filled in separately.
-fn stored(r: &dyn engine::DbRow) -> Result<StoredAudit> {
-    let seq = r.opt_int(10)?;
-    Ok(StoredAudit {
-        position: r.int(0)?,
-        record: AuditRecord {
-            recorded: r.int(1)?,
-            patients: Vec::new(),
-            agent: r.opt_text(2)?,
-            alt_id: r.opt_text(3)?,
-            kind: r.text(4)?,
-            subtype: r.text(5)?,
-            action: r.text(6)?,
-            outcome: r.text(7)?,
-            entity: r.opt_text(8)?,
-            body: r.text(9)?,
-        },
-        link: match seq {
-            Some(seq) => Some((seq, r.text(11)?, r.text(12)?)),
-            None => None,
-        },
+/// The link columns of a block row (`seq`, `prev_hash`, `hash` at `at`, `at + 1`, `at + 2`).
+fn link_at(r: &dyn engine::DbRow, at: usize) -> Result<Option<(i64, String, String)>> {
+    Ok(match r.opt_int(at)? {
+        Some(seq) => Some((seq, r.text(at + 1)?, r.text(at + 2)?)),
+        None => None,
     })
 }
 
-/// Fills in the patients of records.
-async fn with_patients(c: &mut dyn Conn, records: &mut [StoredAudit]) -> Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let list = placeholders(c.dialect(), 0, records.len());
-    let binds = records.iter().map(|r| Param::from(r.position)).collect();
-    let rows = c
-        .query(
-            &format!(
-                "SELECT position, patient FROM audit_log_patient WHERE position IN {list} \
-                 ORDER BY patient"
-            ),
-            binds,
-        )
-        .await?;
-    for row in rows {
-        let position = row.int(0)?;
-        if let Some(r) = records.iter_mut().find(|r| r.position == position) {
-            r.record.patients.push(row.text(1)?);
-        }
-    }
-    Ok(())
+/// The number of a block's records (an `INTEGER` column) as stored.
+fn count_at(r: &dyn engine::DbRow, at: usize) -> Result<u32> {
+    u32::try_from(r.int(at)?).map_err(|_| engine::corrupt("an audit block's count".into()))
 }
 
-async fn append_records(
+async fn append_batch(
     c: &mut dyn Conn,
-    records: Arc<Vec<AuditRecord>>,
+    batch: AuditBatch,
     hash: RecordHash,
-) -> Result<Vec<i64>> {
+) -> Result<Option<i64>> {
     let head = format!(
         "SELECT seq, hash FROM audit_log_head WHERE id = 1{}",
         c.for_update()
@@ -384,64 +471,35 @@ async fn append_records(
         .first(&head, params![])
         .await?
         .ok_or_else(|| engine::corrupt("the audit log has no head row".into()))?;
-    let (start, start_hash) = (row.int(0)?, row.text(1)?);
-    let (mut seq, mut previous) = (start, start_hash.clone());
-    // Writes' records, committed with their writes: linked first, in position order.
+    let start = row.int(0)?;
+    let (mut seq, mut previous) = (start, row.text(1)?);
+    // Writes' records, committed with their writes: linked first, in block order.
     let pending = c
         .query(
-            "SELECT position, body FROM audit_log WHERE seq IS NULL ORDER BY position LIMIT 10000",
+            "SELECT block, body FROM audit_block WHERE seq IS NULL ORDER BY block LIMIT 10000",
             params![],
         )
         .await?;
     for row in pending {
-        let position = row.int(0)?;
+        let block = row.int(0)?;
         seq += 1;
-        let h = hash(&previous, position, &row.text(1)?);
+        let h = hash(&previous, block, &row.text(1)?);
         c.execute(
-            "UPDATE audit_log SET seq = $1, prev_hash = $2, hash = $3 WHERE position = $4",
-            params![seq, &previous, &h, position],
+            "UPDATE audit_block SET seq = $1, prev_hash = $2, hash = $3 WHERE block = $4",
+            params![seq, &previous, &h, block],
         )
         .await?;
         previous = h;
     }
-    let positions = reserve_positions(c, records.len()).await?;
-    let mut values = Vec::with_capacity(records.len());
-    let mut binds = Vec::with_capacity(records.len() * 13);
-    for (record, position) in records.iter().zip(&positions) {
+    let mut stored = None;
+    if !batch.is_empty() {
+        let block = reserve_block(c).await?;
+        let (body, summary) = batch.into_parts();
         seq += 1;
-        let h = hash(&previous, *position, &record.body);
-        values.push(placeholders(c.dialect(), binds.len(), 13));
-        binds.extend(params![
-            *position,
-            record.recorded,
-            &record.agent,
-            &record.alt_id,
-            &record.kind,
-            &record.subtype,
-            &record.action,
-            &record.outcome,
-            &record.entity,
-            &record.body,
-            seq,
-            &previous,
-            &h
-        ]);
+        let h = hash(&previous, block, &body);
+        insert_block(c, Some(block), body, &summary, Some((seq, &previous, &h))).await?;
         previous = h;
-    }
-    if !values.is_empty() {
-        for (values, binds) in chunks(c.dialect(), values, binds, 13) {
-            c.execute(
-                &format!(
-                    "INSERT INTO audit_log ({RECORD_COLUMNS}) VALUES {}",
-                    values.join(", ")
-                ),
-                binds,
-            )
-            .await?;
-        }
-        let with: Vec<(i64, &AuditRecord)> =
-            positions.iter().copied().zip(records.iter()).collect();
-        insert_patients(c, &with).await?;
+        stored = Some(block);
     }
     if seq != start {
         c.execute(
@@ -450,227 +508,310 @@ async fn append_records(
         )
         .await?;
     }
-    Ok(positions)
+    Ok(stored)
 }
 
-/// Positions for `n` new records: after the last on SQLite (its writes are serial), from the
-/// column's sequence on PostgreSQL (other instances insert concurrently).
-async fn reserve_positions(c: &mut dyn Conn, n: usize) -> Result<Vec<i64>> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let count = i64::try_from(n).unwrap_or(i64::MAX);
-    match c.dialect() {
-        Dialect::Sqlite => {
-            let last = c
-                .first(
-                    "SELECT COALESCE(MAX(position), 0) FROM audit_log",
-                    params![],
-                )
-                .await?
-                .map(|r| r.int(0))
-                .transpose()?
-                .unwrap_or(0);
-            Ok((last + 1..=last + count).collect())
-        }
-        Dialect::Postgres => c
-            .query(
-                "SELECT nextval(pg_get_serial_sequence('audit_log', 'position')) \
-                 FROM generate_series(1, $1::bigint) ORDER BY 1",
-                params![count],
-            )
-            .await?
-            .iter()
-            .map(|r| r.int(0))
-            .collect(),
-    }
+/// The number of a new block: after the last on SQLite (its writes are serial), from the
+/// column's sequence on PostgreSQL (other instances and writes insert concurrently).
+async fn reserve_block(c: &mut dyn Conn) -> Result<i64> {
+    let statement = match c.dialect() {
+        Dialect::Sqlite => "SELECT COALESCE(MAX(block), 0) + 1 FROM audit_block",
+        Dialect::Postgres => "SELECT nextval(pg_get_serial_sequence('audit_block', 'block'))",
+    };
+    c.first(statement, params![])
+        .await?
+        .ok_or_else(|| engine::corrupt("no number for an audit block".into()))?
+        .int(0)
 }
 
-async fn record_at(c: &mut dyn Conn, position: i64) -> Result<Option<StoredAudit>> {
+/// The `index`-th record of a block's body.
+fn line(body: &str, index: u32) -> Option<&str> {
+    body.split('\n').nth(index as usize)
+}
+
+async fn record_at(
+    c: &mut dyn Conn,
+    id: AuditId,
+    decode: DecodeRecord,
+) -> Result<Option<StoredAudit>> {
     let Some(row) = c
         .first(
-            &format!("SELECT {RECORD_COLUMNS} FROM audit_log WHERE position = $1"),
-            params![position],
+            "SELECT body, seq, prev_hash, hash FROM audit_block WHERE block = $1",
+            params![id.block],
         )
         .await?
     else {
         return Ok(None);
     };
-    let mut records = vec![stored(row.as_ref())?];
-    with_patients(c, &mut records).await?;
-    Ok(records.pop())
+    let body = row.text(0)?;
+    let Some(text) = line(&body, id.index) else {
+        return Ok(None);
+    };
+    let Some(mut record) = decode(text) else {
+        return Ok(None);
+    };
+    record.body = text.to_string();
+    Ok(Some(StoredAudit {
+        id,
+        record,
+        link: link_at(row.as_ref(), 1)?,
+    }))
 }
 
-/// The `WHERE` conditions of a search (without the cursor), and their binds.
-fn conditions(q: &AuditQuery, binds: &mut Vec<Param>) -> Vec<String> {
+/// A block a search may find records in.
+struct Candidate {
+    block: i64,
+    first: i64,
+    last: i64,
+    /// How many of its records match, when the stored summary says it without decoding.
+    counted: Option<u64>,
+    link: Option<(i64, String, String)>,
+}
+
+/// Blocks fetched at once while a search pages.
+const BODIES_AT_ONCE: usize = 16;
+
+/// The order of records in a search: `(recorded, block, index)`, newest first unless ascending.
+fn before(ascending: bool, a: (i64, AuditId), b: (i64, AuditId)) -> bool {
+    if ascending { a < b } else { a > b }
+}
+
+async fn search(c: &mut dyn Conn, q: AuditQuery, decode: DecodeRecord) -> Result<AuditPage> {
+    let candidates = candidates(c, &q).await?;
+    let need = q.count as usize + 1;
+    let mut page: Vec<(i64, StoredAudit)> = Vec::new();
+    let mut total = 0u64;
+    // Whether a block may hold a record that sorts before the page's last (once the page is
+    // full); candidates come in order of that bound, so once one may not, none after may.
+    let may_enter = |page: &Vec<(i64, StoredAudit)>, b: &Candidate| {
+        if page.len() < need {
+            return true;
+        }
+        let last = (page[need - 1].0, page[need - 1].1.id);
+        if q.ascending {
+            (b.first, AuditId::first(b.block)) < last
+        } else {
+            (b.last, AuditId::last(b.block)) > last
+        }
+    };
+    // Whether a block may hold a record after the cursor.
+    let past_cursor = |b: &Candidate| match q.after {
+        None => true,
+        Some(cursor) if q.ascending => (b.last, AuditId::last(b.block)) > cursor,
+        Some(cursor) => (b.first, AuditId::first(b.block)) < cursor,
+    };
+    for chunk in candidates.chunks(BODIES_AT_ONCE) {
+        if !q.total && !may_enter(&page, &chunk[0]) {
+            break;
+        }
+        let mut decode_now = Vec::new();
+        for b in chunk {
+            if let Some(n) = b.counted {
+                total += n;
+            }
+            let for_page = past_cursor(b) && may_enter(&page, b);
+            if for_page || (q.total && b.counted.is_none()) {
+                decode_now.push(b);
+            }
+        }
+        if decode_now.is_empty() {
+            continue;
+        }
+        let list = placeholders(c.dialect(), 0, decode_now.len());
+        let binds = decode_now.iter().map(|b| Param::Int(b.block)).collect();
+        let rows = c
+            .query(
+                &format!("SELECT block, body FROM audit_block WHERE block IN {list}"),
+                binds,
+            )
+            .await?;
+        for b in decode_now {
+            let Some(row) = rows.iter().find(|r| r.int(0).ok() == Some(b.block)) else {
+                continue;
+            };
+            let body = row.text(1)?;
+            let for_page = past_cursor(b) && may_enter(&page, b);
+            for (index, text) in body.split('\n').enumerate() {
+                let id = AuditId {
+                    block: b.block,
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                };
+                let Some(mut record) = decode(text) else {
+                    continue;
+                };
+                if !q.matches(id, &record) {
+                    continue;
+                }
+                if b.counted.is_none() {
+                    total += 1;
+                }
+                let after_cursor = q
+                    .after
+                    .is_none_or(|cursor| before(q.ascending, cursor, (record.recorded, id)));
+                if for_page && after_cursor {
+                    record.body = text.to_string();
+                    page.push((
+                        record.recorded,
+                        StoredAudit {
+                            id,
+                            record,
+                            link: b.link.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        page.sort_by(|a, b| {
+            let (a, b) = ((a.0, a.1.id), (b.0, b.1.id));
+            if q.ascending { a.cmp(&b) } else { b.cmp(&a) }
+        });
+        page.truncate(need);
+    }
+    let more = page.len() > q.count as usize;
+    page.truncate(q.count as usize);
+    Ok(AuditPage {
+        records: page.into_iter().map(|(_, r)| r).collect(),
+        more,
+        total: q.total.then_some(total),
+    })
+}
+
+/// The blocks that may hold matches, in the order of the search: newest last record first
+/// (oldest first record first when ascending). Blocks the stored summary answers for come with
+/// their count of matches.
+async fn candidates(c: &mut dyn Conn, q: &AuditQuery) -> Result<Vec<Candidate>> {
+    let mut binds: Vec<Param> = Vec::new();
     let bind = |binds: &mut Vec<Param>, p: Param| {
         binds.push(p);
         format!("${}", binds.len())
     };
     let mut conds = Vec::new();
-    for ids in &q.positions {
-        let list: Vec<String> = ids.iter().map(|i| bind(binds, Param::Int(*i))).collect();
-        conds.push(format!("a.position IN ({})", list.join(", ")));
+    for ids in &q.ids {
+        if ids.is_empty() {
+            conds.push("1 = 0".to_string());
+            continue;
+        }
+        let list: Vec<String> = ids
+            .iter()
+            .map(|i| bind(&mut binds, Param::Int(i.block)))
+            .collect();
+        conds.push(format!("b.block IN ({})", list.join(", ")));
     }
     for (column, values) in &q.filters {
-        let name = match column {
-            AuditColumn::Patient => {
-                let list: Vec<String> = values
-                    .iter()
-                    .map(|v| match v {
-                        AuditMatch::Exact(v) | AuditMatch::Code(v) => {
-                            bind(binds, Param::Text(v.clone()))
-                        }
-                    })
-                    .collect();
-                conds.push(format!(
-                    "a.position IN (SELECT p.position FROM audit_log_patient p \
-                     WHERE p.patient IN ({}))",
-                    list.join(", ")
-                ));
-                continue;
-            }
-            AuditColumn::Agent => "agent",
-            AuditColumn::AltId => "alt_id",
-            AuditColumn::Type => "type",
-            AuditColumn::Subtype => "subtype",
-            AuditColumn::Action => "action",
-            AuditColumn::Outcome => "outcome",
-            AuditColumn::Entity => "entity",
-        };
-        let any: Vec<String> = values
+        let Some(key) = column.key() else { continue };
+        let list: Vec<String> = values
             .iter()
-            .map(|v| match v {
-                AuditMatch::Exact(v) => {
-                    format!("a.{name} = {}", bind(binds, Param::Text(v.clone())))
-                }
-                // `system|code` columns: the code after the last bar.
-                AuditMatch::Code(code) => format!(
-                    "a.{name} LIKE {} ESCAPE '\\'",
-                    bind(binds, Param::Text(format!("%|{}", like_escape(code))))
-                ),
-            })
+            .map(|v| bind(&mut binds, Param::Text(key.row(v.value()))))
             .collect();
-        conds.push(format!("({})", any.join(" OR ")));
-    }
-    for t in &q.times {
-        let (op, v) = match t {
-            AuditTime::Ge(v) => (">=", v),
-            AuditTime::Gt(v) => (">", v),
-            AuditTime::Le(v) => ("<=", v),
-            AuditTime::Lt(v) => ("<", v),
-        };
-        conds.push(format!("a.recorded {op} {}", bind(binds, Param::Int(*v))));
-    }
-    conds
-}
-
-/// `text` with LIKE's wildcards escaped (by a backslash).
-fn like_escape(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
-
-async fn search(c: &mut dyn Conn, q: AuditQuery) -> Result<AuditPage> {
-    let mut binds = Vec::new();
-    let conds = conditions(&q, &mut binds);
-    let total = if q.total {
-        let where_ = if conds.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conds.join(" AND "))
-        };
-        let n = c
-            .first(
-                &format!("SELECT COUNT(*) FROM audit_log a{where_}"),
-                binds_copy(&binds),
-            )
-            .await?
-            .map(|r| r.int(0))
-            .transpose()?
-            .unwrap_or(0);
-        Some(u64::try_from(n).unwrap_or(0))
-    } else {
-        None
-    };
-    let mut conds = conds;
-    let (cmp, order) = if q.ascending {
-        (">", "ASC")
-    } else {
-        ("<", "DESC")
-    };
-    if let Some((recorded, position)) = q.after {
-        binds.push(Param::Int(recorded));
-        binds.push(Param::Int(position));
-        let (r, p) = (binds.len() - 1, binds.len());
         conds.push(format!(
-            "(a.recorded {cmp} ${r} OR (a.recorded = ${r} AND a.position {cmp} ${p}))"
+            "b.block IN (SELECT k.block FROM audit_block_key k WHERE k.key IN ({}))",
+            list.join(", ")
         ));
     }
-    binds.push(Param::Int(i64::from(q.count) + 1));
-    let limit = binds.len();
+    for t in &q.times {
+        let (column, op, v) = match t {
+            AuditTime::Ge(v) => ("last_recorded", ">=", v),
+            AuditTime::Gt(v) => ("last_recorded", ">", v),
+            AuditTime::Le(v) => ("first_recorded", "<=", v),
+            AuditTime::Lt(v) => ("first_recorded", "<", v),
+        };
+        conds.push(format!(
+            "b.{column} {op} {}",
+            bind(&mut binds, Param::Int(*v))
+        ));
+    }
+    let counted = match q.counted_key() {
+        Some(key) => format!(
+            "(SELECT k.records FROM audit_block_key k WHERE k.block = b.block AND k.key = {})",
+            bind(&mut binds, Param::Text(key))
+        ),
+        None => "b.records".to_string(),
+    };
     let where_ = if conds.is_empty() {
         String::new()
     } else {
         format!(" WHERE {}", conds.join(" AND "))
     };
-    let columns: Vec<String> = RECORD_COLUMNS
-        .split(", ")
-        .map(|c| format!("a.{}", c.trim()))
-        .collect();
+    let order = if q.ascending {
+        "b.first_recorded ASC, b.block ASC"
+    } else {
+        "b.last_recorded DESC, b.block DESC"
+    };
     let rows = c
         .query(
             &format!(
-                "SELECT {} FROM audit_log a{where_} ORDER BY a.recorded {order}, a.position \
-                 {order} LIMIT ${limit}",
-                columns.join(", ")
+                "SELECT b.block, b.first_recorded, b.last_recorded, {counted}, b.seq, \
+                 b.prev_hash, b.hash FROM audit_block b{where_} ORDER BY {order}"
             ),
             binds,
         )
         .await?;
-    let mut records = rows
-        .iter()
-        .map(|r| stored(r.as_ref()))
-        .collect::<Result<Vec<_>>>()?;
-    let more = records.len() > q.count as usize;
-    records.truncate(q.count as usize);
-    with_patients(c, &mut records).await?;
-    Ok(AuditPage {
-        records,
-        more,
-        total,
-    })
-}
-
-/// A copy of binds (the count runs before the page, with the same conditions).
-fn binds_copy(binds: &[Param]) -> Vec<Param> {
-    binds
-        .iter()
-        .map(|p| match p {
-            Param::Text(v) => Param::Text(v.clone()),
-            Param::OptText(v) => Param::OptText(v.clone()),
-            Param::Int(v) => Param::Int(*v),
-            Param::OptInt(v) => Param::OptInt(*v),
-            Param::Bool(v) => Param::Bool(*v),
-            Param::OptBytes(v) => Param::OptBytes(v.clone()),
+    // The stored count answers when only one key (or nothing) is searched and the block lies
+    // wholly inside the time range.
+    let by_summary = q.ids.is_empty() && (q.filters.is_empty() || q.counted_key().is_some());
+    rows.iter()
+        .map(|r| {
+            let (first, last) = (r.int(1)?, r.int(2)?);
+            let inside = q.times.iter().all(|t| t.holds(first) && t.holds(last));
+            Ok(Candidate {
+                block: r.int(0)?,
+                first,
+                last,
+                counted: if by_summary && inside {
+                    Some(u64::try_from(r.opt_int(3)?.unwrap_or(0)).unwrap_or(0))
+                } else {
+                    None
+                },
+                link: link_at(r.as_ref(), 4)?,
+            })
         })
         .collect()
 }
 
-async fn log_links(c: &mut dyn Conn, after: i64, limit: u32) -> Result<Vec<StoredAudit>> {
+async fn log_links(c: &mut dyn Conn, after: i64, limit: u32) -> Result<Vec<StoredBlock>> {
     let rows = c
         .query(
-            &format!("SELECT {RECORD_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"),
+            "SELECT block, first_recorded, last_recorded, records, body, seq, prev_hash, hash \
+             FROM audit_block WHERE seq > $1 ORDER BY seq LIMIT $2",
             params![after, i64::from(limit)],
         )
         .await?;
-    let mut records = rows
+    let mut blocks = rows
         .iter()
-        .map(|r| stored(r.as_ref()))
+        .map(|r| {
+            Ok(StoredBlock {
+                block: r.int(0)?,
+                body: r.text(4)?,
+                summary: BlockSummary {
+                    first_recorded: r.int(1)?,
+                    last_recorded: r.int(2)?,
+                    records: count_at(r.as_ref(), 3)?,
+                    keys: Vec::new(),
+                },
+                link: link_at(r.as_ref(), 5)?,
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
-    with_patients(c, &mut records).await?;
-    Ok(records)
+    if let (Some(low), Some(high)) = (blocks.first(), blocks.last()) {
+        // Chain order follows block order but for writes' blocks: fetch the keys of the range.
+        let (low, high) = blocks.iter().fold((low.block, high.block), |(l, h), b| {
+            (l.min(b.block), h.max(b.block))
+        });
+        let keys = c
+            .query(
+                "SELECT block, key, records FROM audit_block_key WHERE block >= $1 \
+                 AND block <= $2 ORDER BY key",
+                params![low, high],
+            )
+            .await?;
+        for k in keys {
+            let block = k.int(0)?;
+            if let Some(b) = blocks.iter_mut().find(|b| b.block == block) {
+                b.summary.keys.push((k.text(1)?, count_at(k.as_ref(), 2)?));
+            }
+        }
+    }
+    Ok(blocks)
 }
 
 async fn log_head(c: &mut dyn Conn) -> Result<(i64, String)> {
@@ -684,15 +825,19 @@ async fn log_head(c: &mut dyn Conn) -> Result<(i64, String)> {
     Ok((row.int(0)?, row.text(1)?))
 }
 
-async fn unlinked(c: &mut dyn Conn, before: i64) -> Result<(i64, Option<i64>)> {
+async fn unlinked(c: &mut dyn Conn, before: i64) -> Result<(i64, Option<AuditId>)> {
     let row = c
         .first(
-            "SELECT COUNT(*), MIN(position) FROM audit_log WHERE seq IS NULL AND recorded < $1",
+            "SELECT COUNT(*), MIN(block) FROM audit_block WHERE seq IS NULL \
+             AND first_recorded < $1",
             params![before],
         )
         .await?
         .ok_or_else(|| engine::corrupt("COUNT returned no row".into()))?;
-    Ok((row.int(0)?, row.opt_int(1)?))
+    Ok((
+        row.int(0)?,
+        row.opt_int(1)?.map(|block| AuditId { block, index: 0 }),
+    ))
 }
 
 async fn head(c: &mut dyn Conn) -> Result<(i64, String)> {
@@ -818,23 +963,19 @@ impl<S: engine::Engine> AuditStore for S {
         run!(self.read, |c| unchained(c, before, limit))
     }
 
-    async fn append_audit_records(
-        &self,
-        records: Arc<Vec<AuditRecord>>,
-        hash: RecordHash,
-    ) -> Result<Vec<i64>> {
-        run!(self.write, |c| append_records(c, records, hash))
+    async fn append_audit_batch(&self, batch: AuditBatch, hash: RecordHash) -> Result<Option<i64>> {
+        run!(self.write, |c| append_batch(c, batch, hash))
     }
 
-    async fn audit_record(&self, position: i64) -> Result<Option<StoredAudit>> {
-        run!(self.read, |c| record_at(c, position))
+    async fn audit_record(&self, id: AuditId, decode: DecodeRecord) -> Result<Option<StoredAudit>> {
+        run!(self.read, |c| record_at(c, id, decode))
     }
 
-    async fn search_audit(&self, query: AuditQuery) -> Result<AuditPage> {
-        run!(self.read, |c| search(c, query))
+    async fn search_audit(&self, query: AuditQuery, decode: DecodeRecord) -> Result<AuditPage> {
+        run!(self.read, |c| search(c, query, decode))
     }
 
-    async fn audit_log_links(&self, after: i64, limit: u32) -> Result<Vec<StoredAudit>> {
+    async fn audit_log_links(&self, after: i64, limit: u32) -> Result<Vec<StoredBlock>> {
         run!(self.read, |c| log_links(c, after, limit))
     }
 
@@ -842,7 +983,7 @@ impl<S: engine::Engine> AuditStore for S {
         run!(self.read, |c| log_head(c))
     }
 
-    async fn unlinked_audit_records(&self, before: i64) -> Result<(i64, Option<i64>)> {
+    async fn unlinked_audit_records(&self, before: i64) -> Result<(i64, Option<AuditId>)> {
         run!(self.read, |c| unlinked(c, before))
     }
 }

@@ -6,6 +6,7 @@
 //! concurrent writes together (group commit); PostgreSQL groups WAL flushes of concurrent commits.
 
 mod audit;
+mod audit_batch;
 mod auth;
 mod error;
 mod index;
@@ -22,8 +23,9 @@ mod write;
 
 pub use audit::{
     AuditColumn, AuditMatch, AuditPage, AuditQuery, AuditRecord, AuditStore, AuditTime, ChainLink,
-    LinkHash, RecordHash, StoredAudit, WRITE_AUDIT, WriteAudit,
+    DecodeRecord, LinkHash, RecordHash, StoredAudit, StoredBlock, WRITE_AUDIT, WriteAudit,
 };
+pub use audit_batch::{AuditBatch, AuditId, AuditKey, BadAuditId, BlockSummary};
 pub use auth::{
     Account, AccountStatus, AuthStore, AuthorizationCode, Channel, ClientKind, CodePurpose,
     CodeTake, FailureScope, Grant, LaunchContext, LoginFailure, NewAccount, NewGrant,
