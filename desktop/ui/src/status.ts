@@ -25,7 +25,7 @@ export function mountStatusBar(): void {
   const signOutBtn = h('button', { id: 'sign-out', class: 'secondary outline' }, 'Sign out');
   const conflictsBtn = h('button', { id: 'conflicts', class: 'outline contrast', type: 'button' });
   const parts: Parts = {
-    state: h('strong', { id: 'status' }),
+    state: h('strong', { id: 'status' }, 'Connecting…'),
     since: h('small', { id: 'status-since' }),
     progress: h('progress', { id: 'sync-progress' }),
     outbox: h('span', { id: 'outbox' }),

@@ -20,11 +20,22 @@ export function renderChartView(patientId: string, back: () => void): ChartView 
   const data = h('div', { class: 'chart-data', 'aria-busy': 'true' }, 'Opening chart…');
   let current: Chart | null = null;
   let loading: Promise<void> | null = null;
+  let again: Promise<void> | null = null;
 
   const reload = (): Promise<void> => {
-    // Overlapping reloads (a write and a reconnect at once) share one request.
-    loading ??= load().finally(() => (loading = null));
-    return loading;
+    if (!loading) {
+      loading = load().finally(() => {
+        loading = null;
+      });
+      return loading;
+    }
+    // A reload asked for while one runs may follow a write that the running one
+    // predates, so read once more afterwards; further requests meanwhile share that read.
+    again ??= loading.then(() => {
+      again = null;
+      return reload();
+    });
+    return again;
   };
   const load = async (): Promise<void> => {
     try {

@@ -147,7 +147,13 @@ export function renderForms(patientId: string, saved: () => Promise<void>): Char
   };
 
   return {
-    el: h('section', { id: 'chart-forms', class: 'forms' }, h('h3', {}, 'Record'), result, vitalForm, encounterForm, noteForm, rxForm),
+    el: h(
+      'section',
+      { id: 'chart-forms', class: 'forms' },
+      h('h3', {}, 'Record'),
+      result,
+      h('div', { class: 'forms-grid' }, h('div', {}, vitalForm, encounterForm), h('div', {}, noteForm, rxForm)),
+    ),
     setEncounters,
   };
 }

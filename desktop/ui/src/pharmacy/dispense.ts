@@ -35,7 +35,7 @@ export function renderDispensePanel(
     'form',
     { id: 'dispense-form', novalidate: true },
     h('div', { class: 'grid' }, field('Quantity', quantity), field('Unit', unit)),
-    h('div', { class: 'grid' }, field('Batch', batch), field('Expiry date', expiry, 'YYYY-MM-DD')),
+    h('div', { class: 'grid' }, field('Batch', batch), field('Expiry date', expiry)),
     save,
   );
   form.addEventListener('submit', (ev) => {
@@ -81,6 +81,6 @@ export function renderDispensePanel(
       h('small', {}, `${rx.dosage ?? 'No dosage text'} · dispensed ${formatDispensed(rx)} · ${rx.status}`),
     ),
     form,
-    h('div', { role: 'group', class: 'rx-actions' }, complete, reason, hold),
+    h('div', { class: 'rx-actions' }, complete, h('div', { role: 'group' }, reason, hold)),
   );
 }
