@@ -292,8 +292,7 @@ export const signIn = (server: string): Promise<Status> => callStatus('sign_in',
 export const signOut = (): Promise<Status> => callStatus('sign_out');
 export const syncNow = (): Promise<Status> => callStatus('sync_now');
 
-export const findPatients = (query: string): Promise<PatientSummary[]> =>
-  call('find_patients', { query });
+export const findPatients = (query: string): Promise<PatientSummary[]> => call('find_patients', { query });
 export const requestConsent = (patientId: string, days: number): Promise<ConsentSummary> =>
   call('request_consent', { patientId, days });
 export const pendingConsents = (): Promise<ConsentSummary[]> => call('pending_consents');
@@ -314,8 +313,7 @@ export const appointmentAction = (appointmentId: string, action: AppointmentActi
   call('appointment_action', { appointmentId, action });
 
 export const pharmacyQueue = (): Promise<Prescription[]> => call('pharmacy_queue');
-export const lookupPrescriptions = (query: string): Promise<Prescription[]> =>
-  call('lookup_prescriptions', { query });
+export const lookupPrescriptions = (query: string): Promise<Prescription[]> => call('lookup_prescriptions', { query });
 export const dispense = (prescriptionId: string, d: NewDispense): Promise<Written> =>
   call('dispense', { prescriptionId, d });
 export const setPrescriptionStatus = (

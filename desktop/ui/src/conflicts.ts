@@ -69,11 +69,7 @@ function renderFrame(body: HTMLElement): void {
 
 function renderConflict(c: Conflict): HTMLElement {
   const merged = h('textarea', { class: 'merged', rows: 14, spellcheck: 'false', value: pretty(c.mine) });
-  const mergeBox = h(
-    'div',
-    { class: 'merge', hidden: true },
-    h('label', {}, 'Merged version (JSON)', merged),
-  );
+  const mergeBox = h('div', { class: 'merge', hidden: true }, h('label', {}, 'Merged version (JSON)', merged));
   const keep = h('button', { class: 'keep-mine' }, 'Keep mine');
   // With theirs deleted, "take theirs" means dropping my change: still a valid choice.
   const take = h('button', { class: 'take-theirs secondary' }, 'Take theirs');

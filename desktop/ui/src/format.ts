@@ -1,13 +1,5 @@
 // Pure display logic: no DOM, no Tauri. Everything here is unit-tested (test/format.test.ts).
-import type {
-  LabFlag,
-  LabResult,
-  NewPrescription,
-  Prescription,
-  Status,
-  VitalKind,
-  VitalPoint,
-} from './api';
+import type { LabFlag, LabResult, NewPrescription, Prescription, Status, VitalKind, VitalPoint } from './api';
 
 export const EMPTY = '—';
 
@@ -223,11 +215,7 @@ export function formatLabValue(lab: Pick<LabResult, 'value' | 'text' | 'unit'>):
 // ---- Patients ------------------------------------------------------------
 
 /** "female · 1980-04-02 · +91 98xxxxxx": the facts that tell two namesakes apart. */
-export function patientDetails(p: {
-  gender: string | null;
-  birthDate: string | null;
-  phone?: string | null;
-}): string {
+export function patientDetails(p: { gender: string | null; birthDate: string | null; phone?: string | null }): string {
   return [p.gender, p.birthDate ? formatDate(p.birthDate) : null, p.phone ?? null]
     .filter((x): x is string => !!x)
     .join(' · ');

@@ -37,27 +37,79 @@ class FakeShell {
   offline = false;
   bp: VitalPoint[] = [point({ id: 'o1', time: '2026-12-04T09:00:00Z', value: 118, value2: 76 })];
   rx: Prescription = {
-    id: 'rx1', patientId: 'p1', patientName: 'Meera Iyer', healthId: '91-1234-5678-9012', medication: 'Amoxicillin 500 mg',
-    dosage: '1 capsule three times a day for 5 days', quantity: 15, unit: 'capsule', dispensed: 0, status: 'active',
-    authoredOn: '2026-12-05', prescriber: 'Dr. Asha Rao',
+    id: 'rx1',
+    patientId: 'p1',
+    patientName: 'Meera Iyer',
+    healthId: '91-1234-5678-9012',
+    medication: 'Amoxicillin 500 mg',
+    dosage: '1 capsule three times a day for 5 days',
+    quantity: 15,
+    unit: 'capsule',
+    dispensed: 0,
+    status: 'active',
+    authoredOn: '2026-12-05',
+    prescriber: 'Dr. Asha Rao',
   };
   conflicts: Conflict[] = [
-    { seq: 7, resourceType: 'Patient', id: 'p1', mine: { resourceType: 'Patient', id: 'p1', gender: 'female' }, theirs: { resourceType: 'Patient', id: 'p1', gender: 'other' } },
+    {
+      seq: 7,
+      resourceType: 'Patient',
+      id: 'p1',
+      mine: { resourceType: 'Patient', id: 'p1', gender: 'female' },
+      theirs: { resourceType: 'Patient', id: 'p1', gender: 'other' },
+    },
   ];
 
   chart(): Chart {
     return {
-      patient: { id: 'p1', healthId: '91-1234-5678-9012', name: 'Meera <b>Iyer</b>', gender: 'female', birthDate: '1984-03-09', phone: null, consent: 'active' },
+      patient: {
+        id: 'p1',
+        healthId: '91-1234-5678-9012',
+        name: 'Meera <b>Iyer</b>',
+        gender: 'female',
+        birthDate: '1984-03-09',
+        phone: null,
+        consent: 'active',
+      },
       stale: this.offline,
       since: this.offline ? '2026-12-05T10:42:00Z' : null,
       allergies: [{ id: 'a1', substance: 'Penicillin', criticality: 'high', reaction: 'Rash' }],
       medications: [],
       problems: [{ id: 'c1', text: 'Type 2 diabetes', onset: '2019-01-01', status: 'active' }],
-      encounters: [{ id: 'e1', type: 'OPD consultation', class: 'AMB', start: '2026-12-01T09:00:00Z', end: null, status: 'in-progress' }],
+      encounters: [
+        {
+          id: 'e1',
+          type: 'OPD consultation',
+          class: 'AMB',
+          start: '2026-12-01T09:00:00Z',
+          end: null,
+          status: 'in-progress',
+        },
+      ],
       vitals: [{ kind: 'bloodPressure', label: 'Blood pressure', unit: 'mmHg', points: this.bp }],
       labs: [
-        { id: 'l1', name: 'HbA1c', value: 8.1, text: null, unit: '%', low: 4, high: 5.6, flag: null, time: '2026-12-01T09:00:00Z' },
-        { id: 'l2', name: 'Potassium', value: 4.2, text: null, unit: 'mmol/L', low: 3.5, high: 5.1, flag: 'N', time: null },
+        {
+          id: 'l1',
+          name: 'HbA1c',
+          value: 8.1,
+          text: null,
+          unit: '%',
+          low: 4,
+          high: 5.6,
+          flag: null,
+          time: '2026-12-01T09:00:00Z',
+        },
+        {
+          id: 'l2',
+          name: 'Potassium',
+          value: 4.2,
+          text: null,
+          unit: 'mmol/L',
+          low: 3.5,
+          high: 5.1,
+          flag: 'N',
+          time: null,
+        },
       ],
       documents: [],
       unverified: [point({ id: 'u1', kind: 'glucose', value: 180, value2: null, unit: 'mg/dL', selfReported: true })],
@@ -68,41 +120,82 @@ class FakeShell {
     this.calls.push([cmd, args]);
     const written = (resourceType: string) => ({ resourceType, id: 'new', queued: this.offline });
     switch (cmd) {
-      case 'status': return this.status;
-      case 'last_server': return 'http://10.0.0.5:8080/fhir';
+      case 'status':
+        return this.status;
+      case 'last_server':
+        return 'http://10.0.0.5:8080/fhir';
       case 'sign_in':
-        this.status = status({ state: 'online', user: this.userOnSignIn, server: args.server as string, conflicts: this.conflicts.length });
+        this.status = status({
+          state: 'online',
+          user: this.userOnSignIn,
+          server: args.server as string,
+          conflicts: this.conflicts.length,
+        });
         return this.status;
       case 'sign_out':
         this.status = status({ state: 'signedOut', user: null });
         return this.status;
-      case 'sync_now': return this.status;
+      case 'sync_now':
+        return this.status;
       case 'find_patients':
         return [
-          { id: 'p1', healthId: '91-1234-5678-9012', name: 'Meera Iyer', gender: 'female', birthDate: '1984-03-09', phone: null, consent: 'active' },
-          { id: 'p2', healthId: null, name: 'Meera Nair', gender: 'female', birthDate: null, phone: '+91 98', consent: 'none' },
+          {
+            id: 'p1',
+            healthId: '91-1234-5678-9012',
+            name: 'Meera Iyer',
+            gender: 'female',
+            birthDate: '1984-03-09',
+            phone: null,
+            consent: 'active',
+          },
+          {
+            id: 'p2',
+            healthId: null,
+            name: 'Meera Nair',
+            gender: 'female',
+            birthDate: null,
+            phone: '+91 98',
+            consent: 'none',
+          },
         ];
-      case 'pending_consents': return [];
-      case 'request_consent': return { id: 'c9', patientId: args.patientId, patientName: null, status: 'proposed', start: null, end: null };
-      case 'appointments_today': return [];
-      case 'open_chart': return this.chart();
+      case 'pending_consents':
+        return [];
+      case 'request_consent':
+        return { id: 'c9', patientId: args.patientId, patientName: null, status: 'proposed', start: null, end: null };
+      case 'appointments_today':
+        return [];
+      case 'open_chart':
+        return this.chart();
       case 'record_vital': {
         const v = args.vital as { kind: 'bloodPressure'; value: number; value2: number };
-        this.bp = [...this.bp, point({ id: 'o2', time: '2026-12-05T10:42:00Z', value: v.value, value2: v.value2, pending: this.offline })];
+        this.bp = [
+          ...this.bp,
+          point({ id: 'o2', time: '2026-12-05T10:42:00Z', value: v.value, value2: v.value2, pending: this.offline }),
+        ];
         if (this.offline) this.status = { ...this.status, pending: this.status.pending + 1 };
         return written('Observation');
       }
-      case 'verify_observation': return written('Observation');
-      case 'pharmacy_queue': return [this.rx];
-      case 'lookup_prescriptions': return args.query === 'rx1' ? [this.rx] : [];
+      case 'add_note':
+        return written('DocumentReference');
+      case 'prescribe':
+        return written('MedicationRequest');
+      case 'verify_observation':
+        return written('Observation');
+      case 'pharmacy_queue':
+        return [this.rx];
+      case 'lookup_prescriptions':
+        return args.query === 'rx1' ? [this.rx] : [];
       case 'dispense': {
         const d = args.d as { quantity: number };
         this.rx = { ...this.rx, dispensed: this.rx.dispensed + d.quantity };
         return written('MedicationDispense');
       }
-      case 'set_prescription_status': return written('MedicationRequest');
-      case 'dispense_history': return [];
-      case 'conflicts': return this.conflicts;
+      case 'set_prescription_status':
+        return written('MedicationRequest');
+      case 'dispense_history':
+        return [];
+      case 'conflicts':
+        return this.conflicts;
       case 'resolve_conflict':
         this.conflicts = this.conflicts.filter((c) => c.seq !== args.seq);
         this.status = { ...this.status, conflicts: this.conflicts.length };
@@ -209,7 +302,10 @@ describe('hospital', () => {
     type('#vital-value2', '80');
     must('#vital-save').click();
     await vi.waitFor(() => expect(document.querySelectorAll('#readings-bloodPressure li')).toHaveLength(2));
-    expect(shell.last('record_vital')).toEqual({ patientId: 'p1', vital: { kind: 'bloodPressure', value: 120, value2: 80 } });
+    expect(shell.last('record_vital')).toEqual({
+      patientId: 'p1',
+      vital: { kind: 'bloodPressure', value: 120, value2: 80 },
+    });
     // Newest first.
     expect(must('#readings-bloodPressure li').textContent).toBe('120/80 mmHg · 2026-12-05 10:42 (queued)');
     expect(must('#stale-badge').textContent).toBe('stale since 2026-12-05 10:42');
@@ -225,6 +321,36 @@ describe('hospital', () => {
     (await appear('#unverified li[data-id="u1"] .verify')).click();
     await vi.waitFor(() => expect(shell.last('verify_observation')).toEqual({ observationId: 'u1', accept: true }));
     await vi.waitFor(() => expect(shell.calls.filter(([c]) => c === 'open_chart')).toHaveLength(2));
+  });
+
+  it('adds a note to the encounter in progress and prescribes with the contract shape', async () => {
+    await signInAs(hospitalUser);
+    type('#patient-query', 'Meera');
+    must('#patient-search').click();
+    (await appear('.patient-result[data-id="p1"]')).click();
+    await appear('#chart-name');
+    expect(must<HTMLSelectElement>('#note-encounter').value).toBe('e1');
+    type('#note-text', 'Feels better.');
+    must('#note-save').click();
+    await vi.waitFor(() =>
+      expect(shell.last('add_note')).toEqual({ patientId: 'p1', encounterId: 'e1', text: 'Feels better.' }),
+    );
+    await vi.waitFor(() => expect(must<HTMLTextAreaElement>('#note-text').value).toBe(''));
+
+    type('#rx-medication', 'Metformin 500 mg tablet');
+    type('#rx-dose', '1');
+    type('#rx-dose-unit', 'tablet');
+    type('#rx-times', '2');
+    type('#rx-days', '30');
+    expect(must('#rx-preview').textContent).toBe('1 tablet, twice a day for 30 days');
+    must('#rx-save').click();
+    await vi.waitFor(() =>
+      expect(shell.last('prescribe')).toEqual({
+        patientId: 'p1',
+        rx: { medication: 'Metformin 500 mg tablet', dose: 1, doseUnit: 'tablet', timesPerDay: 2, durationDays: 30 },
+      }),
+    );
+    await vi.waitFor(() => expect(must('#write-result').textContent).toBe('Prescription saved.'));
   });
 
   it('rejects an incomplete blood pressure before calling the shell', async () => {
@@ -265,7 +391,11 @@ describe('pharmacy', () => {
     type('#hold-reason', 'Out of stock');
     must('#rx-hold').click();
     await vi.waitFor(() =>
-      expect(shell.last('set_prescription_status')).toEqual({ prescriptionId: 'rx1', status: 'on-hold', reason: 'Out of stock' }),
+      expect(shell.last('set_prescription_status')).toEqual({
+        prescriptionId: 'rx1',
+        status: 'on-hold',
+        reason: 'Out of stock',
+      }),
     );
   });
 });
@@ -276,14 +406,21 @@ describe('conflicts', () => {
     expect(must('#conflicts').textContent).toBe('1 conflict');
     must('#conflicts').click();
     await appear('.conflict[data-seq="7"]');
-    expect(JSON.parse(must('.conflict .theirs').textContent!)).toEqual({ resourceType: 'Patient', id: 'p1', gender: 'other' });
+    expect(JSON.parse(must('.conflict .theirs').textContent!)).toEqual({
+      resourceType: 'Patient',
+      id: 'p1',
+      gender: 'other',
+    });
     must('.conflict .merge-by-hand').click();
     const text = must<HTMLTextAreaElement>('.conflict textarea.merged');
     expect(JSON.parse(text.value)).toEqual({ resourceType: 'Patient', id: 'p1', gender: 'female' });
     text.value = '{"resourceType":"Patient","id":"p1","gender":"unknown"}';
     must('.conflict .send-merged').click();
     await vi.waitFor(() =>
-      expect(shell.last('resolve_conflict')).toEqual({ seq: 7, resolution: { merged: { resourceType: 'Patient', id: 'p1', gender: 'unknown' } } }),
+      expect(shell.last('resolve_conflict')).toEqual({
+        seq: 7,
+        resolution: { merged: { resourceType: 'Patient', id: 'p1', gender: 'unknown' } },
+      }),
     );
     await vi.waitFor(() => expect(must('#conflicts').textContent).toBe('0 conflicts'));
     await appear('#conflicts-dialog .empty');

@@ -117,10 +117,12 @@ describe('vitals', () => {
 
 describe('dosage and dispensing', () => {
   it('writes the dosage out in words', () => {
-    expect(formatDosage({ dose: 500, doseUnit: 'mg', timesPerDay: 2, durationDays: 5 })).toBe('500 mg, twice a day for 5 days');
-    expect(formatDosage({ dose: 1, doseUnit: 'tablet', timesPerDay: 1, durationDays: 1, instructions: ' after food ' })).toBe(
-      '1 tablet, once a day for 1 day — after food',
+    expect(formatDosage({ dose: 500, doseUnit: 'mg', timesPerDay: 2, durationDays: 5 })).toBe(
+      '500 mg, twice a day for 5 days',
     );
+    expect(
+      formatDosage({ dose: 1, doseUnit: 'tablet', timesPerDay: 1, durationDays: 1, instructions: ' after food ' }),
+    ).toBe('1 tablet, once a day for 1 day — after food');
     expect(formatDosage({ dose: 0.5, doseUnit: ' ', timesPerDay: 3, durationDays: 7, instructions: '' })).toBe(
       '0.5, 3 times a day for 7 days',
     );

@@ -1,6 +1,13 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { Status } from '../src/api';
-import { currentStatus, publishStatus, requestStatusRefresh, screenKey, setStatusSource, subscribeStatus } from '../src/store';
+import {
+  currentStatus,
+  publishStatus,
+  requestStatusRefresh,
+  screenKey,
+  setStatusSource,
+  subscribeStatus,
+} from '../src/store';
 import { status } from './fixtures';
 
 describe('status store', () => {
@@ -46,8 +53,8 @@ describe('screenKey', () => {
   it('picks sign-in when signed out, else the mode and user', () => {
     expect(screenKey(status({ state: 'signedOut', user: null }))).toBe('sign-in');
     expect(screenKey(status({ state: 'offline' }))).toBe('hospital:Practitioner/p1');
-    expect(
-      screenKey(status({ user: { reference: 'Practitioner/ph', name: 'P', mode: 'pharmacy' } })),
-    ).toBe('pharmacy:Practitioner/ph');
+    expect(screenKey(status({ user: { reference: 'Practitioner/ph', name: 'P', mode: 'pharmacy' } }))).toBe(
+      'pharmacy:Practitioner/ph',
+    );
   });
 });

@@ -21,14 +21,28 @@ export function renderAppointments(openChart: (patientId: string) => void): Appo
   const table = h(
     'table',
     { id: 'appointments', class: 'striped' },
-    h('thead', {}, h('tr', {}, h('th', {}, 'Time'), h('th', {}, 'Patient'), h('th', {}, 'Reason'), h('th', {}, 'Status'), h('th', {}, ''))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        h('th', {}, 'Time'),
+        h('th', {}, 'Patient'),
+        h('th', {}, 'Reason'),
+        h('th', {}, 'Status'),
+        h('th', {}, ''),
+      ),
+    ),
     body,
   );
   const empty = emptyNote('No appointments today.');
 
   const row = (a: Appointment): HTMLTableRowElement => {
     const now = new Date();
-    const time = a.start ? formatTimeOrDateTime(a.start, now) + (a.end ? `–${formatTimeOrDateTime(a.end, now)}` : '') : '—';
+    const time = a.start
+      ? formatTimeOrDateTime(a.start, now) + (a.end ? `–${formatTimeOrDateTime(a.end, now)}` : '')
+      : '—';
     const who = a.patientId
       ? h(
           'a',
@@ -44,12 +58,18 @@ export function renderAppointments(openChart: (patientId: string) => void): Appo
         )
       : (a.patientName ?? '—');
     const buttons = appointmentActions(a.status).map((action) => {
-      const b = h('button', { class: `appt-${action} ${action === 'cancel' ? 'secondary outline' : ''}`, type: 'button' }, ACTION_LABEL[action]);
-      b.addEventListener('click', () =>
-        void run(b, async () => {
-          await appointmentAction(a.id, action);
-          await reload();
-        }),
+      const b = h(
+        'button',
+        { class: `appt-${action} ${action === 'cancel' ? 'secondary outline' : ''}`, type: 'button' },
+        ACTION_LABEL[action],
+      );
+      b.addEventListener(
+        'click',
+        () =>
+          void run(b, async () => {
+            await appointmentAction(a.id, action);
+            await reload();
+          }),
       );
       return b;
     });

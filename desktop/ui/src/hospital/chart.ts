@@ -53,7 +53,15 @@ export function renderChartView(patientId: string, back: () => void): ChartView 
   const el = h(
     'article',
     { id: 'chart', dataset: { patientId } },
-    h('nav', {}, h('button', { id: 'chart-back', class: 'secondary outline', type: 'button', onclick: back }, '← Back to patients')),
+    h(
+      'nav',
+      {},
+      h(
+        'button',
+        { id: 'chart-back', class: 'secondary outline', type: 'button', onclick: back },
+        '← Back to patients',
+      ),
+    ),
     data,
     forms.el,
   );
@@ -196,7 +204,19 @@ function labsSection(labs: LabResult[]): HTMLElement {
     h(
       'table',
       { id: 'labs', class: 'striped' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'Test'), h('th', {}, 'Result'), h('th', {}, 'Flag'), h('th', {}, 'Reference range'), h('th', {}, 'Time'))),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          h('th', {}, 'Test'),
+          h('th', {}, 'Result'),
+          h('th', {}, 'Flag'),
+          h('th', {}, 'Reference range'),
+          h('th', {}, 'Time'),
+        ),
+      ),
       h('tbody', {}, ...labs.map(row)),
     ),
   );

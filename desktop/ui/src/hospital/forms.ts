@@ -1,6 +1,14 @@
 // The chart's write forms. They are built once per opened patient and survive chart
 // reloads, so half-typed input in one form is not lost when another form saves.
-import { addNote, prescribe, recordVital, startEncounter, type Encounter, type NewPrescription, type Written } from '../api';
+import {
+  addNote,
+  prescribe,
+  recordVital,
+  startEncounter,
+  type Encounter,
+  type NewPrescription,
+  type Written,
+} from '../api';
 import { field, h } from '../dom';
 import { run } from '../errors';
 import { formatDateTime, formatDosage, VITAL_KINDS } from '../format';
@@ -16,23 +24,33 @@ export interface ChartForms {
 export function renderForms(patientId: string, saved: () => Promise<void>): ChartForms {
   const result = h('p', { id: 'write-result', role: 'status' });
 
-  /** Submit handler shared by all forms: run the write, report saved vs queued, reload, reset. */
-  const submitting = (form: HTMLFormElement, button: HTMLButtonElement, what: string, write: () => Promise<Written>): void => {
+  /** Submit handling shared by all forms: run the write, say whether it was saved or
+   *  queued, clear what was typed (each form knows what to keep), reload the chart. */
+  const submitting = (
+    form: HTMLFormElement,
+    button: HTMLButtonElement,
+    what: string,
+    write: () => Promise<Written>,
+    clear: () => void,
+  ): void => {
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
       result.textContent = '';
       void run(button, async () => {
         const w = await write();
         result.textContent = w.queued ? `${what} queued — it will be sent when back online.` : `${what} saved.`;
-        form.reset();
-        form.dispatchEvent(new Event('reset-done'));
+        clear();
         await saved();
       });
     });
   };
 
   // ---- Record vital
-  const kind = h('select', { id: 'vital-kind', name: 'kind' }, ...VITAL_KINDS.map((k) => h('option', { value: k.kind }, k.label)));
+  const kind = h(
+    'select',
+    { id: 'vital-kind', name: 'kind' },
+    ...VITAL_KINDS.map((k) => h('option', { value: k.kind }, k.label)),
+  );
   const value = h('input', { id: 'vital-value', name: 'value', inputmode: 'decimal', autocomplete: 'off' });
   const value2 = h('input', { id: 'vital-value2', name: 'value2', inputmode: 'decimal', autocomplete: 'off' });
   const value2Field = field('Diastolic (mmHg)', value2);
@@ -53,43 +71,67 @@ export function renderForms(patientId: string, saved: () => Promise<void>): Char
     h('div', { class: 'grid' }, h('label', {}, valueLabel, value), value2Field),
     vitalSave,
   );
-  // Recording several readings of one kind in a row is common: keep the kind after a save.
-  let lastKind = kind.value;
-  vitalForm.addEventListener(
-    'submit',
-    () => {
-      lastKind = kind.value;
-    },
-    { capture: true },
-  );
-  vitalForm.addEventListener('reset-done', () => {
-    kind.value = lastKind;
-    syncKind();
-  });
   syncKind();
-  // Read the select at submit time, not from cached state: a test driver may set it without a change event.
-  submitting(vitalForm, vitalSave, 'Vital', () => recordVital(patientId, buildVital(kind.value, value.value, value2.value)));
+  submitting(
+    vitalForm,
+    vitalSave,
+    'Vital',
+    // Read the select at submit time, not from cached state: a test driver may set it without a change event.
+    () => recordVital(patientId, buildVital(kind.value, value.value, value2.value)),
+    // Several readings of one kind in a row are common: keep the kind, clear the values.
+    () => {
+      value.value = '';
+      value2.value = '';
+    },
+  );
 
   // ---- Start encounter
   const reason = h('input', { id: 'encounter-reason', name: 'reason', placeholder: 'e.g. Fever for 3 days' });
   const encounterSave = h('button', { id: 'encounter-start', type: 'submit' }, 'Start encounter');
-  const encounterForm = h('form', { id: 'encounter-form' }, h('h4', {}, 'Start encounter'), field('Reason', reason), encounterSave);
-  submitting(encounterForm, encounterSave, 'Encounter', () => {
-    const r = reason.value.trim();
-    if (!r) throw new Error('Enter the reason for the encounter.');
-    return startEncounter(patientId, r);
-  });
+  const encounterForm = h(
+    'form',
+    { id: 'encounter-form' },
+    h('h4', {}, 'Start encounter'),
+    field('Reason', reason),
+    encounterSave,
+  );
+  submitting(
+    encounterForm,
+    encounterSave,
+    'Encounter',
+    () => {
+      const r = reason.value.trim();
+      if (!r) throw new Error('Enter the reason for the encounter.');
+      return startEncounter(patientId, r);
+    },
+    () => encounterForm.reset(),
+  );
 
   // ---- Note
   const noteEncounter = h('select', { id: 'note-encounter', name: 'encounter' });
   const noteText = h('textarea', { id: 'note-text', name: 'text', rows: 3 });
   const noteSave = h('button', { id: 'note-save', type: 'submit' }, 'Add note');
-  const noteForm = h('form', { id: 'note-form' }, h('h4', {}, 'Note'), field('Encounter', noteEncounter), field('Text', noteText), noteSave);
-  submitting(noteForm, noteSave, 'Note', () => {
-    const t = noteText.value.trim();
-    if (!t) throw new Error('The note is empty.');
-    return addNote(patientId, noteEncounter.value || null, t);
-  });
+  const noteForm = h(
+    'form',
+    { id: 'note-form' },
+    h('h4', {}, 'Note'),
+    field('Encounter', noteEncounter),
+    field('Text', noteText),
+    noteSave,
+  );
+  submitting(
+    noteForm,
+    noteSave,
+    'Note',
+    () => {
+      const t = noteText.value.trim();
+      if (!t) throw new Error('The note is empty.');
+      return addNote(patientId, noteEncounter.value || null, t);
+    },
+    () => {
+      noteText.value = ''; // the encounter choice stays for the next note
+    },
+  );
 
   // ---- Prescribe
   const rx = {
@@ -104,13 +146,13 @@ export function renderForms(patientId: string, saved: () => Promise<void>): Char
   const rxSave = h('button', { id: 'rx-save', type: 'submit' }, 'Prescribe');
   const readRx = (): NewPrescription =>
     buildPrescription({
-    medication: rx.medication.value,
-    dose: rx.dose.value,
-    doseUnit: rx.doseUnit.value,
-    timesPerDay: rx.timesPerDay.value,
-    durationDays: rx.durationDays.value,
-    instructions: rx.instructions.value,
-  });
+      medication: rx.medication.value,
+      dose: rx.dose.value,
+      doseUnit: rx.doseUnit.value,
+      timesPerDay: rx.timesPerDay.value,
+      durationDays: rx.durationDays.value,
+      instructions: rx.instructions.value,
+    });
   const rxForm = h(
     'form',
     { id: 'rx-form' },
@@ -131,19 +173,30 @@ export function renderForms(patientId: string, saved: () => Promise<void>): Char
     }
   };
   rxForm.addEventListener('input', preview);
-  rxForm.addEventListener('reset-done', preview);
-  submitting(rxForm, rxSave, 'Prescription', () => prescribe(patientId, readRx()));
+  submitting(
+    rxForm,
+    rxSave,
+    'Prescription',
+    () => prescribe(patientId, readRx()),
+    () => {
+      rxForm.reset();
+      preview();
+    },
+  );
 
+  /** What the user picked (null: nothing yet). Kept across reloads while it exists;
+   *  otherwise the note goes to the encounter in progress, the usual case. */
+  let picked: string | null = null;
+  noteEncounter.addEventListener('change', () => {
+    picked = noteEncounter.value;
+  });
   const setEncounters = (encounters: Encounter[]): void => {
-    const chosen = noteEncounter.value;
-    const open = encounters.find((e) => e.status === 'in-progress');
     noteEncounter.replaceChildren(
       h('option', { value: '' }, 'No encounter'),
       ...encounters.map((e) => h('option', { value: e.id }, `${formatDateTime(e.start)} · ${e.type} · ${e.status}`)),
     );
-    // Keep the user's choice across reloads; otherwise default to the encounter in progress.
-    const keep = encounters.some((e) => e.id === chosen) ? chosen : (open?.id ?? '');
-    noteEncounter.value = keep;
+    const stillThere = picked !== null && (picked === '' || encounters.some((e) => e.id === picked));
+    noteEncounter.value = stillThere ? picked! : (encounters.find((e) => e.status === 'in-progress')?.id ?? '');
   };
 
   return {

@@ -36,7 +36,13 @@ export function renderSearch(deps: SearchDeps): HTMLElement {
     const li = h(
       'li',
       { class: 'patient-result', dataset: { id: p.id }, tabindex: 0, title: 'Open chart' },
-      h('div', { class: 'who' }, h('strong', {}, p.name), ' ', h('small', {}, p.healthId ? `Health ID ${p.healthId}` : 'No Health ID')),
+      h(
+        'div',
+        { class: 'who' },
+        h('strong', {}, p.name),
+        ' ',
+        h('small', {}, p.healthId ? `Health ID ${p.healthId}` : 'No Health ID'),
+      ),
       h('div', { class: 'details' }, h('small', {}, patientDetails(p))),
       consentControls(p),
     );
@@ -63,16 +69,23 @@ export function renderSearch(deps: SearchDeps): HTMLElement {
       'aria-label': 'Consent duration in days',
     });
     const ask = h('button', { class: 'request-consent secondary', type: 'button' }, 'Request consent');
-    ask.addEventListener('click', () =>
-      void run(ask, async () => {
-        const n = parsePositiveInt(days.value);
-        if (n === null) throw new Error('Consent duration must be a whole number of days.');
-        await requestConsent(p.id, n);
-        deps.consentRequested();
-        if (lastQuery) await search(lastQuery);
-      }),
+    ask.addEventListener(
+      'click',
+      () =>
+        void run(ask, async () => {
+          const n = parsePositiveInt(days.value);
+          if (n === null) throw new Error('Consent duration must be a whole number of days.');
+          await requestConsent(p.id, n);
+          deps.consentRequested();
+          if (lastQuery) await search(lastQuery);
+        }),
     );
-    return h('div', { class: 'consent-controls' }, badge, h('div', { role: 'group' }, days, h('span', { class: 'unit' }, 'days'), ask));
+    return h(
+      'div',
+      { class: 'consent-controls' },
+      badge,
+      h('div', { role: 'group' }, days, h('span', { class: 'unit' }, 'days'), ask),
+    );
   };
 
   const form = h('form', { role: 'search' }, input, button);

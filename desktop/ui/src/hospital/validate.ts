@@ -8,7 +8,9 @@ export function buildVital(kind: string, valueText: string, value2Text: string):
   const k: VitalKind = kind;
   const value = parseNumber(valueText);
   if (value === null || value <= 0) {
-    throw new Error(k === 'bloodPressure' ? 'Enter the systolic pressure as a number.' : 'Enter the value as a number.');
+    throw new Error(
+      k === 'bloodPressure' ? 'Enter the systolic pressure as a number.' : 'Enter the value as a number.',
+    );
   }
   if (k !== 'bloodPressure') return { kind: k, value };
   const value2 = parseNumber(value2Text);

@@ -67,7 +67,14 @@ export function renderUnverified(points: VitalPoint[], reload: () => Promise<voi
       });
     verify.addEventListener('click', () => decide(verify, true));
     reject.addEventListener('click', () => decide(reject, false));
-    return h('li', { class: 'unverified-point', dataset: { id: p.id } }, `${label}: ${formatReading(p)} `, verify, ' ', reject);
+    return h(
+      'li',
+      { class: 'unverified-point', dataset: { id: p.id } },
+      `${label}: ${formatReading(p)} `,
+      verify,
+      ' ',
+      reject,
+    );
   };
   return section('Patient-reported, unverified', h('ul', { id: 'unverified' }, ...points.map(item)));
 }

@@ -25,7 +25,12 @@ export function renderDispensePanel(
   const unit = h('input', { id: 'dispense-unit', placeholder: rx.unit ?? 'tablet', autocomplete: 'off' });
   const batch = h('input', { id: 'dispense-batch', autocomplete: 'off' });
   // A text field, not type=date: date pickers differ per WebView and ignore typed ISO dates.
-  const expiry = h('input', { id: 'dispense-expiry', placeholder: 'YYYY-MM-DD', pattern: '\\d{4}-\\d{2}-\\d{2}', autocomplete: 'off' });
+  const expiry = h('input', {
+    id: 'dispense-expiry',
+    placeholder: 'YYYY-MM-DD',
+    pattern: '\\d{4}-\\d{2}-\\d{2}',
+    autocomplete: 'off',
+  });
   const save = h('button', { id: 'dispense-save', type: 'submit' }, 'Dispense');
 
   const done = (w: Written, what: string): void =>
@@ -54,19 +59,23 @@ export function renderDispensePanel(
   });
 
   const complete = h('button', { id: 'rx-complete', type: 'button', class: 'secondary' }, 'Complete');
-  complete.addEventListener('click', () =>
-    void run(complete, async () => {
-      done(await setPrescriptionStatus(rx.id, 'completed', null), 'Status');
-      await changed();
-    }),
+  complete.addEventListener(
+    'click',
+    () =>
+      void run(complete, async () => {
+        done(await setPrescriptionStatus(rx.id, 'completed', null), 'Status');
+        await changed();
+      }),
   );
   const reason = h('input', { id: 'hold-reason', placeholder: 'Reason (required)', 'aria-label': 'Reason for hold' });
   const hold = h('button', { id: 'rx-hold', type: 'button', class: 'secondary outline' }, 'Put on hold');
-  hold.addEventListener('click', () =>
-    void run(hold, async () => {
-      done(await setPrescriptionStatus(rx.id, 'on-hold', holdReason(reason.value)), 'Status');
-      await changed();
-    }),
+  hold.addEventListener(
+    'click',
+    () =>
+      void run(hold, async () => {
+        done(await setPrescriptionStatus(rx.id, 'on-hold', holdReason(reason.value)), 'Status');
+        await changed();
+      }),
   );
 
   return h(

@@ -21,12 +21,21 @@ export function renderPharmacy(): ModeView {
   const caption = h('caption', { id: 'queue-caption' });
   const body = h('tbody');
   const empty = emptyNote('');
-  const showQueue = h('button', { id: 'show-queue', type: 'button', class: 'secondary outline', hidden: true }, 'Back to queue');
+  const showQueue = h(
+    'button',
+    { id: 'show-queue', type: 'button', class: 'secondary outline', hidden: true },
+    'Back to queue',
+  );
   const detail = h('div', { id: 'rx-detail-slot' });
   const result = h('p', { id: 'dispense-result', role: 'status' });
   const history = h('div', { id: 'history-slot' });
 
-  const query = h('input', { id: 'rx-query', type: 'search', placeholder: 'Health ID or prescription id', 'aria-label': 'Prescription lookup' });
+  const query = h('input', {
+    id: 'rx-query',
+    type: 'search',
+    placeholder: 'Health ID or prescription id',
+    'aria-label': 'Prescription lookup',
+  });
   const lookupBtn = h('button', { id: 'rx-lookup', type: 'submit' }, 'Look up');
   const lookupForm = h('form', { role: 'search' }, query, lookupBtn);
 
@@ -47,7 +56,10 @@ export function renderPharmacy(): ModeView {
       const json = JSON.stringify(rx);
       if (json !== shown) {
         shown = json;
-        fill(detail, renderDispensePanel(rx, reload, (m) => (result.textContent = m)));
+        fill(
+          detail,
+          renderDispensePanel(rx, reload, (m) => (result.textContent = m)),
+        );
       }
     } else {
       // Completed or held prescriptions leave the queue; so does the selection.
@@ -83,7 +95,13 @@ export function renderPharmacy(): ModeView {
   const el = h(
     'div',
     { id: 'pharmacy' },
-    section('Prescriptions', lookupForm, showQueue, h('div', { class: 'table-wrap' }, queueTable(body, caption)), empty),
+    section(
+      'Prescriptions',
+      lookupForm,
+      showQueue,
+      h('div', { class: 'table-wrap' }, queueTable(body, caption)),
+      empty,
+    ),
     result,
     detail,
     section('Dispense history', history),
