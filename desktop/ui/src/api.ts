@@ -286,6 +286,8 @@ async function callStatus(cmd: string, args?: Record<string, unknown>): Promise<
 // ---- Commands (one per contract entry) -----------------------------------
 
 export const status = (): Promise<Status> => invoke<Status>('status');
+/** Tells the shell the first screen is up (the end of a cold start, for its figure). */
+export const uiReady = (): Promise<void> => invoke<void>('ui_ready');
 setStatusSource(status);
 export const lastServer = (): Promise<string | null> => invoke<string | null>('last_server');
 export const signIn = (server: string): Promise<Status> => callStatus('sign_in', { server });

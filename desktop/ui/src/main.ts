@@ -2,7 +2,7 @@
 // shell's Status (signed out → sign-in; signed in → the user's mode).
 import '@picocss/pico/css/pico.min.css';
 import './styles.css';
-import { onStatus, status, type Status } from './api';
+import { onStatus, status, uiReady, type Status } from './api';
 import { byId, fill, h, type ModeView } from './dom';
 import { showError } from './errors';
 import { renderHospital } from './hospital';
@@ -37,6 +37,8 @@ async function start(): Promise<void> {
     // Listen before reading, so a change between the two is not missed.
     await onStatus(publishStatus);
     publishStatus(await status());
+    // After the first screen is in the page: the cold start ends when people can use it.
+    requestAnimationFrame(() => void uiReady());
   } catch (e) {
     // Without the shell (e.g. `vite` in a plain browser) nothing works; say so.
     fill(byId('view'), renderSignIn());

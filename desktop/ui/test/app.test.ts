@@ -122,6 +122,8 @@ class FakeShell {
     switch (cmd) {
       case 'status':
         return this.status;
+      case 'ui_ready':
+        return null;
       case 'last_server':
         return 'http://10.0.0.5:8080/fhir';
       case 'sign_in':
