@@ -292,8 +292,16 @@ async fn token_request(http: &reqwest::Client, url: &str, form: &[(&str, &str)])
         expires_at: chrono::Utc::now().timestamp() + body["expires_in"].as_i64().unwrap_or(0),
         scope: text("scope").unwrap_or_default(),
         patient: text("patient"),
-        fhir_user: text("fhirUser"),
+        fhir_user: text("fhirUser").or_else(|| id_token_claim(&body, "fhirUser")),
     })
+}
+
+/// A claim of the answer's ID token. Its signature is not checked: it came straight from the
+/// token endpoint, which the app called itself (OpenID Connect Core §3.1.3.7).
+fn id_token_claim(body: &Value, claim: &str) -> Option<String> {
+    let payload = body["id_token"].as_str()?.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    claims[claim].as_str().map(str::to_string)
 }
 
 /// How long before its expiry an access token is renewed (clock skew, a slow request).
