@@ -22,6 +22,9 @@ pub enum DesktopError {
     /// The server answered something that is not a FHIR resource.
     #[error("the server's answer is not a FHIR resource: {0}")]
     Protocol(String),
+    /// What the user entered cannot make a valid record (nothing was sent).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl DesktopError {
@@ -33,6 +36,7 @@ impl DesktopError {
             DesktopError::NotAvailable(_) => "not-available",
             DesktopError::Refused { .. } => "refused",
             DesktopError::Protocol(_) => "protocol",
+            DesktopError::Invalid(_) => "invalid",
         }
     }
 }
