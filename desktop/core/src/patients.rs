@@ -171,7 +171,7 @@ mod tests {
         let s = patient_summary(&p, ConsentState::None);
         assert_eq!(s.name, "Asha Rao");
         assert_eq!(s.health_id.as_deref(), Some("HID-2026-ABCDEFGH"));
-        assert_eq!((s.gender, s.birth_date, s.phone), (None, None, None));
+        assert_eq!((&s.gender, &s.birth_date, &s.phone), (&None, &None, &None));
         let ui = serde_json::to_value(&s).unwrap();
         assert_eq!(ui["healthId"], "HID-2026-ABCDEFGH");
         assert_eq!(ui["consent"], "none");
