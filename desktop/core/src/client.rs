@@ -675,3 +675,30 @@ impl FhirClient {
         Ok(found)
     }
 }
+
+/// What the clinical modules' own requests (`search.rs`) need of the client.
+impl FhirClient {
+    /// A request to `{base}/{path}`, or to `path` itself when it is an absolute URL (a
+    /// search's `next` link), asking for FHIR JSON with the bearer token.
+    pub(crate) fn request_to(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            self.authorized(self.http.request(method, path))
+        } else {
+            self.request(method, path)
+        }
+    }
+
+    /// The error of an answer the server refused.
+    pub(crate) async fn refusal(response: reqwest::Response) -> DesktopError {
+        Self::refused(response).await
+    }
+}
+
+/// Whether a transport error means the server cannot be reached.
+pub(crate) fn is_unreachable(e: &reqwest::Error) -> bool {
+    unreachable(e)
+}

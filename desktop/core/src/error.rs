@@ -31,6 +31,9 @@ pub enum DesktopError {
     /// The secret store (keyring or sealed file) failed, or its contents do not open.
     #[error("the secret store failed: {0}")]
     Secrets(String),
+    /// What the user entered cannot make a valid record (nothing was sent).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl DesktopError {
@@ -45,6 +48,7 @@ impl DesktopError {
             DesktopError::Unreachable(_) => "offline",
             DesktopError::NotSignedIn(_) => "not_signed_in",
             DesktopError::Secrets(_) => "secrets",
+            DesktopError::Invalid(_) => "invalid",
         }
     }
 }

@@ -20,6 +20,19 @@ pub mod secrets;
 pub mod session;
 pub mod status;
 
+// The hospital and pharmacy screens: plain `async fn`s over a `FhirClient` that return the
+// contract's view models (`/work/notes/desktop-contract.md`); `model` holds the FHIR shapes.
+pub mod appointments;
+pub mod chart;
+pub mod consents;
+pub mod encounters;
+pub mod model;
+pub mod patients;
+pub mod pharmacy;
+pub mod prescriptions;
+pub mod search;
+pub mod vitals;
+
 pub use cache::{Cache, Cached};
 pub use client::{
     FhirClient, Freshness, Progress, Read, Resolution, SyncReport, WorklistSync, Written,
