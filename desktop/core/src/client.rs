@@ -619,76 +619,30 @@ impl FhirClient {
     }
 }
 
-impl FhirClient {
-    /// Searches `resource_type` with `params` and returns the matches (and included resources),
-    /// following the server's pages (at most `MAX_SEARCH_PAGES`); each is cached. Offline, an
-    /// [`DesktopError::Offline`] (a search has no cached answer).
-    pub async fn search(&self, resource_type: &str, params: &[(&str, &str)]) -> Result<Vec<Value>> {
-        const MAX_SEARCH_PAGES: usize = 20;
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params)
-            .finish();
-        let mut next = Some(format!("{}/{resource_type}?{query}", self.base));
-        let mut found = Vec::new();
-        let mut pages = 0;
-        while let Some(url) = next.take() {
-            pages += 1;
-            let request = self.http.get(&url).header(ACCEPT, FHIR_JSON);
-            let response = match self.send(request).await? {
-                Sent::Answer(r) if r.status().is_success() => r,
-                Sent::Answer(r) => return Err(Self::refused(r).await),
-                Sent::Unreachable(_) => {
-                    return Err(DesktopError::Offline(format!(
-                        "a search of {resource_type}"
-                    )));
-                }
-            };
-            let bundle: Value = response
-                .json()
-                .await
-                .map_err(|e| DesktopError::Protocol(e.to_string()))?;
-            let page: Vec<Value> = bundle["entry"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| e["resource"].clone())
-                .filter(|r| r.is_object() && r["resourceType"] != "OperationOutcome")
-                .collect();
-            let tags: Vec<Option<String>> = page.iter().map(etag_of).collect();
-            let rows: Vec<(&Value, Option<&str>)> = page
-                .iter()
-                .zip(&tags)
-                .map(|(r, t)| (r, t.as_deref()))
-                .collect();
-            self.cache.put_all(&rows).await?;
-            found.extend(page);
-            if pages < MAX_SEARCH_PAGES {
-                next = bundle["link"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|l| l["relation"] == "next")
-                    .and_then(|l| l["url"].as_str())
-                    .map(str::to_string);
-            }
-        }
-        Ok(found)
-    }
-}
-
 /// What the clinical modules' own requests (`search.rs`) need of the client.
 impl FhirClient {
-    /// A request to `{base}/{path}`, or to `path` itself when it is an absolute URL (a
-    /// search's `next` link), asking for FHIR JSON with the bearer token.
-    pub(crate) fn request_to(
+    /// Sends a request to `{base}/{path}`, or to `path` itself when it is an absolute URL (a
+    /// search's `next` link), through the session (token, renewal, status); `None` when the
+    /// server cannot be reached.
+    pub(crate) async fn exchange(
         &self,
         method: reqwest::Method,
         path: &str,
-    ) -> reqwest::RequestBuilder {
-        if path.starts_with("http://") || path.starts_with("https://") {
-            self.authorized(self.http.request(method, path))
+        body: Option<&Value>,
+    ) -> Result<Option<reqwest::Response>> {
+        let mut request = if path.starts_with("http://") || path.starts_with("https://") {
+            self.http.request(method, path).header(ACCEPT, FHIR_JSON)
         } else {
             self.request(method, path)
+        };
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, FHIR_JSON)
+                .body(body.to_string());
+        }
+        match self.send(request).await? {
+            Sent::Answer(response) => Ok(Some(response)),
+            Sent::Unreachable(_) => Ok(None),
         }
     }
 
@@ -696,9 +650,4 @@ impl FhirClient {
     pub(crate) async fn refusal(response: reqwest::Response) -> DesktopError {
         Self::refused(response).await
     }
-}
-
-/// Whether a transport error means the server cannot be reached.
-pub(crate) fn is_unreachable(e: &reqwest::Error) -> bool {
-    unreachable(e)
 }

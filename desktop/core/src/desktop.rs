@@ -232,6 +232,14 @@ impl Desktop {
             .ok_or_else(|| DesktopError::NotSignedIn("nobody is signed in".into()))
     }
 
+    /// The signed-in account's FHIR client and reference (`Practitioner/x`): what every screen
+    /// needs to read and write as that user.
+    pub fn signed_in(&self) -> Result<(FhirClient, String)> {
+        self.account()
+            .map(|a| (a.client.clone(), a.user.reference.clone()))
+            .ok_or_else(|| DesktopError::NotSignedIn("nobody is signed in".into()))
+    }
+
     fn account(&self) -> Option<Arc<Account>> {
         self.inner.account.read().ok().and_then(|a| a.clone())
     }
@@ -551,7 +559,7 @@ async fn who(client: &FhirClient, reference: &str) -> User {
             .await
         {
             Ok(roles) => {
-                let pharmacist = roles.iter().any(|role| {
+                let pharmacist = roles.matches.iter().any(|role| {
                     role["code"]
                         .as_array()
                         .into_iter()

@@ -42,7 +42,7 @@ impl DesktopError {
         match self {
             DesktopError::Cache(_) | DesktopError::Migrate(_) => "cache",
             DesktopError::Offline(_) => "offline",
-            DesktopError::NotAvailable(_) => "not-available",
+            DesktopError::NotAvailable(_) => "not_available",
             DesktopError::Refused { .. } => "refused",
             DesktopError::Protocol(_) => "protocol",
             DesktopError::Unreachable(_) => "offline",

@@ -9,7 +9,6 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::client::is_unreachable;
 use crate::{DesktopError, FhirClient, Result};
 
 /// How many pages of a search are followed at most (a screen lists, it does not export).
@@ -56,14 +55,10 @@ impl FhirClient {
         let mut pages = 0;
         while let Some(url) = next.take() {
             pages += 1;
-            let response = match self.request_to(reqwest::Method::GET, &url).send().await {
-                Ok(r) => r,
-                Err(e) if is_unreachable(&e) => {
-                    return Err(DesktopError::Offline(format!(
-                        "a search of {resource_type}"
-                    )));
-                }
-                Err(e) => return Err(DesktopError::Protocol(e.to_string())),
+            let Some(response) = self.exchange(reqwest::Method::GET, &url, None).await? else {
+                return Err(DesktopError::Offline(format!(
+                    "a search of {resource_type}"
+                )));
             };
             if !response.status().is_success() {
                 return Err(FhirClient::refusal(response).await);
@@ -119,16 +114,11 @@ impl FhirClient {
     /// body; the resource it answers with is cached and returned. Never queued: offline it is
     /// [`DesktopError::Offline`].
     pub async fn operation(&self, path: &str, parameters: &Value) -> Result<Value> {
-        let response = match self
-            .request_to(reqwest::Method::POST, path)
-            .header(reqwest::header::CONTENT_TYPE, "application/fhir+json")
-            .body(parameters.to_string())
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) if is_unreachable(&e) => return Err(DesktopError::Offline(path.to_string())),
-            Err(e) => return Err(DesktopError::Protocol(e.to_string())),
+        let Some(response) = self
+            .exchange(reqwest::Method::POST, path, Some(parameters))
+            .await?
+        else {
+            return Err(DesktopError::Offline(path.to_string()));
         };
         match response.status() {
             s if s.is_success() => {

@@ -86,7 +86,7 @@ async fn reads_are_cached_revalidated_and_survive_the_server() {
     assert!(r.status().is_success());
     let gone = client.read("Patient", &other).await.unwrap_err();
     assert!(matches!(gone, DesktopError::NotAvailable(_)), "{gone}");
-    assert_eq!(gone.code(), "not-available");
+    assert_eq!(gone.code(), "not_available");
     assert_eq!(
         client.cached("Observation", &other_vital).await.unwrap(),
         None

@@ -269,8 +269,8 @@ async fn the_status_follows_the_link_and_the_outbox_replays_when_it_returns() {
         .search("Observation", &[("patient", patient.as_str())])
         .await
         .unwrap();
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0]["code"]["text"], "pulse");
+    assert_eq!(found.matches.len(), 1, "{found:?}");
+    assert_eq!(found.matches[0]["code"]["text"], "pulse");
     assert!(desktop.conflicts().await.unwrap().is_empty());
 
     desktop.sign_out().await.unwrap();

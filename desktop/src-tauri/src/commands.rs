@@ -2,7 +2,7 @@
 //! signed-in client from the core's `Desktop` and calls one core function.
 
 use curanet_desktop_core::{
-    Desktop, Resolution, Status, Written, appointments, chart, consents, encounters, patients,
+    Desktop, Resolution, Status, appointments, chart, consents, encounters, model::Saved, patients,
     pharmacy, prescriptions, vitals,
 };
 use tauri::{Manager, State, WebviewUrl, WebviewWindowBuilder};
@@ -104,8 +104,8 @@ async fn find_patients(
     desktop: State<'_, Desktop>,
     query: String,
 ) -> CommandResult<Vec<patients::PatientSummary>> {
-    let (client, user) = desktop.signed_in()?;
-    Ok(patients::find_patients(&client, &user, &query).await?)
+    let (client, _) = desktop.signed_in()?;
+    Ok(patients::find_patients(&client, &query).await?)
 }
 
 #[tauri::command]
@@ -130,7 +130,7 @@ async fn pending_consents(
 async fn open_chart(desktop: State<'_, Desktop>, patient_id: String) -> CommandResult<chart::Chart> {
     let (client, _) = desktop.signed_in()?;
     let opened = chart::open_chart(&client, &patient_id).await?;
-    desktop.opened(&patient_id);
+    desktop.opened(&patient_id).await?;
     Ok(opened)
 }
 
@@ -139,9 +139,9 @@ async fn record_vital(
     desktop: State<'_, Desktop>,
     patient_id: String,
     vital: vitals::VitalInput,
-) -> CommandResult<Written> {
+) -> CommandResult<Saved> {
     let (client, user) = desktop.signed_in()?;
-    Ok(vitals::record_vital(&client, &user, &patient_id, vital).await?)
+    Ok(vitals::record_vital(&client, &user, &patient_id, &vital).await?)
 }
 
 #[tauri::command]
@@ -149,7 +149,7 @@ async fn start_encounter(
     desktop: State<'_, Desktop>,
     patient_id: String,
     reason: String,
-) -> CommandResult<Written> {
+) -> CommandResult<Saved> {
     let (client, user) = desktop.signed_in()?;
     Ok(encounters::start_encounter(&client, &user, &patient_id, &reason).await?)
 }
@@ -160,7 +160,7 @@ async fn add_note(
     patient_id: String,
     encounter_id: Option<String>,
     text: String,
-) -> CommandResult<Written> {
+) -> CommandResult<Saved> {
     let (client, user) = desktop.signed_in()?;
     Ok(encounters::add_note(&client, &user, &patient_id, encounter_id.as_deref(), &text).await?)
 }
@@ -170,9 +170,9 @@ async fn prescribe(
     desktop: State<'_, Desktop>,
     patient_id: String,
     rx: prescriptions::RxInput,
-) -> CommandResult<Written> {
+) -> CommandResult<Saved> {
     let (client, user) = desktop.signed_in()?;
-    Ok(prescriptions::prescribe(&client, &user, &patient_id, rx).await?)
+    Ok(prescriptions::prescribe(&client, &user, &patient_id, &rx).await?)
 }
 
 #[tauri::command]
@@ -180,7 +180,7 @@ async fn verify_observation(
     desktop: State<'_, Desktop>,
     observation_id: String,
     accept: bool,
-) -> CommandResult<Written> {
+) -> CommandResult<Saved> {
     let (client, _) = desktop.signed_in()?;
     Ok(vitals::verify_observation(&client, &observation_id, accept).await?)
 }
@@ -198,7 +198,7 @@ async fn appointment_action(
     desktop: State<'_, Desktop>,
     appointment_id: String,
     action: appointments::AppointmentAction,
-) -> CommandResult<Written> {
+) -> CommandResult<Saved> {
     let (client, _) = desktop.signed_in()?;
     Ok(appointments::appointment_action(&client, &appointment_id, action).await?)
 }
@@ -207,8 +207,8 @@ async fn appointment_action(
 async fn pharmacy_queue(
     desktop: State<'_, Desktop>,
 ) -> CommandResult<Vec<pharmacy::Prescription>> {
-    let (client, user) = desktop.signed_in()?;
-    Ok(pharmacy::pharmacy_queue(&client, &user).await?)
+    let (client, _) = desktop.signed_in()?;
+    Ok(pharmacy::pharmacy_queue(&client).await?)
 }
 
 #[tauri::command]
@@ -225,9 +225,9 @@ async fn dispense(
     desktop: State<'_, Desktop>,
     prescription_id: String,
     d: pharmacy::DispenseInput,
-) -> CommandResult<Written> {
+) -> CommandResult<Saved> {
     let (client, user) = desktop.signed_in()?;
-    Ok(pharmacy::dispense(&client, &user, &prescription_id, d).await?)
+    Ok(pharmacy::dispense(&client, &user, &prescription_id, &d).await?)
 }
 
 #[tauri::command]
@@ -236,7 +236,7 @@ async fn set_prescription_status(
     prescription_id: String,
     status: pharmacy::PrescriptionStatus,
     reason: Option<String>,
-) -> CommandResult<Written> {
+) -> CommandResult<Saved> {
     let (client, _) = desktop.signed_in()?;
     Ok(pharmacy::set_prescription_status(&client, &prescription_id, status, reason.as_deref()).await?)
 }
@@ -258,6 +258,5 @@ async fn resolve_conflict(
     seq: i64,
     resolution: Resolution,
 ) -> CommandResult<Status> {
-    desktop.resolve(seq, resolution).await?;
-    Ok(desktop.status())
+    Ok(desktop.resolve(seq, resolution).await?)
 }

@@ -39,7 +39,7 @@ mod tests {
 
     #[test]
     fn core_errors_keep_their_code() {
-        let e = CommandError::from(DesktopError::NotSignedIn);
+        let e = CommandError::from(DesktopError::NotSignedIn("nobody is signed in".into()));
         assert_eq!(e.code, "not_signed_in");
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["code"], "not_signed_in");

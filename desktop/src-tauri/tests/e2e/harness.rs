@@ -124,7 +124,14 @@ impl Driver {
             // Software rendering: no GPU under Xvfb.
             .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
             .env("LIBGL_ALWAYS_SOFTWARE", "1")
-            .stdout(Stdio::null());
+            .env("RUST_LOG", "info");
+        // The driver's and the app's output, to read when a step fails.
+        let log = std::env::temp_dir().join(format!("curanet-desktop-e2e-{port}.log"));
+        let file = std::fs::File::create(&log).expect("the driver's log");
+        command
+            .stdout(file.try_clone().expect("the driver's log"))
+            .stderr(file);
+        eprintln!("the app's log: {}", log.display());
         for (k, v) in env {
             command.env(k, v);
         }
@@ -193,8 +200,9 @@ pub async fn type_into(client: &Client, css: &str, value: &str) {
     input.send_keys(value).await.expect("type");
 }
 
-/// Clicks `css`.
+/// Clicks `css`, first brought to the middle of the view (clear of the sticky status bar).
 pub async fn click(client: &Client, css: &str) {
+    scroll_to(client, css).await;
     element(client, css).await.click().await.expect("click");
 }
 
@@ -213,4 +221,14 @@ pub fn screenshot(tools: &Tools, display: &Display, dir: Option<&Path>, name: &s
         .status()
         .expect("run import");
     assert!(status.success(), "screenshot {name}");
+}
+
+/// Scrolls the window so that `css` is in the middle of the view (for screenshots).
+pub async fn scroll_to(client: &Client, css: &str) {
+    element(client, css).await;
+    let script = "document.querySelector(arguments[0]).scrollIntoView({block: 'center'})";
+    client
+        .execute(script, vec![serde_json::Value::from(css)])
+        .await
+        .expect("scroll");
 }

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use curanet_http::testing::{TestBackend, TestServer};
 use curanet_storage::Role;
-use harness::{Display, Driver, Tools, click, element, screenshot, text_until, type_into};
+use harness::{
+    Display, Driver, Tools, click, element, screenshot, scroll_to, text_until, type_into,
+};
 use serde_json::{Value, json};
 
 const EMAIL: &str = "vikram@example.in";
@@ -99,7 +101,9 @@ async fn blood_pressures(http: &reqwest::Client, base: &str, token: &str, patien
                     .into_iter()
                     .flatten()
                     .find(|c| c["code"]["coding"][0]["code"] == code)
-                    .map(|c| c["valueQuantity"]["value"].to_string())
+                    // As numbers: the desktop sends decimals as f64 (`128.0`).
+                    .and_then(|c| c["valueQuantity"]["value"].as_f64())
+                    .map(|v| v.to_string())
                     .unwrap_or_default()
             };
             format!("{}/{}", part("8480-6"), part("8462-4"))
@@ -152,6 +156,7 @@ async fn a_doctor_records_vitals_online_and_offline_and_they_sync() {
     app.switch_to_window(sign_in).await.unwrap();
     type_into(&app, "#identifier", EMAIL).await;
     type_into(&app, "#password", PASSWORD).await;
+    shot("02-server-sign-in");
     click(&app, "button[type=submit]").await;
     click(&app, "button[value=approve]").await;
     app.switch_to_window(main).await.unwrap();
@@ -174,11 +179,12 @@ async fn a_doctor_records_vitals_online_and_offline_and_they_sync() {
     click(&app, "#vital-save").await;
     let readings = text_until(&app, "#readings-bloodPressure", |t| t.contains("128/84")).await;
     assert!(!readings.contains("queued"), "sent while online: {readings}");
-    element(&app, "#chart-bloodPressure").await;
-    shot("02-chart");
+    scroll_to(&app, "#chart-bloodPressure").await;
+    shot("03-chart");
 
     // The link drops: the chart reopens from the cache, marked stale; a reading is queued.
     let offline = server.go_offline().await;
+    click(&app, "#chart-back").await;
     click(&app, &format!(".patient-result[data-id='{patient}']")).await;
     element(&app, "#stale-badge").await;
     text_until(&app, "#status", |t| t.contains("Offline")).await;
@@ -193,12 +199,14 @@ async fn a_doctor_records_vitals_online_and_offline_and_they_sync() {
         text_until(&app, "#readings-bloodPressure", |_| true).await.contains("128/84"),
         "the reading from before stays readable offline"
     );
-    shot("03-offline");
+    scroll_to(&app, "#readings-bloodPressure").await;
+    shot("04-offline");
 
     // The server comes back: the queued reading is sent.
     let server = offline.come_back().await;
     click(&app, "#sync-now").await;
     text_until(&app, "#status", |t| t.contains("Online")).await;
+    click(&app, "#chart-back").await;
     click(&app, &format!(".patient-result[data-id='{patient}']")).await;
     text_until(&app, "#readings-bloodPressure", |t| {
         t.contains("135/88") && !t.contains("queued")
@@ -209,7 +217,8 @@ async fn a_doctor_records_vitals_online_and_offline_and_they_sync() {
         vec!["128/84".to_string(), "135/88".to_string()],
         "both readings are on the server"
     );
-    shot("04-synced");
+    scroll_to(&app, "#readings-bloodPressure").await;
+    shot("05-synced");
 
     app.close().await.unwrap();
     drop(driver);
