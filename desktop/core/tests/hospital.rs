@@ -105,11 +105,12 @@ async fn a_doctor_finds_asks_charts_records_and_keeps_working_offline() {
         ("proposed", p.as_str())
     );
     assert!(asked.end.is_some());
+    // The refused chart evicted what was cached of her; the lookup brings her name back.
+    let found = find_patients(&desk, &hid).await.unwrap();
+    assert_eq!(found[0].consent, ConsentState::Pending);
     let pending = pending_consents(&desk, &dr).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].patient_name.as_deref(), Some("Asha Rao"));
-    let found = find_patients(&desk, &hid).await.unwrap();
-    assert_eq!(found[0].consent, ConsentState::Pending);
 
     // Asha approves: the chart opens with her record.
     let approved = clinic.approve(&asked.id).await;

@@ -88,7 +88,10 @@ pub struct Display {
 impl Display {
     /// Starts Xvfb on a display number of its own.
     pub fn start(tools: &Tools) -> Display {
-        let number = 90 + std::process::id() % 100;
+        // One display per test of this process (they run side by side).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let number = 100 + (std::process::id() % 400) * 4
+            + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4;
         let name = format!(":{number}");
         let xvfb = Process::spawn(
             Command::new(&tools.xvfb)
