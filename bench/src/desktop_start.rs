@@ -13,7 +13,10 @@ pub fn run(app: &Path, rounds: usize, settle: Duration) -> Result<(), String> {
     let display = Xvfb::start()?;
     let mut starts = Vec::new();
     for round in 1..=rounds {
-        let data = std::env::temp_dir().join(format!("curanet-desktop-start-{round}-{}", std::process::id()));
+        let data = std::env::temp_dir().join(format!(
+            "curanet-desktop-start-{round}-{}",
+            std::process::id()
+        ));
         let started = Instant::now();
         let mut child = Command::new(app)
             .env("DISPLAY", &display.name)
@@ -79,7 +82,12 @@ fn tree_memory(root: u32) -> Memory {
         memory.processes += 1;
         for line in rollup.lines() {
             let kib = |prefix: &str| -> Option<u64> {
-                line.strip_prefix(prefix)?.trim().trim_end_matches("kB").trim().parse().ok()
+                line.strip_prefix(prefix)?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()
             };
             if let Some(v) = kib("Pss:") {
                 memory.pss_kib += v;
@@ -110,7 +118,12 @@ fn descendants(root: u32) -> Vec<u32> {
     let mut i = 0;
     while i < tree.len() {
         let parent = tree[i];
-        tree.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c));
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
         i += 1;
     }
     tree

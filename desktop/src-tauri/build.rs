@@ -5,7 +5,13 @@ use std::process::Command;
 
 fn main() {
     let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
-    for watched in ["src", "index.html", "package.json", "package-lock.json", "vite.config.ts"] {
+    for watched in [
+        "src",
+        "index.html",
+        "package.json",
+        "package-lock.json",
+        "vite.config.ts",
+    ] {
         println!("cargo:rerun-if-changed={}", ui.join(watched).display());
     }
     build_ui(&ui);
@@ -28,7 +34,9 @@ fn build_ui(ui: &Path) {
         }
         run(ui, &["run", "build"]);
     } else if !dist.join("index.html").exists() {
-        println!("cargo:warning=npm not found: the desktop UI is not built (see desktop/ui/README.md)");
+        println!(
+            "cargo:warning=npm not found: the desktop UI is not built (see desktop/ui/README.md)"
+        );
         std::fs::create_dir_all(&dist).expect("create desktop/ui/dist");
         std::fs::write(
             dist.join("index.html"),
@@ -45,5 +53,10 @@ fn run(ui: &Path, args: &[&str]) {
         .current_dir(ui)
         .status()
         .expect("run npm");
-    assert!(status.success(), "npm {} failed in {}", args.join(" "), ui.display());
+    assert!(
+        status.success(),
+        "npm {} failed in {}",
+        args.join(" "),
+        ui.display()
+    );
 }

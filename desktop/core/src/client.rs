@@ -601,13 +601,7 @@ impl FhirClient {
                     page.iter().map(|(r, e)| (*r, e.as_deref())).collect();
                 self.cache.put_all(&rows).await?;
                 report.resources += rows.len();
-                next = bundle["link"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|l| l["relation"] == "next")
-                    .and_then(|l| l["url"].as_str())
-                    .map(str::to_string);
+                next = next_link(&bundle);
             }
             progress(Progress {
                 done: i + 1,
@@ -617,6 +611,17 @@ impl FhirClient {
         }
         Ok(report)
     }
+}
+
+/// The `next` link of a search Bundle: where its following page is.
+pub(crate) fn next_link(bundle: &Value) -> Option<String> {
+    bundle["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["relation"] == "next")
+        .and_then(|l| l["url"].as_str())
+        .map(str::to_string)
 }
 
 /// What the clinical modules' own requests (`search.rs`) need of the client.

@@ -9,6 +9,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::client::next_link;
 use crate::{DesktopError, FhirClient, Result};
 
 /// How many pages of a search are followed at most (a screen lists, it does not export).
@@ -80,13 +81,7 @@ impl FhirClient {
                 }
             }
             if pages < MAX_PAGES {
-                next = bundle["link"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|l| l["relation"] == "next")
-                    .and_then(|l| l["url"].as_str())
-                    .map(str::to_string);
+                next = next_link(&bundle);
             }
         }
         Ok(found)

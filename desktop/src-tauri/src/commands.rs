@@ -73,10 +73,13 @@ async fn sign_in<R: tauri::Runtime>(
     server: String,
 ) -> CommandResult<Status> {
     let started = desktop.begin_sign_in(&server).await?;
-    let url = started.authorize_url.parse().map_err(|e| crate::error::CommandError {
-        code: "protocol",
-        message: format!("the server's authorization URL: {e}"),
-    })?;
+    let url = started
+        .authorize_url
+        .parse()
+        .map_err(|e| crate::error::CommandError {
+            code: "protocol",
+            message: format!("the server's authorization URL: {e}"),
+        })?;
     if let Some(old) = app.get_webview_window(SIGN_IN_WINDOW) {
         old.close()?;
     }
@@ -127,7 +130,10 @@ async fn pending_consents(
 }
 
 #[tauri::command]
-async fn open_chart(desktop: State<'_, Desktop>, patient_id: String) -> CommandResult<chart::Chart> {
+async fn open_chart(
+    desktop: State<'_, Desktop>,
+    patient_id: String,
+) -> CommandResult<chart::Chart> {
     let (client, _) = desktop.signed_in()?;
     let opened = chart::open_chart(&client, &patient_id).await?;
     desktop.opened(&patient_id).await?;
@@ -204,9 +210,7 @@ async fn appointment_action(
 }
 
 #[tauri::command]
-async fn pharmacy_queue(
-    desktop: State<'_, Desktop>,
-) -> CommandResult<Vec<pharmacy::Prescription>> {
+async fn pharmacy_queue(desktop: State<'_, Desktop>) -> CommandResult<Vec<pharmacy::Prescription>> {
     let (client, _) = desktop.signed_in()?;
     Ok(pharmacy::pharmacy_queue(&client).await?)
 }
@@ -238,7 +242,10 @@ async fn set_prescription_status(
     reason: Option<String>,
 ) -> CommandResult<Saved> {
     let (client, _) = desktop.signed_in()?;
-    Ok(pharmacy::set_prescription_status(&client, &prescription_id, status, reason.as_deref()).await?)
+    Ok(
+        pharmacy::set_prescription_status(&client, &prescription_id, status, reason.as_deref())
+            .await?,
+    )
 }
 
 #[tauri::command]
@@ -248,7 +255,9 @@ async fn dispense_history(desktop: State<'_, Desktop>) -> CommandResult<Vec<phar
 }
 
 #[tauri::command]
-async fn conflicts(desktop: State<'_, Desktop>) -> CommandResult<Vec<curanet_desktop_core::Conflict>> {
+async fn conflicts(
+    desktop: State<'_, Desktop>,
+) -> CommandResult<Vec<curanet_desktop_core::Conflict>> {
     Ok(desktop.conflicts().await?)
 }
 

@@ -24,7 +24,10 @@ fn data_dir(app: &tauri::App) -> Result<PathBuf, Box<dyn std::error::Error>> {
 }
 
 /// Opens the local state, forwards status changes to the window as `status` events.
-fn setup<R: tauri::Runtime>(app: &mut tauri::App<R>, dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
+fn setup<R: tauri::Runtime>(
+    app: &mut tauri::App<R>,
+    dir: PathBuf,
+) -> Result<(), Box<dyn std::error::Error>> {
     let desktop = tauri::async_runtime::block_on(Desktop::open(&dir))?;
     let mut changes = desktop.subscribe();
     let handle = app.handle().clone();
@@ -45,8 +48,7 @@ pub fn run() {
     STARTED.get_or_init(Instant::now);
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     tauri::Builder::default()

@@ -236,7 +236,10 @@ async fn ensure_desktop_client(authority: &Authority) -> Result<(), BoxError> {
             return Err(e.into());
         }
     }
-    tracing::info!(client_id = DESKTOP_CLIENT_ID, "registered CuraNet Desktop's client");
+    tracing::info!(
+        client_id = DESKTOP_CLIENT_ID,
+        "registered CuraNet Desktop's client"
+    );
     Ok(())
 }
 

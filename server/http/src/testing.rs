@@ -67,8 +67,7 @@ impl TestServer {
         };
         let mut config = Config::for_database(database_url.clone());
         // A key of its own, so that tokens survive a restart (see `go_offline`).
-        config.key_encryption_key =
-            Some(curanet_auth::keys::KeyEncryptionKey::generate_base64());
+        config.key_encryption_key = Some(curanet_auth::keys::KeyEncryptionKey::generate_base64());
         configure(&mut config);
         let server = start(config.clone()).await.expect("test server starts");
         Some(TestServer {
@@ -183,7 +182,9 @@ pub struct OfflineServer {
 impl OfflineServer {
     /// Starts the server again on the same address and database.
     pub async fn come_back(self) -> TestServer {
-        let server = start(self.config.clone()).await.expect("test server restarts");
+        let server = start(self.config.clone())
+            .await
+            .expect("test server restarts");
         TestServer {
             base_url: server.base_url(),
             server,

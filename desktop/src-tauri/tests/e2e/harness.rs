@@ -90,7 +90,8 @@ impl Display {
     pub fn start(tools: &Tools) -> Display {
         // One display per test of this process (they run side by side).
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let number = 100 + (std::process::id() % 400) * 4
+        let number = 100
+            + (std::process::id() % 400) * 4
             + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4;
         let name = format!(":{number}");
         let xvfb = Process::spawn(
@@ -122,7 +123,12 @@ impl Driver {
         let native = free_port();
         let mut command = Command::new(&tools.tauri_driver);
         command
-            .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+            ])
             .env("DISPLAY", &display.name)
             // Software rendering: no GPU under Xvfb.
             .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
@@ -141,7 +147,10 @@ impl Driver {
         let process = Process::spawn(&mut command);
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < STEP, "tauri-driver did not listen on {port}");
+            assert!(
+                started.elapsed() < STEP,
+                "tauri-driver did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Driver {
@@ -183,13 +192,13 @@ pub async fn text_until(client: &Client, css: &str, ok: impl Fn(&str) -> bool) -
     let started = Instant::now();
     let mut last = String::new();
     while started.elapsed() < STEP {
-        if let Ok(found) = client.find(Locator::Css(css)).await {
-            if let Ok(text) = found.text().await {
-                if ok(&text) {
-                    return text;
-                }
-                last = text;
+        if let Ok(found) = client.find(Locator::Css(css)).await
+            && let Ok(text) = found.text().await
+        {
+            if ok(&text) {
+                return text;
             }
+            last = text;
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
     }

@@ -131,9 +131,16 @@ async fn registered_patient(http: &reqwest::Client, base: &str, token: &str) -> 
 }
 
 /// The blood pressures the server holds for the patient, as "systolic/diastolic".
-async fn blood_pressures(http: &reqwest::Client, base: &str, token: &str, patient: &str) -> Vec<String> {
+async fn blood_pressures(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    patient: &str,
+) -> Vec<String> {
     let bundle: Value = http
-        .get(format!("{base}/Observation?patient={patient}&code=http://loinc.org|85354-9"))
+        .get(format!(
+            "{base}/Observation?patient={patient}&code=http://loinc.org|85354-9"
+        ))
         .bearer_auth(token)
         .send()
         .await
@@ -198,7 +205,9 @@ async fn a_doctor_records_vitals_online_and_offline_and_they_sync() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = start_server("desktop_e2e").await;
     let base = server.base_url.clone();
-    server.create_user(Role::Doctor, EMAIL, PASSWORD, "Vikram Iyer").await;
+    server
+        .create_user(Role::Doctor, EMAIL, PASSWORD, "Vikram Iyer")
+        .await;
     let http = reqwest::Client::new();
     let token = login(&http, &server, EMAIL).await["access_token"]
         .as_str()
@@ -229,7 +238,10 @@ async fn a_doctor_records_vitals_online_and_offline_and_they_sync() {
     type_into(app, "#vital-value2", "84").await;
     click(app, "#vital-save").await;
     let readings = text_until(app, "#readings-bloodPressure", |t| t.contains("128/84")).await;
-    assert!(!readings.contains("queued"), "sent while online: {readings}");
+    assert!(
+        !readings.contains("queued"),
+        "sent while online: {readings}"
+    );
     scroll_to(app, "#chart-bloodPressure").await;
     shot("03-chart");
 
@@ -243,11 +255,14 @@ async fn a_doctor_records_vitals_online_and_offline_and_they_sync() {
     type_into(app, "#vital-value2", "88").await;
     click(app, "#vital-save").await;
     text_until(app, "#readings-bloodPressure", |t| {
-        t.lines().any(|l| l.contains("135/88") && l.contains("queued"))
+        t.lines()
+            .any(|l| l.contains("135/88") && l.contains("queued"))
     })
     .await;
     assert!(
-        text_until(app, "#readings-bloodPressure", |_| true).await.contains("128/84"),
+        text_until(app, "#readings-bloodPressure", |_| true)
+            .await
+            .contains("128/84"),
         "the reading from before stays readable offline"
     );
     scroll_to(app, "#readings-bloodPressure").await;
@@ -332,7 +347,12 @@ async fn a_pharmacist_dispenses_a_shared_prescription_in_parts() {
         .send()
         .await
         .unwrap();
-    assert_eq!(answer.status().as_u16(), 201, "{}", answer.text().await.unwrap());
+    assert_eq!(
+        answer.status().as_u16(),
+        201,
+        "{}",
+        answer.text().await.unwrap()
+    );
 
     let launched = Launched::start(&tools, "desktop-e2e-pharmacy").await;
     let app = &launched.app;
@@ -342,7 +362,10 @@ async fn a_pharmacist_dispenses_a_shared_prescription_in_parts() {
 
     // The shared prescription is in the queue; five of the fifteen capsules are handed over.
     let row = format!(".queue-row[data-id='{rx}']");
-    text_until(app, &row, |t| t.contains("Amoxicillin") && t.contains("0/15")).await;
+    text_until(app, &row, |t| {
+        t.contains("Amoxicillin") && t.contains("0/15")
+    })
+    .await;
     shot("06-pharmacy-queue");
     // A cell: WebKit's driver does not click a table row itself.
     click(app, &format!("{row} td")).await;
@@ -367,7 +390,9 @@ async fn a_pharmacist_dispenses_a_shared_prescription_in_parts() {
         .json()
         .await
         .unwrap();
-    let entries = dispensed["entry"].as_array().expect("the dispense on the server");
+    let entries = dispensed["entry"]
+        .as_array()
+        .expect("the dispense on the server");
     assert_eq!(entries.len(), 1, "{dispensed}");
     let handed = &entries[0]["resource"];
     assert_eq!(handed["quantity"]["value"].as_f64(), Some(5.0));

@@ -623,7 +623,9 @@ fn form_page(request: &AuthorizationRequest, status: StatusCode, html: String) -
 fn redirect_origin(uri: &str) -> Option<String> {
     let (scheme, rest) = uri.split_once(':')?;
     let plain = |s: &str, extra: &str| {
-        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
     };
     if !plain(scheme, "+-.") {
         return None;
