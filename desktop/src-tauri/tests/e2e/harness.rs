@@ -145,13 +145,14 @@ impl Driver {
             command.env(k, v);
         }
         let process = Process::spawn(&mut command);
+        // tauri-driver listens at once, but forwards a session to WebKitWebDriver, which it
+        // starts beside it: both must listen before the session is asked for.
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < STEP,
-                "tauri-driver did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        for (who, p) in [("tauri-driver", port), ("WebKitWebDriver", native)] {
+            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+                assert!(started.elapsed() < STEP, "{who} did not listen on {p}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         Driver {
             port,
@@ -167,11 +168,23 @@ impl Driver {
             "tauri:options".into(),
             serde_json::json!({ "application": application }),
         );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a WebDriver session on the app");
+        // A loaded machine may still be starting WebKitWebDriver's side: a few tries.
+        let mut tries = 0;
+        let client = loop {
+            tries += 1;
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{}", self.port))
+                .await
+            {
+                Ok(client) => break client,
+                Err(e) if tries < 3 => {
+                    eprintln!("no WebDriver session yet ({e}); trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => panic!("a WebDriver session on the app: {e}"),
+            }
+        };
         element(&client, "#status").await;
         client
     }
