@@ -4,6 +4,7 @@
 mod auth;
 mod consent;
 mod desktop;
+mod desktop_start;
 mod http;
 mod ingest;
 mod limit;
@@ -186,6 +187,19 @@ enum Command {
         /// Where the cache file goes.
         #[arg(long, default_value = "./data")]
         dir: PathBuf,
+    },
+    /// The desktop app's cold start to an interactive window and its memory (needs Xvfb; the
+    /// app's release binary: `cargo build --release -p curanet-desktop`).
+    DesktopStart {
+        /// The app's binary.
+        #[arg(long, default_value = "./target/release/curanet-desktop")]
+        app: PathBuf,
+        /// Starts measured.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Seconds the app runs before its memory is read.
+        #[arg(long, default_value_t = 3)]
+        settle: u64,
     },
     /// Writes a backend client's RSA key pair: DIR/key.pem and DIR/jwks.json.
     Keygen {
@@ -445,6 +459,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => {
             let base = http::loopback_url(&server.base_url)?;
             desktop::run(&base, patients, per_patient, &dir).await?;
+        }
+        Command::DesktopStart {
+            app,
+            rounds,
+            settle,
+        } => {
+            desktop_start::run(&app, rounds, Duration::from_secs(settle))?;
         }
         Command::Keygen { dir, kid } => {
             auth::keygen(&dir, &kid)?;

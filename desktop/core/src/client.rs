@@ -2,6 +2,10 @@
 //! revalidated with `If-None-Match` (a 304 keeps it), served stale when the server cannot be
 //! reached, and evicted — with everything of its patient — when the server says it no longer
 //! exists or is no longer shared (403, 404, 410: consent revoked or expired).
+//!
+//! Every request is reported to the status tracker (if any): an answer means online, a server
+//! that cannot be reached means offline. With a signed-in [`Session`] the access token is renewed
+//! silently before it expires, and once when the server refuses it (401).
 
 use std::time::Duration;
 
@@ -10,6 +14,8 @@ use reqwest::header::{ACCEPT, ETAG, IF_NONE_MATCH};
 use serde_json::Value;
 
 use crate::cache::{Cache, patient_of};
+use crate::session::Session;
+use crate::status::StatusTracker;
 use crate::{DesktopError, Result};
 
 const FHIR_JSON: &str = "application/fhir+json";
@@ -32,34 +38,149 @@ pub struct Read {
     pub freshness: Freshness,
 }
 
+/// How requests are authorized.
+#[derive(Clone)]
+enum Auth {
+    /// No token (an open server).
+    None,
+    /// A fixed bearer token.
+    Bearer(String),
+    /// A signed-in session, renewed silently.
+    Session(Session),
+}
+
 /// A FHIR server, through the local cache.
 #[derive(Clone)]
 pub struct FhirClient {
     http: reqwest::Client,
     base: String,
-    token: Option<String>,
+    auth: Auth,
     cache: Cache,
+    status: Option<StatusTracker>,
+}
+
+/// The HTTP client of the desktop: a server that does not answer the connection within
+/// seconds is taken as unreachable.
+pub(crate) fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| DesktopError::Protocol(e.to_string()))
+}
+
+/// What became of a request.
+enum Sent {
+    /// The server answered (whatever it said).
+    Answer(reqwest::Response),
+    /// The server could not be reached.
+    Unreachable(reqwest::Error),
 }
 
 impl FhirClient {
     /// A client of the FHIR base `base`, sending `token` (if any) as a bearer token.
     pub fn new(base: &str, token: Option<String>, cache: Cache) -> Result<FhirClient> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| DesktopError::Protocol(e.to_string()))?;
         Ok(FhirClient {
-            http,
+            http: http_client()?,
             base: base.trim_end_matches('/').to_string(),
-            token,
+            auth: token.map_or(Auth::None, Auth::Bearer),
             cache,
+            status: None,
         })
+    }
+
+    /// A client of the FHIR base `base` for a signed-in `session` (its token renewed silently).
+    pub fn with_session(base: &str, session: Session, cache: Cache) -> Result<FhirClient> {
+        let mut client = FhirClient::new(base, None, cache)?;
+        client.auth = Auth::Session(session);
+        Ok(client)
+    }
+
+    /// The same client, reporting every request and outbox change to `status`.
+    pub fn tracking(mut self, status: StatusTracker) -> FhirClient {
+        self.status = Some(status);
+        self
+    }
+
+    /// The FHIR base URL.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// The local cache.
     pub fn cache(&self) -> &Cache {
         &self.cache
+    }
+
+    /// Whether the server answers (`GET metadata`); the status follows.
+    pub async fn probe(&self) -> bool {
+        matches!(
+            self.send(self.request(reqwest::Method::GET, "metadata"))
+                .await,
+            Ok(Sent::Answer(_))
+        )
+    }
+
+    /// Publishes the outbox's counts to the status (if tracked).
+    pub async fn publish_counts(&self) -> Result<()> {
+        if let Some(status) = &self.status {
+            let (pending, conflicts) = self.cache.outbox().counts().await?;
+            status.counts(pending, conflicts);
+        }
+        Ok(())
+    }
+
+    /// The bearer token to send, if any (a session's, renewed first when about to expire).
+    async fn token(&self) -> Result<Option<String>> {
+        match &self.auth {
+            Auth::None => Ok(None),
+            Auth::Bearer(token) => Ok(Some(token.clone())),
+            Auth::Session(session) => Ok(Some(session.access_token().await?)),
+        }
+    }
+
+    /// Sends `request` with the bearer token; a 401 renews the session's token and sends it
+    /// once more.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Sent> {
+        let token = self.token().await?;
+        let again = request.try_clone();
+        let first = match &token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        };
+        let answer = self.attempt(first).await?;
+        let Sent::Answer(response) = answer else {
+            return Ok(answer);
+        };
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(Sent::Answer(response));
+        }
+        let (Auth::Session(session), Some(token), Some(again)) = (&self.auth, token, again) else {
+            return Ok(Sent::Answer(response));
+        };
+        match session.renew_after_refusal(&token).await? {
+            Some(renewed) => self.attempt(again.bearer_auth(renewed)).await,
+            None => Ok(Sent::Answer(response)),
+        }
+    }
+
+    /// Sends `request` once and reports to the status whether the server answered.
+    async fn attempt(&self, request: reqwest::RequestBuilder) -> Result<Sent> {
+        match request.send().await {
+            Ok(response) => {
+                if let Some(status) = &self.status {
+                    status.reachable();
+                }
+                Ok(Sent::Answer(response))
+            }
+            Err(e) if unreachable(&e) => {
+                if let Some(status) = &self.status {
+                    status.unreachable();
+                }
+                Ok(Sent::Unreachable(e))
+            }
+            Err(e) => Err(DesktopError::Protocol(e.to_string())),
+        }
     }
 
     /// The cached copy at once (for the first paint, before [`FhirClient::read`] revalidates).
@@ -76,10 +197,10 @@ impl FhirClient {
         if let Some(etag) = cached.as_ref().and_then(|c| c.etag.as_deref()) {
             request = request.header(IF_NONE_MATCH, etag);
         }
-        let response = match request.send().await {
-            Ok(r) => r,
+        let response = match self.send(request).await? {
+            Sent::Answer(r) => r,
             // Unreachable (or timed out): what we have, marked stale.
-            Err(e) if unreachable(&e) => {
+            Sent::Unreachable(e) => {
                 tracing::info!(%reference, error = %e, "offline: serving the cached copy");
                 return match cached {
                     Some(c) => Ok(Read {
@@ -91,7 +212,6 @@ impl FhirClient {
                     None => Err(DesktopError::Offline(reference)),
                 };
             }
-            Err(e) => return Err(DesktopError::Protocol(e.to_string())),
         };
         let status = response.status();
         match status {
@@ -149,8 +269,9 @@ pub struct SyncReport {
     pub remaining: usize,
 }
 
-/// How the user resolves a conflict.
-#[derive(Debug, Clone, PartialEq)]
+/// How the user resolves a conflict (JSON: `"keepMine"`, `"takeTheirs"` or `{"merged": {..}}`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Resolution {
     /// Replay my version over the server's.
     KeepMine,
@@ -183,18 +304,11 @@ fn local_id() -> String {
 }
 
 impl FhirClient {
-    /// A request to `{base}/{path}` with the bearer token.
+    /// A request to `{base}/{path}` for FHIR JSON (the token is added when it is sent).
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.authorized(self.http.request(method, format!("{}/{path}", self.base)))
-    }
-
-    /// `request` asking for FHIR JSON, with the bearer token (if any).
-    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let request = request.header(ACCEPT, FHIR_JSON);
-        match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
+        self.http
+            .request(method, format!("{}/{path}", self.base))
+            .header(ACCEPT, FHIR_JSON)
     }
 
     /// The resource of a successful answer, cached.
@@ -231,16 +345,14 @@ impl FhirClient {
         if let Some(o) = resource.as_object_mut() {
             o.remove("id");
         }
-        match self
+        let request = self
             .request(reqwest::Method::POST, &ty)
             .header(reqwest::header::CONTENT_TYPE, FHIR_JSON)
-            .body(resource.to_string())
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => Ok(Written::Sent(self.stored(r).await?)),
-            Ok(r) => Err(Self::refused(r).await),
-            Err(e) if unreachable(&e) => {
+            .body(resource.to_string());
+        match self.send(request).await? {
+            Sent::Answer(r) if r.status().is_success() => Ok(Written::Sent(self.stored(r).await?)),
+            Sent::Answer(r) => Err(Self::refused(r).await),
+            Sent::Unreachable(_) => {
                 resource["id"] = Value::String(local_id());
                 self.cache.put(&resource, None).await?;
                 let seq = self
@@ -248,9 +360,9 @@ impl FhirClient {
                     .outbox()
                     .push(crate::outbox::Method::Create, &resource, None)
                     .await?;
+                self.publish_counts().await?;
                 Ok(Written::Queued { seq, resource })
             }
-            Err(e) => Err(DesktopError::Protocol(e.to_string())),
         }
     }
 
@@ -268,6 +380,7 @@ impl FhirClient {
             // Not on the server yet: the queued create carries the change.
             self.cache.put(&resource, None).await?;
             let seq = outbox.replace_create(&id, &resource).await?;
+            self.publish_counts().await?;
             return Ok(Written::Queued { seq, resource });
         }
         let if_match = etag_of(&resource);
@@ -278,10 +391,10 @@ impl FhirClient {
         if let Some(tag) = &if_match {
             request = request.header(reqwest::header::IF_MATCH, tag);
         }
-        match request.send().await {
-            Ok(r) if r.status().is_success() => Ok(Written::Sent(self.stored(r).await?)),
-            Ok(r) => Err(Self::refused(r).await),
-            Err(e) if unreachable(&e) => {
+        match self.send(request).await? {
+            Sent::Answer(r) if r.status().is_success() => Ok(Written::Sent(self.stored(r).await?)),
+            Sent::Answer(r) => Err(Self::refused(r).await),
+            Sent::Unreachable(_) => {
                 self.cache.put(&resource, None).await?;
                 let seq = outbox
                     .push(
@@ -290,9 +403,9 @@ impl FhirClient {
                         if_match.as_deref(),
                     )
                     .await?;
+                self.publish_counts().await?;
                 Ok(Written::Queued { seq, resource })
             }
-            Err(e) => Err(DesktopError::Protocol(e.to_string())),
         }
     }
 
@@ -300,6 +413,12 @@ impl FhirClient {
     /// reached; parks conflicts; a write the server refuses otherwise stays queued and is
     /// reported by the error.
     pub async fn sync(&self) -> Result<SyncReport> {
+        let replayed = self.replay().await;
+        self.publish_counts().await?;
+        replayed
+    }
+
+    async fn replay(&self) -> Result<SyncReport> {
         let outbox = self.cache.outbox();
         let mut report = SyncReport::default();
         let mut last = 0;
@@ -332,23 +451,19 @@ impl FhirClient {
             if let Some(tag) = &p.if_match {
                 request = request.header(reqwest::header::IF_MATCH, tag);
             }
-            let response = match request.send().await {
-                Ok(r) => r,
-                Err(e) if unreachable(&e) => break,
-                Err(e) => return Err(DesktopError::Protocol(e.to_string())),
+            let response = match self.send(request).await? {
+                Sent::Answer(r) => r,
+                Sent::Unreachable(_) => break,
             };
             if response.status() == StatusCode::PRECONDITION_FAILED {
-                let theirs = match self
-                    .request(
-                        reqwest::Method::GET,
-                        &format!("{}/{}", p.resource_type, p.id),
-                    )
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => self.stored(r).await?,
-                    Ok(r) => return Err(Self::refused(r).await),
-                    Err(e) => return Err(DesktopError::Protocol(e.to_string())),
+                let current = self.request(
+                    reqwest::Method::GET,
+                    &format!("{}/{}", p.resource_type, p.id),
+                );
+                let theirs = match self.send(current).await? {
+                    Sent::Answer(r) if r.status().is_success() => self.stored(r).await?,
+                    Sent::Answer(r) => return Err(Self::refused(r).await),
+                    Sent::Unreachable(_) => break,
                 };
                 outbox.conflicted(p.seq, &theirs).await?;
                 report.conflicts += 1;
@@ -390,11 +505,12 @@ impl FhirClient {
         match resolution {
             Resolution::TakeTheirs => {
                 self.cache.put(&theirs, Some(&their_tag)).await?;
-                outbox.done(seq).await
+                outbox.done(seq).await?;
             }
-            Resolution::KeepMine => outbox.replace(seq, &p.resource, &their_tag).await,
-            Resolution::Merged(merged) => outbox.replace(seq, &merged, &their_tag).await,
+            Resolution::KeepMine => outbox.replace(seq, &p.resource, &their_tag).await?,
+            Resolution::Merged(merged) => outbox.replace(seq, &merged, &their_tag).await?,
         }
+        self.publish_counts().await
     }
 }
 
@@ -450,12 +566,12 @@ impl FhirClient {
             );
             let mut next = Some(first);
             while let Some(url) = next.take() {
-                let response = match self.authorized(self.http.get(&url)).send().await {
-                    Ok(r) => r,
-                    Err(e) if unreachable(&e) => {
+                let request = self.http.get(&url).header(ACCEPT, FHIR_JSON);
+                let response = match self.send(request).await? {
+                    Sent::Answer(r) => r,
+                    Sent::Unreachable(_) => {
                         return Err(DesktopError::Offline(format!("Patient/{patient}")));
                     }
-                    Err(e) => return Err(DesktopError::Protocol(e.to_string())),
                 };
                 match response.status() {
                     StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::GONE => {
@@ -485,13 +601,7 @@ impl FhirClient {
                     page.iter().map(|(r, e)| (*r, e.as_deref())).collect();
                 self.cache.put_all(&rows).await?;
                 report.resources += rows.len();
-                next = bundle["link"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|l| l["relation"] == "next")
-                    .and_then(|l| l["url"].as_str())
-                    .map(str::to_string);
+                next = next_link(&bundle);
             }
             progress(Progress {
                 done: i + 1,
@@ -500,5 +610,49 @@ impl FhirClient {
             });
         }
         Ok(report)
+    }
+}
+
+/// The `next` link of a search Bundle: where its following page is.
+pub(crate) fn next_link(bundle: &Value) -> Option<String> {
+    bundle["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["relation"] == "next")
+        .and_then(|l| l["url"].as_str())
+        .map(str::to_string)
+}
+
+/// What the clinical modules' own requests (`search.rs`) need of the client.
+impl FhirClient {
+    /// Sends a request to `{base}/{path}`, or to `path` itself when it is an absolute URL (a
+    /// search's `next` link), through the session (token, renewal, status); `None` when the
+    /// server cannot be reached.
+    pub(crate) async fn exchange(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<reqwest::Response>> {
+        let mut request = if path.starts_with("http://") || path.starts_with("https://") {
+            self.http.request(method, path).header(ACCEPT, FHIR_JSON)
+        } else {
+            self.request(method, path)
+        };
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, FHIR_JSON)
+                .body(body.to_string());
+        }
+        match self.send(request).await? {
+            Sent::Answer(response) => Ok(Some(response)),
+            Sent::Unreachable(_) => Ok(None),
+        }
+    }
+
+    /// The error of an answer the server refused.
+    pub(crate) async fn refusal(response: reqwest::Response) -> DesktopError {
+        Self::refused(response).await
     }
 }

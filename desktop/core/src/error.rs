@@ -22,6 +22,18 @@ pub enum DesktopError {
     /// The server answered something that is not a FHIR resource.
     #[error("the server's answer is not a FHIR resource: {0}")]
     Protocol(String),
+    /// The server cannot be reached (for what has no cached answer: signing in, refreshing).
+    #[error("the server cannot be reached: {0}")]
+    Unreachable(String),
+    /// Nobody is signed in, or the session has ended (revoked or expired): sign in again.
+    #[error("not signed in: {0}")]
+    NotSignedIn(String),
+    /// The secret store (keyring or sealed file) failed, or its contents do not open.
+    #[error("the secret store failed: {0}")]
+    Secrets(String),
+    /// What the user entered cannot make a valid record (nothing was sent).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl DesktopError {
@@ -30,9 +42,13 @@ impl DesktopError {
         match self {
             DesktopError::Cache(_) | DesktopError::Migrate(_) => "cache",
             DesktopError::Offline(_) => "offline",
-            DesktopError::NotAvailable(_) => "not-available",
+            DesktopError::NotAvailable(_) => "not_available",
             DesktopError::Refused { .. } => "refused",
             DesktopError::Protocol(_) => "protocol",
+            DesktopError::Unreachable(_) => "offline",
+            DesktopError::NotSignedIn(_) => "not_signed_in",
+            DesktopError::Secrets(_) => "secrets",
+            DesktopError::Invalid(_) => "invalid",
         }
     }
 }

@@ -3,12 +3,14 @@
 //! readable from the cache until the server assigns its id (references to it in later queued
 //! writes and cached records are rewritten then); an update replays with `If-Match` on the
 //! version it was made from, and a 412 parks it as a conflict, with the server's version, for the
-//! user to resolve (keep mine, take theirs, or a merge made by hand).
+//! user to resolve (keep mine, take theirs, or a merge made by hand). Bodies are sealed like the
+//! cache's (see `cache`).
 
 use serde_json::Value;
 use sqlx::SqlitePool;
 
 use crate::Result;
+use crate::cache::Bodies;
 
 /// What a queued write does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,7 @@ pub struct Pending {
 pub struct Outbox {
     pool: SqlitePool,
     account: String,
+    bodies: Bodies,
 }
 
 /// A row as read back.
@@ -63,11 +66,25 @@ struct Row {
 }
 
 impl Outbox {
-    pub(crate) fn new(pool: SqlitePool, account: &str) -> Outbox {
+    pub(crate) fn new(pool: SqlitePool, account: &str, bodies: Bodies) -> Outbox {
         Outbox {
             pool,
             account: account.to_string(),
+            bodies,
         }
+    }
+
+    /// How many writes wait for the server, and how many of them are parked as conflicts.
+    pub async fn counts(&self) -> Result<(usize, usize)> {
+        let (pending, conflicts): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), COUNT(conflict) FROM outbox WHERE account = ?1")
+                .bind(&self.account)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((
+            usize::try_from(pending).unwrap_or_default(),
+            usize::try_from(conflicts).unwrap_or_default(),
+        ))
     }
 
     /// Queues a write.
@@ -86,7 +103,7 @@ impl Outbox {
         .bind(resource["resourceType"].as_str().unwrap_or_default())
         .bind(resource["id"].as_str().unwrap_or_default())
         .bind(if_match)
-        .bind(resource.to_string())
+        .bind(self.bodies.seal(resource)?)
         .bind(chrono::Utc::now().timestamp())
         .fetch_one(&self.pool)
         .await?;
@@ -115,8 +132,8 @@ impl Outbox {
                     resource_type: r.resource_type,
                     id: r.id,
                     if_match: r.if_match,
-                    resource: serde_json::from_str(&r.body).ok()?,
-                    conflict: r.conflict.and_then(|c| serde_json::from_str(&c).ok()),
+                    resource: self.bodies.open(&r.body)?,
+                    conflict: r.conflict.and_then(|c| self.bodies.open(&c)),
                 })
             })
             .collect())
@@ -135,7 +152,7 @@ impl Outbox {
     pub(crate) async fn conflicted(&self, seq: i64, server: &Value) -> Result<()> {
         sqlx::query("UPDATE outbox SET conflict = ?2 WHERE seq = ?1")
             .bind(seq)
-            .bind(server.to_string())
+            .bind(self.bodies.seal(server)?)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -146,7 +163,7 @@ impl Outbox {
     pub(crate) async fn replace(&self, seq: i64, resource: &Value, if_match: &str) -> Result<()> {
         sqlx::query("UPDATE outbox SET body = ?2, if_match = ?3, conflict = NULL WHERE seq = ?1")
             .bind(seq)
-            .bind(resource.to_string())
+            .bind(self.bodies.seal(resource)?)
             .bind(if_match)
             .execute(&self.pool)
             .await?;
@@ -162,7 +179,7 @@ impl Outbox {
         )
         .bind(&self.account)
         .bind(id)
-        .bind(resource.to_string())
+        .bind(self.bodies.seal(resource)?)
         .fetch_optional(&self.pool)
         .await?;
         match seq {
@@ -177,10 +194,12 @@ impl Outbox {
             let text = p.resource.to_string();
             let quoted = format!("\"{from}\"");
             if text.contains(&quoted) {
-                let rewritten = text.replace(&quoted, &format!("\"{to}\""));
+                let rewritten: Value =
+                    serde_json::from_str(&text.replace(&quoted, &format!("\"{to}\"")))
+                        .map_err(|e| crate::DesktopError::Protocol(e.to_string()))?;
                 sqlx::query("UPDATE outbox SET body = ?2 WHERE seq = ?1")
                     .bind(p.seq)
-                    .bind(rewritten)
+                    .bind(self.bodies.seal(&rewritten)?)
                     .execute(&self.pool)
                     .await?;
             }

@@ -3,23 +3,12 @@
 //! server leaves the cached copy readable (stale), a record gone from the server is evicted
 //! with its patient's data, the cache stays within its bound, and sign-out wipes it.
 
+mod common;
+
+use common::create;
 use curanet_desktop_core::{Cache, DesktopError, FhirClient, Freshness};
 use curanet_http::testing::{TestBackend, TestServer};
-use serde_json::{Value, json};
-
-async fn create(base: &str, resource: Value) -> String {
-    let ty = resource["resourceType"].as_str().unwrap().to_string();
-    let r = reqwest::Client::new()
-        .post(format!("{base}/{ty}"))
-        .header("content-type", "application/fhir+json")
-        .body(resource.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let body: Value = r.json().await.unwrap();
-    body["id"].as_str().unwrap().to_string()
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_are_cached_revalidated_and_survive_the_server() {
@@ -97,7 +86,7 @@ async fn reads_are_cached_revalidated_and_survive_the_server() {
     assert!(r.status().is_success());
     let gone = client.read("Patient", &other).await.unwrap_err();
     assert!(matches!(gone, DesktopError::NotAvailable(_)), "{gone}");
-    assert_eq!(gone.code(), "not-available");
+    assert_eq!(gone.code(), "not_available");
     assert_eq!(
         client.cached("Observation", &other_vital).await.unwrap(),
         None

@@ -4,15 +4,14 @@
 //! tokens read the patient's record through the cache; refresh rotates, sign-out revokes and
 //! wipes the cache.
 
+mod common;
+
 use std::time::Duration;
 
-use curanet_auth::registration::ClientRegistration;
-use curanet_conformance::smart::{App, AuthRequest, Decision, Login, Outcome, authorize};
+use common::{PASSWORD, browser_sign_in, register_desktop};
 use curanet_desktop_core::{Cache, FhirClient, Freshness, session};
 use curanet_http::testing::{TestBackend, TestServer};
-use curanet_storage::{ClientKind, Role};
-
-const PASSWORD: &str = "correct horse battery staple";
+use curanet_storage::Role;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patient_signs_in_through_the_browser_and_reads_their_record() {
@@ -30,17 +29,7 @@ async fn a_patient_signs_in_through_the_browser_and_reads_their_record() {
         .unwrap()
         .trim_start_matches("Patient/")
         .to_string();
-    server
-        .register_client(ClientRegistration {
-            client_id: Some("curanet-desktop".into()),
-            name: "CuraNet Desktop".into(),
-            kind: Some(ClientKind::Public),
-            // Any port: the app listens where the system lets it (RFC 8252 §7.3).
-            redirect_uris: vec!["http://127.0.0.1/callback".into()],
-            scope: "patient/*.rs openid fhirUser offline_access".into(),
-            ..ClientRegistration::default()
-        })
-        .await;
+    register_desktop(&server, "patient/*.rs openid fhirUser offline_access").await;
 
     let http = reqwest::Client::new();
     let sign_in = session::begin(
@@ -54,47 +43,14 @@ async fn a_patient_signs_in_through_the_browser_and_reads_their_record() {
     assert!(sign_in.redirect_uri.starts_with("http://127.0.0.1:"));
     assert!(!sign_in.redirect_uri.starts_with("http://127.0.0.1:/"));
 
-    // The browser: the user signs in and allows on the server's pages...
-    let app = App {
-        client_id: "curanet-desktop".into(),
-        redirect_uri: sign_in.redirect_uri.clone(),
-        secret: None,
-    };
-    let request = AuthRequest::new(&app, "patient/*.rs openid fhirUser offline_access", &base)
-        .with("state", Some(&sign_in.state))
-        .with("code_challenge", Some(&sign_in.code_challenge));
-    let authorize_endpoint = sign_in.authorize_url.split('?').next().unwrap().to_string();
-    let login = Login {
-        identifier: "asha@example.in".into(),
-        password: PASSWORD.into(),
-    };
+    // The browser: the user signs in and allows on the server's pages, and is sent back to
+    // the app's loopback redirect.
+    let authorize_url = sign_in.authorize_url.clone();
     let finished = tokio::spawn({
         let http = http.clone();
         async move { sign_in.finish(&http, Duration::from_secs(10)).await }
     });
-    let outcome = authorize(
-        &authorize_endpoint,
-        &request,
-        &login,
-        &Decision::default(),
-        None,
-    )
-    .await
-    .unwrap();
-    let Outcome::Redirected(query) = outcome else {
-        panic!("the sign-in did not come back: {outcome:?}");
-    };
-    // ...and is sent back to the app's loopback redirect.
-    let back = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&query)
-        .finish();
-    let page = http
-        .get(format!("{}?{back}", app.redirect_uri))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status().as_u16(), 200);
-    assert!(page.text().await.unwrap().contains("signed in"));
+    browser_sign_in(&authorize_url, "asha@example.in").await;
     let tokens = finished.await.unwrap().unwrap();
     assert_eq!(tokens.patient.as_deref(), Some(patient.as_str()));
     assert!(tokens.refresh_token.is_some());

@@ -2,27 +2,14 @@
 //! into the cache page by page with progress, stays readable with the server stopped, and the
 //! next sync brings only what changed since.
 
+mod common;
+
 use std::sync::Mutex;
 
+use common::create;
 use curanet_desktop_core::{Cache, FhirClient, Freshness, Progress};
 use curanet_http::testing::{TestBackend, TestServer};
 use serde_json::{Value, json};
-
-async fn create(base: &str, resource: Value) -> String {
-    let ty = resource["resourceType"].as_str().unwrap().to_string();
-    let r = reqwest::Client::new()
-        .post(format!("{base}/{ty}"))
-        .header("content-type", "application/fhir+json")
-        .body(resource.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 fn vital(patient: &str, n: usize) -> Value {
     json!({"resourceType": "Observation", "status": "final", "code": {"text": format!("pulse {n}")},

@@ -59,6 +59,23 @@ pub struct RegisteredClient {
     pub secret: Option<String>,
 }
 
+/// CuraNet Desktop's client id.
+pub const DESKTOP_CLIENT_ID: &str = "curanet-desktop";
+
+/// CuraNet Desktop, the first-party native app: a public client (PKCE, no secret) whose code
+/// comes back to a loopback redirect on any port (RFC 8252 §7.3). It acts for the people who
+/// sign in to it, so it gets user and patient scopes; consent still governs what it sees.
+pub fn desktop_client() -> ClientRegistration {
+    ClientRegistration {
+        client_id: Some(DESKTOP_CLIENT_ID.into()),
+        name: "CuraNet Desktop".into(),
+        kind: Some(ClientKind::Public),
+        redirect_uris: vec!["http://127.0.0.1/callback".into()],
+        scope: "user/*.cruds patient/*.cruds openid fhirUser offline_access".into(),
+        ..ClientRegistration::default()
+    }
+}
+
 /// Checks a registration and makes the record to store at `now` (Unix seconds).
 pub fn register(
     request: ClientRegistration,
@@ -424,6 +441,19 @@ pub fn origin_of(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_desktop_client_is_a_valid_public_loopback_client() {
+        let registered = register(desktop_client(), None, 1_700_000_000).unwrap();
+        assert_eq!(registered.client.client_id, DESKTOP_CLIENT_ID);
+        assert_eq!(registered.client.kind, ClientKind::Public);
+        assert!(registered.secret.is_none(), "a native app keeps no secret");
+        assert!(redirect_matches(
+            &registered.client.redirect_uris[0],
+            "http://127.0.0.1:53124/callback"
+        ));
+        assert!(!registered.client.scope.contains("system/"));
+    }
 
     fn app(kind: ClientKind, scope: &str) -> ClientRegistration {
         ClientRegistration {

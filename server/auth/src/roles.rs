@@ -17,11 +17,12 @@ fn clinical_ceiling(role: Role) -> &'static str {
         // demographics of their own Patient resource.
         Role::Patient => "patient/*.rs patient/Consent.cu patient/Patient.u",
         Role::Doctor | Role::Admin => "patient/*.cruds user/*.cruds",
-        // Pharmacy staff see what dispensing needs and record dispenses.
+        // Pharmacy staff see what dispensing needs and record dispenses; they update a
+        // prescription's status (completed, on hold with a reason) but never write a new one.
         Role::Pharmacist => {
-            "patient/Patient.rs patient/MedicationRequest.rs patient/MedicationDispense.cruds \
+            "patient/Patient.rs patient/MedicationRequest.rus patient/MedicationDispense.cruds \
              patient/Medication.rs patient/AllergyIntolerance.rs \
-             user/Patient.rs user/MedicationRequest.rs user/MedicationDispense.cruds \
+             user/Patient.rs user/MedicationRequest.rus user/MedicationDispense.cruds \
              user/Medication.rs user/AllergyIntolerance.rs user/Organization.rs \
              user/Practitioner.rs user/PractitionerRole.rs"
         }
@@ -93,7 +94,7 @@ mod tests {
             (
                 Role::Pharmacist,
                 "user/MedicationDispense.cruds user/MedicationRequest.cruds",
-                "user/MedicationDispense.cruds user/MedicationRequest.rs",
+                "user/MedicationDispense.cruds user/MedicationRequest.rus",
             ),
             (
                 Role::Admin,

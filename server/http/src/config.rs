@@ -98,6 +98,19 @@ pub struct Config {
     )]
     pub audit: bool,
 
+    /// Register CuraNet Desktop (`curanet-desktop`: a public client with PKCE and a loopback
+    /// redirect, RFC 8252) at start-up when it is not registered yet, so the desktop app signs
+    /// in without an admin step. `--desktop-client=false` leaves client registration to admins.
+    #[arg(
+        long,
+        env = "CURANET_DESKTOP_CLIENT",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub desktop_client: bool,
+
     /// Key that seals the token-signing keys at rest: 32 bytes, standard base64 (generate one
     /// with `openssl rand -base64 32`). Unset: an ephemeral key, so signing keys (and every token
     /// they signed) do not survive a restart. Prefer the environment: a flag shows in `ps`.
@@ -211,6 +224,8 @@ impl Config {
             key_encryption_key: None,
             require_auth: false,
             audit: true,
+            // Tests and embedders register the clients they use.
+            desktop_client: false,
             accounts: AccountsConfig {
                 mail_from: "CuraNet <no-reply@curanet.in>".into(),
                 ..AccountsConfig::default()

@@ -114,6 +114,9 @@ pub async fn start(config: Config) -> Result<RunningServer, BoxError> {
     tracing::info!(issuer = %endpoints.issuer, "authorization server");
     let authority =
         Arc::new(Authority::start(auth_store.clone(), endpoints, kek.clone(), unix_now()).await?);
+    if config.desktop_client {
+        ensure_desktop_client(&authority).await?;
+    }
     // One pepper for passwords and share-link passcodes (read once: it may warn).
     let pepper = crate::accounts::pepper(&config.accounts)?;
     let emergency = crate::emergency::service(pepper.clone(), auth_store.clone());
@@ -219,6 +222,27 @@ fn key_encryption_key(config: &Config) -> Result<KeyEncryptionKey, BoxError> {
 }
 
 /// Rotates and prunes signing keys periodically; a failure is logged and retried next time.
+/// Registers CuraNet Desktop unless it is registered (by an earlier start, another instance,
+/// or an admin who registered it differently, which is kept).
+async fn ensure_desktop_client(authority: &Authority) -> Result<(), BoxError> {
+    use curanet_auth::registration::{DESKTOP_CLIENT_ID, desktop_client, register};
+    if authority.client(DESKTOP_CLIENT_ID).await?.is_some() {
+        return Ok(());
+    }
+    let registered = register(desktop_client(), None, unix_now())?;
+    if let Err(e) = authority.register_client(registered.client).await {
+        // Another instance starting beside this one may have registered it first.
+        if authority.client(DESKTOP_CLIENT_ID).await?.is_none() {
+            return Err(e.into());
+        }
+    }
+    tracing::info!(
+        client_id = DESKTOP_CLIENT_ID,
+        "registered CuraNet Desktop's client"
+    );
+    Ok(())
+}
+
 async fn maintain_keys(authority: Arc<Authority>) {
     let mut interval = tokio::time::interval(KEY_MAINTENANCE_INTERVAL);
     interval.tick().await; // the first tick is immediate; start-up already did the check

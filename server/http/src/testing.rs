@@ -66,6 +66,8 @@ impl TestServer {
             }
         };
         let mut config = Config::for_database(database_url.clone());
+        // A key of its own, so that tokens survive a restart (see `go_offline`).
+        config.key_encryption_key = Some(curanet_auth::keys::KeyEncryptionKey::generate_base64());
         configure(&mut config);
         let server = start(config.clone()).await.expect("test server starts");
         Some(TestServer {
@@ -143,11 +145,53 @@ impl TestServer {
         registered
     }
 
+    /// Stops the server and keeps its database and address, as when the link to it drops;
+    /// [`OfflineServer::come_back`] starts it again there, with the same signing keys.
+    pub async fn go_offline(mut self) -> OfflineServer {
+        let addr = self.server.addr;
+        self.server.stop().await.expect("server stops cleanly");
+        self.config.listen = addr;
+        OfflineServer {
+            base_url: self.base_url,
+            database_url: self.database_url,
+            config: self.config,
+            _dir: self._dir,
+            postgres: self.postgres,
+        }
+    }
+
     /// Stops the server and removes its database.
     pub async fn stop(self) {
         self.server.stop().await.expect("server stops cleanly");
         if let Some(pg) = self.postgres {
             pg.drop_database().await;
+        }
+    }
+}
+
+/// A [`TestServer`] that was stopped with its database kept.
+pub struct OfflineServer {
+    /// The FHIR base URL it had and will have again.
+    pub base_url: String,
+    database_url: String,
+    config: Config,
+    _dir: Option<TempDir>,
+    postgres: Option<ThrowawayPostgres>,
+}
+
+impl OfflineServer {
+    /// Starts the server again on the same address and database.
+    pub async fn come_back(self) -> TestServer {
+        let server = start(self.config.clone())
+            .await
+            .expect("test server restarts");
+        TestServer {
+            base_url: server.base_url(),
+            server,
+            database_url: self.database_url,
+            config: self.config,
+            _dir: self._dir,
+            postgres: self.postgres,
         }
     }
 }

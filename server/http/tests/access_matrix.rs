@@ -388,7 +388,9 @@ fn token_allows(role: Role, ty: &str, op: Op) -> bool {
         }
         Role::Pharmacist => match ty {
             "MedicationDispense" => true,
-            "Patient" | "MedicationRequest" | "AllergyIntolerance" | "Medication" => {
+            // A prescription's status is theirs to update (completed, on hold).
+            "MedicationRequest" => matches!(op, Op::Read | Op::Search | Op::Update),
+            "Patient" | "AllergyIntolerance" | "Medication" => {
                 matches!(op, Op::Read | Op::Search)
             }
             _ => false,

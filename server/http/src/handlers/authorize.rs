@@ -242,7 +242,8 @@ fn sign_in_page(
 ) -> Response {
     let pairs = request.params.pairs();
     let purpose = format!("Sign in to continue to {}.", request.client.name);
-    page(
+    form_page(
+        request,
         status,
         pages::sign_in(&SignInForm {
             action: "/oauth/authorize",
@@ -296,7 +297,8 @@ async fn consent_page(
         (true, false, true, None) => Some(format!("No patient matches '{query}'.")),
         _ => None,
     };
-    page(
+    form_page(
+        request,
         StatusCode::OK,
         pages::consent(&ConsentForm {
             app_name: &request.client.name,
@@ -603,16 +605,50 @@ async fn request_form(
 
 /// An HTML page that no cache keeps and no other site may frame.
 fn page(status: StatusCode, html: String) -> Response {
+    page_with_form_action(status, html, "'self'")
+}
+
+/// A page whose form may end in the redirect back to the app: CSP's `form-action` also
+/// governs the redirects that follow a form's submission (browsers block a redirect to an
+/// origin it does not list), so the app's redirect origin is allowed besides the server's own.
+fn form_page(request: &AuthorizationRequest, status: StatusCode, html: String) -> Response {
+    match redirect_origin(&request.redirect_uri) {
+        Some(origin) => page_with_form_action(status, html, &format!("'self' {origin}")),
+        None => page(status, html),
+    }
+}
+
+/// The CSP source of a redirect URI: `scheme://host[:port]`, or `scheme:` for a private-use
+/// scheme (RFC 8252 §7.1); `None` for anything that would not be a plain source expression.
+fn redirect_origin(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once(':')?;
+    let plain = |s: &str, extra: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+    };
+    if !plain(scheme, "+-.") {
+        return None;
+    }
+    let Some(after) = rest.strip_prefix("//") else {
+        return Some(format!("{scheme}:"));
+    };
+    let authority = after.split(['/', '?', '#']).next().unwrap_or_default();
+    // No credentials in a source; brackets for IPv6 literals.
+    plain(authority, ".-:[]_").then(|| format!("{scheme}://{authority}"))
+}
+
+fn page_with_form_action(status: StatusCode, html: String, form_action: &str) -> Response {
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action {form_action}; frame-ancestors 'none'"
+    );
     (
         status,
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
             (header::X_FRAME_OPTIONS, "DENY"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, csp.as_str()),
             (header::REFERRER_POLICY, "no-referrer"),
         ],
         html,
@@ -652,5 +688,35 @@ impl WithCookie for Response {
             self.headers_mut().append(header::SET_COOKIE, value);
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redirect_origin;
+
+    #[test]
+    fn the_redirect_origin_is_a_plain_csp_source() {
+        assert_eq!(
+            redirect_origin("http://127.0.0.1:41787/callback?x=1").as_deref(),
+            Some("http://127.0.0.1:41787")
+        );
+        assert_eq!(
+            redirect_origin("https://app.example.in/cb#f").as_deref(),
+            Some("https://app.example.in")
+        );
+        assert_eq!(
+            redirect_origin("http://[::1]:8000/cb").as_deref(),
+            Some("http://[::1]:8000")
+        );
+        assert_eq!(
+            redirect_origin("in.curanet.app:/callback").as_deref(),
+            Some("in.curanet.app:")
+        );
+        // Anything that could end the directive or add a source is refused.
+        assert_eq!(redirect_origin("https://a.in;script-src *"), None);
+        assert_eq!(redirect_origin("https://user@a.in/cb"), None);
+        assert_eq!(redirect_origin("https://a.in b.in/cb"), None);
+        assert_eq!(redirect_origin("no-scheme"), None);
     }
 }
