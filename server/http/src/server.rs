@@ -221,7 +221,6 @@ fn key_encryption_key(config: &Config) -> Result<KeyEncryptionKey, BoxError> {
     }
 }
 
-/// Rotates and prunes signing keys periodically; a failure is logged and retried next time.
 /// Registers CuraNet Desktop unless it is registered (by an earlier start, another instance,
 /// or an admin who registered it differently, which is kept).
 async fn ensure_desktop_client(authority: &Authority) -> Result<(), BoxError> {
@@ -243,6 +242,7 @@ async fn ensure_desktop_client(authority: &Authority) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Rotates and prunes signing keys periodically; a failure is logged and retried next time.
 async fn maintain_keys(authority: Arc<Authority>) {
     let mut interval = tokio::time::interval(KEY_MAINTENANCE_INTERVAL);
     interval.tick().await; // the first tick is immediate; start-up already did the check

@@ -5,6 +5,9 @@ use curanet_storage::testing::ThrowawayPostgres;
 use crate::server::unix_now;
 use crate::{Config, RunningServer, start};
 
+/// The pharmacy the pharmacists of [`TestServer::create_user`] work at.
+const TEST_PHARMACY: &str = "Test Pharmacy";
+
 /// The database engines a test can run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestBackend {
@@ -107,12 +110,30 @@ impl TestServer {
                 family,
                 ..Default::default()
             },
-            pharmacy: (role == curanet_storage::Role::Pharmacist).then(|| "Test Pharmacy".into()),
+            pharmacy: (role == curanet_storage::Role::Pharmacist).then(|| TEST_PHARMACY.into()),
         };
         let store = state.authority.store();
         curanet_auth::accounts::provision(store.as_ref(), &directory, &pepper, staff, unix_now())
             .await
             .expect("account created")
+    }
+
+    /// The id of the pharmacy Organization pharmacists created by [`TestServer::create_user`]
+    /// work at.
+    pub async fn test_pharmacy(&self) -> String {
+        let found = self
+            .server
+            .state
+            .engine
+            .search(
+                "Organization",
+                &[("name".to_string(), TEST_PHARMACY.to_string())],
+                "",
+                false,
+            )
+            .await
+            .expect("the test pharmacy");
+        found.page.resources[0].id.clone()
     }
 
     /// Creates `resource` directly through the engine (no token, no audit); returns its id.

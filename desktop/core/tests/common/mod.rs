@@ -7,12 +7,12 @@
 
 use std::path::PathBuf;
 
-use curanet_auth::registration::ClientRegistration;
+use curanet_auth::registration::{ClientRegistration, desktop_client};
 use curanet_conformance::resources::consent;
 use curanet_conformance::smart::{App, AuthRequest, Decision, Login, Outcome, authorize, query_of};
 use curanet_desktop_core::{Cache, FhirClient};
 use curanet_http::testing::{TestBackend, TestServer};
-use curanet_storage::{ClientKind, Role};
+use curanet_storage::Role;
 use serde_json::{Value, json};
 
 /// The password of every test account.
@@ -43,18 +43,12 @@ pub fn scratch(label: &str) -> PathBuf {
     dir
 }
 
-/// Registers the desktop app (`curanet-desktop`, a public client with a loopback redirect on
-/// any port) for `scope`, as the server does at start-up.
+/// Registers the desktop app (`curanet-desktop`, as the server does at start-up) for `scope`.
 pub async fn register_desktop(server: &TestServer, scope: &str) {
     server
         .register_client(ClientRegistration {
-            client_id: Some("curanet-desktop".into()),
-            name: "CuraNet Desktop".into(),
-            kind: Some(ClientKind::Public),
-            // Any port: the app listens where the system lets it (RFC 8252 §7.3).
-            redirect_uris: vec!["http://127.0.0.1/callback".into()],
             scope: scope.into(),
-            ..ClientRegistration::default()
+            ..desktop_client()
         })
         .await;
 }
@@ -174,19 +168,7 @@ impl Clinic {
         };
         let doctor = signed(&sign_in(&base, "dr@example.in").await, &doctor);
         let pharmacist = signed(&sign_in(&base, "rx@example.in").await, &pharmacist);
-        let found = server
-            .server
-            .state
-            .engine
-            .search(
-                "Organization",
-                &[("name".to_string(), "Test Pharmacy".to_string())],
-                "",
-                false,
-            )
-            .await
-            .expect("the pharmacy");
-        let pharmacy = format!("Organization/{}", found.page.resources[0].id);
+        let pharmacy = format!("Organization/{}", server.test_pharmacy().await);
         let dir = std::env::temp_dir().join(format!("curanet-{label}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         Clinic {

@@ -305,22 +305,7 @@ async fn a_pharmacist_dispenses_a_shared_prescription_in_parts() {
         .await;
     let asha = login(&http, &server, "asha@example.in").await;
     let patient = asha["patient"].as_str().expect("Asha's record").to_string();
-    let pharmacy = server
-        .server
-        .state
-        .engine
-        .search(
-            "Organization",
-            &[("name".to_string(), "Test Pharmacy".to_string())],
-            "",
-            false,
-        )
-        .await
-        .expect("the pharmacy")
-        .page
-        .resources[0]
-        .id
-        .clone();
+    let pharmacy = server.test_pharmacy().await;
     // A prescription written elsewhere, then Asha shares her record with the pharmacy.
     let rx = server
         .seed(&json!({
