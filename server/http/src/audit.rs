@@ -87,16 +87,16 @@ impl Gathering {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Everything gathered, in one block, and how many records that is.
-    fn take(&self) -> AuditBatch {
-        let mut all = AuditBatch::new();
+    /// Moves everything gathered to the end of `block`.
+    fn take_into(&self, block: &mut AuditBatch) {
+        let before = block.len();
         for i in 0..SHARDS {
             let taken = std::mem::take(&mut *self.shard(i));
-            all.append(taken);
+            block.append(taken);
         }
-        self.queued.fetch_sub(all.len(), Ordering::AcqRel);
+        self.queued
+            .fetch_sub(block.len() - before, Ordering::AcqRel);
         self.taken.notify_waiters();
-        all
     }
 }
 
@@ -195,7 +195,7 @@ async fn writer(
             _ = &mut stopped => true,
             _ = tick.tick() => false,
         };
-        batch.append(gathering.take());
+        gathering.take_into(&mut batch);
         if stopping || batch.len() >= BATCH || flushed.elapsed() + DRAIN_INTERVAL >= FLUSH_INTERVAL
         {
             flush(store.as_ref(), std::mem::take(&mut batch)).await;

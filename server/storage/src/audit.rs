@@ -38,20 +38,9 @@ pub struct ChainLink {
     pub hash: String,
 }
 
-/// Computes a link's hash from the previous hash and the record's canonical text.
-pub type LinkHash = fn(previous: &str, canonical: &str) -> String;
-
 /// Where the audit chain is kept.
 #[async_trait::async_trait]
 pub trait AuditStore: Send + Sync {
-    /// Appends one link per record (`(AuditEvent id, canonical JSON)`, in order) after the
-    /// current head, in one transaction; returns the new links.
-    async fn append_audit_links(
-        &self,
-        records: Vec<(String, String)>,
-        hash: LinkHash,
-    ) -> Result<Vec<ChainLink>>;
-
     /// Up to `limit` links after position `after`, in order.
     async fn audit_links(&self, after: i64, limit: u32) -> Result<Vec<ChainLink>>;
 
@@ -879,45 +868,6 @@ async fn unchained(c: &mut dyn Conn, before: i64, limit: u32) -> Result<(i64, Ve
     Ok((count, ids))
 }
 
-async fn append(
-    c: &mut dyn Conn,
-    records: Vec<(String, String)>,
-    hash: LinkHash,
-) -> Result<Vec<ChainLink>> {
-    let head = format!(
-        "SELECT seq, hash FROM audit_chain_head WHERE id = 1{}",
-        c.for_update()
-    );
-    let row = c
-        .first(&head, params![])
-        .await?
-        .ok_or_else(|| engine::corrupt("the audit chain has no head row".into()))?;
-    let (mut seq, mut previous) = (row.int(0)?, row.text(1)?);
-    let mut links = Vec::with_capacity(records.len());
-    for (resource_id, canonical) in records {
-        seq += 1;
-        let link = ChainLink {
-            seq,
-            hash: hash(&previous, &canonical),
-            prev_hash: previous,
-            resource_id,
-        };
-        c.execute(
-            "INSERT INTO audit_chain (seq, resource_id, prev_hash, hash) VALUES ($1, $2, $3, $4)",
-            params![link.seq, &link.resource_id, &link.prev_hash, &link.hash],
-        )
-        .await?;
-        previous = link.hash.clone();
-        links.push(link);
-    }
-    c.execute(
-        "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1",
-        params![seq, &previous],
-    )
-    .await?;
-    Ok(links)
-}
-
 async fn links(c: &mut dyn Conn, after: i64, limit: u32) -> Result<Vec<ChainLink>> {
     let rows = c
         .query(
@@ -940,17 +890,6 @@ async fn links(c: &mut dyn Conn, after: i64, limit: u32) -> Result<Vec<ChainLink
 
 #[async_trait::async_trait]
 impl<S: engine::Engine> AuditStore for S {
-    async fn append_audit_links(
-        &self,
-        records: Vec<(String, String)>,
-        hash: LinkHash,
-    ) -> Result<Vec<ChainLink>> {
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
-        run!(self.write, |c| append(c, records, hash))
-    }
-
     async fn audit_links(&self, after: i64, limit: u32) -> Result<Vec<ChainLink>> {
         run!(self.read, |c| links(c, after, limit))
     }

@@ -23,7 +23,7 @@ mod write;
 
 pub use audit::{
     AuditColumn, AuditMatch, AuditPage, AuditQuery, AuditRecord, AuditStore, AuditTime, ChainLink,
-    DecodeRecord, LinkHash, RecordHash, StoredAudit, StoredBlock, WRITE_AUDIT, WriteAudit,
+    DecodeRecord, RecordHash, StoredAudit, StoredBlock, WRITE_AUDIT, WriteAudit,
 };
 pub use audit_batch::{AuditBatch, AuditId, AuditKey, BadAuditId, BlockSummary};
 pub use auth::{
