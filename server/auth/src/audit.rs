@@ -1,7 +1,7 @@
 //! AuditEvents of the FHIR REST API in the shape of IHE Basic Audit Log Patterns (BALP), and the
 //! hash chain that makes the stored audit trail tamper-evident. Plain functions: the `http` crate
-//! gathers what a request did ([`RestEvent`]) and stores the result; nothing here knows HTTP or
-//! SQL.
+//! gathers what a request did ([`RestView`], borrowed; [`RestEvent`] owned) and stores the
+//! result; nothing here knows HTTP or SQL.
 //!
 //! Records are stored compactly ([`Recorded`], its JSON the record's body in the audit log, with
 //! the search columns derived from it: [`log_record`]) and turned into AuditEvents when read
@@ -52,7 +52,7 @@ pub struct TokenAgent {
 }
 
 /// One FHIR REST interaction as the server saw it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct RestEvent {
     /// When it happened (FHIR instant).
@@ -60,45 +60,232 @@ pub struct RestEvent {
     /// The `restful-interaction` code: `read`, `vread`, `search-type`, `create`, `operation`, ...
     pub interaction: String,
     /// The resource type addressed, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
     /// The resource id addressed (or created), if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The version addressed or written, if known.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// The operation's name without `$`, for `operation`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
     /// The HTTP status of the answer.
     pub status: u16,
     /// Why it failed (the OperationOutcome's text), for failures.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome_desc: Option<String>,
     /// The verified token, if the request had one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenAgent>,
     /// The peer's IP address.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
     /// The request id (`X-Request-Id`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// The raw query of a search (the URL's query string, or a `_search` form body).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     /// Ids of the patients the request was about.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub patients: Vec<String>,
     /// The Consents that permitted it (ids).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub consents: Vec<String>,
     /// Whether a break-the-glass grant permitted it.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub break_glass: bool,
     /// This server (the FHIR base URL), the `source.observer`.
     pub server: String,
+}
+
+impl RestEvent {
+    /// Runs `f` on the record borrowed.
+    pub fn with_view<T>(&self, f: impl FnOnce(&RestView<'_>) -> T) -> T {
+        let patients: Vec<&str> = self.patients.iter().map(String::as_str).collect();
+        let consents: Vec<&str> = self.consents.iter().map(String::as_str).collect();
+        f(&RestView {
+            recorded: &self.recorded,
+            interaction: &self.interaction,
+            resource_type: self.resource_type.as_deref(),
+            id: self.id.as_deref(),
+            version: self.version.as_deref(),
+            operation: self.operation.as_deref(),
+            status: self.status,
+            outcome_desc: self.outcome_desc.as_deref(),
+            token: self.token.as_ref().map(TokenAgent::view),
+            peer: self.peer.as_deref(),
+            request_id: self.request_id.as_deref(),
+            query: self.query.as_deref(),
+            patients: &patients,
+            consents: &consents,
+            break_glass: self.break_glass,
+            server: &self.server,
+        })
+    }
+}
+
+impl TokenAgent {
+    fn view(&self) -> TokenView<'_> {
+        TokenView {
+            subject: &self.subject,
+            client_id: &self.client_id,
+            fhir_user: self.fhir_user.as_deref(),
+            jti: &self.jti,
+        }
+    }
+}
+
+impl TokenView<'_> {
+    /// The token owned.
+    pub fn to_agent(&self) -> TokenAgent {
+        TokenAgent {
+            subject: self.subject.to_string(),
+            client_id: self.client_id.to_string(),
+            fhir_user: self.fhir_user.map(str::to_string),
+            jti: self.jti.to_string(),
+        }
+    }
+}
+
+/// A REST interaction's record borrowed from wherever its parts live: the request path writes
+/// it into the log without copying them into a [`RestEvent`] first (every request does this).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestView<'a> {
+    /// When it happened (FHIR instant).
+    pub recorded: &'a str,
+    /// The `restful-interaction` code.
+    pub interaction: &'a str,
+    /// The resource type addressed, if any.
+    pub resource_type: Option<&'a str>,
+    /// The resource id addressed (or created), if any.
+    pub id: Option<&'a str>,
+    /// The version addressed or written, if known.
+    pub version: Option<&'a str>,
+    /// The operation's name without `$`, for `operation`.
+    pub operation: Option<&'a str>,
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// Why it failed, for failures.
+    pub outcome_desc: Option<&'a str>,
+    /// The verified token, if the request had one.
+    pub token: Option<TokenView<'a>>,
+    /// The peer's IP address.
+    pub peer: Option<&'a str>,
+    /// The request id.
+    pub request_id: Option<&'a str>,
+    /// The raw query of a search.
+    pub query: Option<&'a str>,
+    /// Ids of the patients the request was about.
+    pub patients: &'a [&'a str],
+    /// The Consents that permitted it.
+    pub consents: &'a [&'a str],
+    /// Whether a break-the-glass grant permitted it.
+    pub break_glass: bool,
+    /// This server (the FHIR base URL).
+    pub server: &'a str,
+}
+
+/// The token behind a request, borrowed ([`TokenAgent`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenView<'a> {
+    /// `sub`.
+    pub subject: &'a str,
+    /// `client_id`.
+    pub client_id: &'a str,
+    /// `fhirUser`.
+    pub fhir_user: Option<&'a str>,
+    /// `jti`.
+    pub jti: &'a str,
+}
+
+impl RestView<'_> {
+    /// The record owned (what a write's transaction carries).
+    pub fn to_event(&self) -> RestEvent {
+        let owned = |s: Option<&str>| s.map(str::to_string);
+        RestEvent {
+            recorded: self.recorded.to_string(),
+            interaction: self.interaction.to_string(),
+            resource_type: owned(self.resource_type),
+            id: owned(self.id),
+            version: owned(self.version),
+            operation: owned(self.operation),
+            status: self.status,
+            outcome_desc: owned(self.outcome_desc),
+            token: self.token.map(|t| t.to_agent()),
+            peer: owned(self.peer),
+            request_id: owned(self.request_id),
+            query: owned(self.query),
+            patients: self.patients.iter().map(|p| p.to_string()).collect(),
+            consents: self.consents.iter().map(|c| c.to_string()).collect(),
+            break_glass: self.break_glass,
+            server: self.server.to_string(),
+        }
+    }
+}
+
+/// Writes a REST record's JSON (compact, the `kind` tag first; what [`Recorded`] reads back)
+/// to `out`. Written by hand rather than through serde's tagged-enum serializer, which cost
+/// every request twice as much (it escapes each key and goes through a map).
+pub fn write_rest(v: &RestView<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"kind":"rest","recorded":"#);
+    json_str(out, v.recorded);
+    out.extend_from_slice(br#","interaction":"#);
+    json_str(out, v.interaction);
+    json_opt(out, br#","resource_type":"#, v.resource_type);
+    json_opt(out, br#","id":"#, v.id);
+    json_opt(out, br#","version":"#, v.version);
+    json_opt(out, br#","operation":"#, v.operation);
+    out.extend_from_slice(br#","status":"#);
+    out.extend_from_slice(itoa::Buffer::new().format(v.status).as_bytes());
+    json_opt(out, br#","outcome_desc":"#, v.outcome_desc);
+    if let Some(t) = &v.token {
+        out.extend_from_slice(br#","token":{"subject":"#);
+        json_str(out, t.subject);
+        out.extend_from_slice(br#","client_id":"#);
+        json_str(out, t.client_id);
+        json_opt(out, br#","fhir_user":"#, t.fhir_user);
+        out.extend_from_slice(br#","jti":"#);
+        json_str(out, t.jti);
+        out.push(b'}');
+    }
+    json_opt(out, br#","peer":"#, v.peer);
+    json_opt(out, br#","request_id":"#, v.request_id);
+    json_opt(out, br#","query":"#, v.query);
+    json_list(out, br#","patients":"#, v.patients);
+    json_list(out, br#","consents":"#, v.consents);
+    if v.break_glass {
+        out.extend_from_slice(br#","break_glass":true"#);
+    }
+    out.extend_from_slice(br#","server":"#);
+    json_str(out, v.server);
+    out.push(b'}');
+}
+
+/// A JSON string: copied as it is when nothing in it needs escaping (ids, codes, URLs), else
+/// escaped by serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // A fold without early exit: the compiler checks many bytes at a time.
+    let plain = !s.bytes().fold(false, |esc, b| {
+        esc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Serializing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+fn json_opt(out: &mut Vec<u8>, key: &[u8], value: Option<&str>) {
+    if let Some(v) = value {
+        out.extend_from_slice(key);
+        json_str(out, v);
+    }
+}
+
+fn json_list(out: &mut Vec<u8>, key: &[u8], values: &[&str]) {
+    if values.is_empty() {
+        return;
+    }
+    out.extend_from_slice(key);
+    for (i, v) in values.iter().enumerate() {
+        out.push(if i == 0 { b'[' } else { b',' });
+        json_str(out, v);
+    }
+    out.push(b']');
 }
 
 /// The AuditEvent `action` of a `restful-interaction` code: C, R, U, D or E.
@@ -411,8 +598,9 @@ pub fn consent_alert_event(alert: &ConsentAlert) -> Value {
     audit
 }
 
-/// A record as the audit log stores it (its JSON is the record's body).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A record as the audit log stores it (its JSON, written by [`write_record`], is the record's
+/// body).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 // The large variant is the common one: boxing it would cost every request an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -466,8 +654,28 @@ pub fn audit_event(id: &str, body: &str) -> Option<Value> {
 /// `who` and `altId`, the patients, the resource), derived without building it: this runs for
 /// every request.
 pub fn log_record(recorded: &Recorded) -> AuditRecord {
-    let body = serde_json::to_string(recorded).unwrap_or_default();
-    columns(recorded, body)
+    let mut body = Vec::new();
+    write_record(recorded, &mut body);
+    // Every record is written as JSON (UTF-8).
+    columns(recorded, String::from_utf8(body).unwrap_or_default())
+}
+
+/// Writes a record's JSON (compact, one line, tagged with its `kind`) to `out`.
+pub fn write_record(recorded: &Recorded, out: &mut Vec<u8>) {
+    /// The records serde writes (rare: sign-ins and consent alerts).
+    #[derive(Serialize)]
+    #[serde(tag = "kind", rename_all = "kebab-case")]
+    enum Other<'a> {
+        SignIn(&'a SignInEvent),
+        ConsentAlert(&'a ConsentAlert),
+    }
+    let other = match recorded {
+        Recorded::Rest(e) => return e.with_view(|v| write_rest(v, out)),
+        Recorded::SignIn(e) => Other::SignIn(e),
+        Recorded::ConsentAlert(e) => Other::ConsentAlert(e),
+    };
+    // Serializing into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, &other);
 }
 
 /// The search columns of a stored record's JSON (its `body` left empty: the caller has the
@@ -483,8 +691,31 @@ pub fn decode_record(text: &str) -> Option<AuditRecord> {
 /// allocating) counted. `recorded_us` is its `recorded` in µs since the epoch (what the text
 /// parses to; the caller made both from one clock reading).
 pub fn push_record(batch: &mut AuditBatch, recorded: &Recorded, recorded_us: i64) {
-    batch.push(recorded_us, record_keys(recorded), |body| {
-        serde_json::to_writer(body, recorded).is_ok()
+    match recorded {
+        Recorded::Rest(e) => e.with_view(|v| push_rest(batch, v, recorded_us)),
+        _ => batch.push(recorded_us, record_keys(recorded), |body| {
+            write_record(recorded, body);
+            true
+        }),
+    }
+}
+
+/// [`push_record`] of a REST record borrowed (the request path).
+pub fn push_rest(batch: &mut AuditBatch, view: &RestView<'_>, recorded_us: i64) {
+    let keys = view
+        .patients
+        .iter()
+        .filter_map(|p| patient_key(p))
+        .map(|p| (AuditKey::Patient, p))
+        .chain(
+            view.token
+                .and_then(|t| t.fhir_user)
+                .map(|a| (AuditKey::Agent, a)),
+        )
+        .chain(view.token.map(|t| (AuditKey::AltId, t.subject)));
+    batch.push(recorded_us, keys, |body| {
+        write_rest(view, body);
+        true
     });
 }
 
@@ -1094,6 +1325,56 @@ mod tests {
         assert_eq!(entities[0]["what"]["reference"], "Patient/p1");
         assert_eq!(entities[1]["what"]["reference"], "Consent/c2");
         assert_eq!(entities[2]["what"]["identifier"]["value"], "jti-123");
+    }
+
+    #[test]
+    fn rest_records_are_written_as_they_read_back() {
+        let full = RestEvent {
+            recorded: "2026-01-02T03:04:05.678Z".into(),
+            interaction: "search-type".into(),
+            resource_type: Some("Observation".into()),
+            id: Some("o1".into()),
+            version: Some("2".into()),
+            operation: Some("lastn".into()),
+            status: 403,
+            outcome_desc: Some("no \"consent\" \\ here\n\ttab \u{1} é ☃".into()),
+            token: Some(token()),
+            peer: Some("::1".into()),
+            request_id: Some("r-1".into()),
+            query: Some("code=a%20b&name=\"x\"".into()),
+            patients: vec!["p1".into(), "Patient/p2".into()],
+            consents: vec!["c1".into(), "c2".into()],
+            break_glass: true,
+            server: "http://curanet.test/fhir".into(),
+        };
+        let bare = RestEvent {
+            recorded: "2026-01-02T03:04:05.678Z".into(),
+            interaction: "read".into(),
+            status: 200,
+            server: "http://curanet.test/fhir".into(),
+            token: Some(TokenAgent {
+                fhir_user: None,
+                ..token()
+            }),
+            ..RestEvent::default()
+        };
+        for event in [full, bare] {
+            let mut body = Vec::new();
+            write_record(&Recorded::Rest(event.clone()), &mut body);
+            let text = std::str::from_utf8(&body).unwrap();
+            assert!(text.starts_with(r#"{"kind":"rest","#), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+            // Valid JSON, and every field comes back.
+            let back: Recorded = serde_json::from_str(text).unwrap();
+            assert_eq!(back, Recorded::Rest(event.clone()));
+            // Borrowed and owned write the same text.
+            let mut again = Vec::new();
+            event.with_view(|v| {
+                assert_eq!(v.to_event(), event);
+                write_rest(v, &mut again);
+            });
+            assert_eq!(again, body);
+        }
     }
 
     #[test]

@@ -15,19 +15,21 @@
 //! everything gathered. AuditEvents are append-only: creating, updating, patching or deleting
 //! one through the API (also inside a Bundle) is refused for everyone (403).
 
-use std::net::SocketAddr;
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use curanet_auth::audit::{
-    Broken, ConsentAlert, GENESIS, Link, Recorded, RestEvent, SignInEvent, TokenAgent, audit_event,
-    check_block, check_link, decode_record, log_record, push_record, record_hash,
+    Broken, ConsentAlert, GENESIS, Link, Recorded, RestEvent, RestView, SignInEvent, TokenView,
+    audit_event, check_block, check_link, decode_record, log_record, push_record, push_rest,
+    record_hash,
 };
 use curanet_auth::scope::Interaction;
 use curanet_engine::EngineError;
@@ -40,6 +42,7 @@ use curanet_storage::{
     WriteOutcome,
 };
 use serde_json::Value;
+use smallvec::SmallVec;
 use tokio::sync::{Notify, oneshot};
 use tower_http::request_id::RequestId;
 
@@ -139,9 +142,9 @@ impl Recorder {
         self.store.as_ref()
     }
 
-    /// Adds a record (`recorded_us`: its `recorded` in µs) to the block gathering; waits only
-    /// while [`QUEUE`] records are waiting.
-    async fn submit(&self, recorded: &Recorded, recorded_us: i64) {
+    /// Adds a record to the block gathering (`push` writes it into this thread's shard); waits
+    /// only while [`QUEUE`] records are waiting.
+    async fn submit(&self, push: impl FnOnce(&mut AuditBatch)) {
         let g = &self.gathering;
         while g.queued.load(Ordering::Acquire) >= QUEUE {
             let taken = g.taken.notified();
@@ -152,7 +155,7 @@ impl Recorder {
             }
             taken.await;
         }
-        push_record(&mut g.shard(shard_of_thread()), recorded, recorded_us);
+        push(&mut g.shard(shard_of_thread()));
         g.queued.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -213,7 +216,7 @@ async fn flush(store: &dyn AuditStore, batch: AuditBatch) {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match store.append_audit_batch(batch.clone(), record_hash).await {
+        match store.append_audit_batch(batch.clone(), hash_aside).await {
             Ok(_) => return,
             Err(e) if attempt < 5 => {
                 tracing::warn!(error = %e, attempt, "storing audit records failed; retrying");
@@ -224,6 +227,19 @@ async fn flush(store: &dyn AuditStore, batch: AuditBatch) {
                 return;
             }
         }
+    }
+}
+
+/// [`record_hash`] of a block (about a millisecond for a full one) without stalling the
+/// requests queued on this worker thread: they move to another while it hashes.
+fn hash_aside(previous: &str, block: i64, body: &str) -> String {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let multi_thread =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| record_hash(previous, block, body))
+    } else {
+        record_hash(previous, block, body)
     }
 }
 
@@ -338,12 +354,17 @@ fn add_token(event: &mut RestEvent, claims: &curanet_auth::token::AccessClaims) 
     if let Some(patient) = &claims.patient {
         event.patients.push(patient.clone());
     }
-    event.token = Some(TokenAgent {
-        subject: claims.sub.clone(),
-        client_id: claims.client_id.clone(),
-        fhir_user: claims.fhir_user.clone(),
-        jti: claims.jti.clone(),
-    });
+    event.token = Some(token_view(claims).to_agent());
+}
+
+/// The token's user and app, borrowed.
+fn token_view(claims: &curanet_auth::token::AccessClaims) -> TokenView<'_> {
+    TokenView {
+        subject: &claims.sub,
+        client_id: &claims.client_id,
+        fhir_user: claims.fhir_user.as_deref(),
+        jti: &claims.jti,
+    }
 }
 
 /// What consent decided, in a record: the patient, the Consents, break-the-glass.
@@ -407,64 +428,65 @@ fn bundle_writes_audit_event(bundle: &Value) -> bool {
     })
 }
 
-/// What a request was, as the audit record names it.
-struct Asked {
-    interaction: String,
-    resource_type: Option<String>,
-    id: Option<String>,
-    version: Option<String>,
-    operation: Option<String>,
-    query: Option<String>,
-    patients: Vec<String>,
+/// What a request was, as the audit record names it (borrowed from the request).
+struct Asked<'a> {
+    interaction: &'static str,
+    resource_type: Option<&'a str>,
+    id: Option<&'a str>,
+    version: Option<&'a str>,
+    operation: Option<&'a str>,
+    query: Option<&'a str>,
+    patients: SmallVec<[Cow<'a, str>; 2]>,
 }
 
-fn asked(target: &Target, path: &str, query: Option<&str>) -> Asked {
+fn asked<'a>(target: &'a Target, path: &'a str, query: Option<&'a str>) -> Asked<'a> {
     let mut a = Asked {
-        interaction: "operation".into(),
+        interaction: "operation",
         resource_type: None,
         id: None,
         version: None,
         operation: None,
         query: None,
-        patients: Vec::new(),
+        patients: SmallVec::new(),
     };
     match target {
         Target::Interaction(i, ty, id) => {
-            a.interaction = i.code().to_string();
-            a.resource_type = (ty != "*").then(|| ty.clone());
-            a.id = id.clone();
+            a.interaction = i.code();
+            a.resource_type = (ty != "*").then_some(ty.as_str());
+            a.id = id.as_deref();
             if *i == Interaction::Vread {
-                a.version = path.rsplit('/').next().map(str::to_string);
+                a.version = path.rsplit('/').next();
             }
         }
         Target::Conditional(i, ty) => {
-            a.interaction = i.code().to_string();
-            a.resource_type = Some(ty.clone());
-            a.query = query.map(str::to_string);
+            a.interaction = i.code();
+            a.resource_type = Some(ty);
+            a.query = query;
         }
         Target::Operation(name, ty, id) => {
-            a.operation = Some(name.clone());
-            a.resource_type = ty.clone();
-            a.id = id.clone();
+            a.operation = Some(name);
+            a.resource_type = ty.as_deref();
+            a.id = id.as_deref();
         }
-        Target::Bundle => a.interaction = "transaction".into(),
+        Target::Bundle => a.interaction = "transaction",
         Target::Public | Target::Unknown | Target::NoRoute => {
-            let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-            a.resource_type = segments.first().map(|s| s.to_string());
-            a.id = segments.get(1).map(|s| s.to_string());
+            let mut segments = path.split('/').filter(|s| !s.is_empty());
+            a.resource_type = segments.next();
+            a.id = segments.next();
         }
     }
-    let searching = matches!(a.interaction.as_str(), "search-type" | "search-system")
-        || a.operation.as_deref() == Some("lastn");
+    let searching =
+        matches!(a.interaction, "search-type" | "search-system") || a.operation == Some("lastn");
     if searching {
-        a.query = Some(query.unwrap_or("").to_string());
+        a.query = Some(query.unwrap_or(""));
     }
-    if a.resource_type.as_deref() == Some("Patient")
-        && let Some(id) = &a.id
+    if a.resource_type == Some("Patient")
+        && let Some(id) = a.id
     {
-        a.patients.push(id.clone());
+        a.patients.push(Cow::Borrowed(id));
     }
     if let Some(q) = query {
+        let owned = |v: &str| Cow::Owned(v.to_string());
         for (name, value) in form_urlencoded::parse(q.as_bytes()) {
             let name = name.split(':').next().unwrap_or("");
             match name {
@@ -472,11 +494,14 @@ fn asked(target: &Target, path: &str, query: Option<&str>) -> Asked {
                     value
                         .split(',')
                         .map(|v| patient_id(v).unwrap_or_else(|| v.to_string()))
-                        .filter(|v| !v.is_empty() && !v.contains('/')),
+                        .filter(|v| !v.is_empty() && !v.contains('/'))
+                        .map(Cow::Owned),
                 ),
-                "subject" => a.patients.extend(value.split(',').filter_map(patient_id)),
-                "_id" if a.resource_type.as_deref() == Some("Patient") => {
-                    a.patients.extend(value.split(',').map(str::to_string));
+                "subject" => a
+                    .patients
+                    .extend(value.split(',').filter_map(patient_id).map(Cow::Owned)),
+                "_id" if a.resource_type == Some("Patient") => {
+                    a.patients.extend(value.split(',').map(owned));
                 }
                 _ => {}
             }
@@ -527,23 +552,25 @@ fn location_version(location: &str) -> Option<(String, String)> {
 }
 
 /// The middleware (outside the token check): marks writes of AuditEvents for refusal, runs the
-/// request, and records it.
+/// request, and records it. The record is written into the log straight from the request, the
+/// answer and the token (borrowed, [`RestView`]): this runs for every FHIR request.
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_string();
-    let sign_in = request.method() == Method::POST
-        && matches!(path.as_str(), "/api/auth/login" | "/api/auth/logout");
-    if sign_in {
-        return record_sign_in(state, request, next, path.ends_with("logout")).await;
+    let path = request.uri().path();
+    if request.method() == Method::POST && matches!(path, "/api/auth/login" | "/api/auth/logout") {
+        let logout = path.ends_with("logout");
+        return record_sign_in(state, request, next, logout).await;
     }
-    if !audited(&path) {
+    if !audited(path) {
         return next.run(request).await;
     }
     let (recorded, recorded_us) = now();
+    let uri = request.uri().clone();
     let method = request.method().clone();
-    let below = path.strip_prefix("/fhir").unwrap_or("");
+    let origin = origin(&state, &request);
+    let peer = origin.peer.map(PeerText::of);
+    let below = uri.path().strip_prefix("/fhir").unwrap_or("");
     let target = classify(&method, below);
-    let mut query = request.uri().query().map(str::to_string);
-    let (request_id, peer, server) = origin(&state, &request);
+    let mut form = None;
     let mut interaction_override = None;
     let mut request = request;
     let refused = if writes_audit_event(&target) {
@@ -564,11 +591,11 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
                     interaction_override = Some("batch");
                 }
             }
-        } else if let Ok(form) = std::str::from_utf8(&bytes) {
-            query = Some(match query.take() {
-                Some(q) if !q.is_empty() && !form.is_empty() => format!("{q}&{form}"),
-                Some(q) if form.is_empty() => q,
-                _ => form.to_string(),
+        } else if let Ok(body) = std::str::from_utf8(&bytes) {
+            form = Some(match uri.query() {
+                Some(q) if !q.is_empty() && !body.is_empty() => format!("{q}&{body}"),
+                Some(q) if body.is_empty() => q.to_string(),
+                _ => body.to_string(),
             });
         }
         request = Request::from_parts(parts, Body::from(bytes));
@@ -576,31 +603,31 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     } else {
         false
     };
-    let mut asked = asked(&target, below, query.as_deref());
+    let mut asked = asked(&target, below, form.as_deref().or(uri.query()));
     if let Some(i) = interaction_override {
-        asked.interaction = i.into();
+        asked.interaction = i;
     }
-
     if refused {
         request.extensions_mut().insert(WritesAuditEvent);
     }
-    let event = RestEvent {
-        recorded,
+    let asked_patients: SmallVec<[&str; 4]> = asked.patients.iter().map(|p| p.as_ref()).collect();
+    let event = RestView {
+        recorded: recorded.as_str(),
         interaction: asked.interaction,
         resource_type: asked.resource_type,
         id: asked.id,
         version: asked.version,
         operation: asked.operation,
-        peer,
-        request_id,
+        peer: peer.as_ref().map(PeerText::as_str),
+        request_id: origin.request_id(),
         query: asked.query,
-        patients: asked.patients,
-        server,
-        ..RestEvent::default()
+        patients: &asked_patients,
+        server: &origin.server,
+        ..RestView::default()
     };
     // Anything but a read may write: its record rides in the write's transaction.
     let slot = (method != Method::GET && method != Method::HEAD).then(|| WriteSlot {
-        event: Arc::new(event.clone()),
+        event: Arc::new(event.to_event()),
         audit: Arc::default(),
     });
     if let Some(slot) = &slot {
@@ -614,51 +641,77 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
             .as_ref()
             .is_some_and(|a| a.written())
     });
-    let (response, event) = finish(event, response).await;
-    let alert = response
-        .extensions()
-        .get::<ConsentBasis>()
-        .and_then(|basis| consent_alert(&event, basis));
+    let (response, answer) = finish(&event, response).await;
+    let access = response.extensions().get::<VerifiedAccess>();
+    let basis = response.extensions().get::<ConsentBasis>();
+    // The patients: those the request named, the token's, the one whose consent decided, and
+    // those of the record read.
+    let mut patients: SmallVec<[&str; 4]> = asked_patients.iter().copied().collect();
+    patients.extend(access.and_then(|a| a.claims.patient.as_deref()));
+    patients.extend(basis.and_then(|b| b.patient.as_deref()));
+    patients.extend(answer.patients.iter().map(String::as_str));
+    let consents: SmallVec<[&str; 2]> = basis
+        .map(|b| b.consents.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let event = RestView {
+        id: event.id.or(answer.id.as_deref()),
+        version: answer.version.as_deref().or(event.version),
+        status: response.status().as_u16(),
+        outcome_desc: answer.outcome_desc.as_deref(),
+        token: access.map(|a| token_view(&a.claims)),
+        patients: &patients,
+        consents: &consents,
+        break_glass: basis.is_some_and(|b| b.break_glass),
+        ..event
+    };
+    let alert = basis.and_then(|basis| consent_alert(&event, basis));
     if !audited_with_write {
         state
             .audit
-            .submit(&Recorded::Rest(event), recorded_us)
+            .submit(|batch| push_rest(batch, &event, recorded_us))
             .await;
     }
     if let Some(alert) = alert {
+        let alert = Recorded::ConsentAlert(alert);
         state
             .audit
-            .submit(&Recorded::ConsentAlert(alert), recorded_us)
+            .submit(|batch| push_record(batch, &alert, recorded_us))
             .await;
     }
+    // The record's borrows of the answer end here.
+    drop((patients, consents));
     response
 }
 
 /// The AuthZ-Consent security alert of a request consent refused (none when it did not).
-fn consent_alert(event: &RestEvent, basis: &ConsentBasis) -> Option<ConsentAlert> {
+fn consent_alert(event: &RestView<'_>, basis: &ConsentBasis) -> Option<ConsentAlert> {
+    let refusal = basis.refusal.clone()?;
     Some(ConsentAlert {
-        recorded: event.recorded.clone(),
+        recorded: event.recorded.to_string(),
         patient: basis.patient.clone(),
         consents: basis.consents.clone(),
-        refusal: basis.refusal.clone()?,
-        token: event.token.clone(),
-        peer: event.peer.clone(),
-        request_id: event.request_id.clone(),
-        server: event.server.clone(),
+        refusal,
+        token: event.token.map(|t| t.to_agent()),
+        peer: event.peer.map(str::to_string),
+        request_id: event.request_id.map(str::to_string),
+        server: event.server.to_string(),
     })
 }
 
-/// Completes a record from the answer: the token, what consent decided, the status, the
-/// version written or addressed, the patient of a record read, the reason of a failure.
-async fn finish(mut event: RestEvent, mut response: Response) -> (Response, RestEvent) {
+/// What the answer adds to a record besides the token and what consent decided: the resource
+/// and version written or addressed, the patients of a record read, the reason of a failure.
+#[derive(Default)]
+struct Answer {
+    id: Option<String>,
+    version: Option<String>,
+    patients: Vec<String>,
+    outcome_desc: Option<String>,
+}
+
+/// Reads what the answer adds to a record (`asked`: the record as the request made it).
+async fn finish(asked: &RestView<'_>, mut response: Response) -> (Response, Answer) {
     let status = response.status();
-    event.status = status.as_u16();
-    if let Some(access) = response.extensions().get::<VerifiedAccess>() {
-        add_token(&mut event, &access.claims);
-    }
-    if let Some(basis) = response.extensions().get::<ConsentBasis>() {
-        add_consent(&mut event, basis);
-    }
+    let mut answer = Answer::default();
     if status.is_success() {
         let headers = response.headers();
         if let Some((id, version)) = headers
@@ -666,73 +719,142 @@ async fn finish(mut event: RestEvent, mut response: Response) -> (Response, Rest
             .and_then(|l| l.to_str().ok())
             .and_then(location_version)
         {
-            event.id.get_or_insert(id);
-            event.version = Some(version);
-        } else if (matches!(event.interaction.as_str(), "update" | "patch")
-            || (event.operation.is_some() && event.id.is_some()))
+            answer.id = Some(id);
+            answer.version = Some(version);
+        } else if (matches!(asked.interaction, "update" | "patch")
+            || (asked.operation.is_some() && asked.id.is_some()))
             && let Some(etag) = headers.get(header::ETAG).and_then(|e| e.to_str().ok())
         {
             // An update, a patch or an operation on an instance names the version it left.
-            event.version = Some(etag.trim_start_matches("W/").trim_matches('"').to_string());
+            answer.version = Some(etag.trim_start_matches("W/").trim_matches('"').to_string());
         }
     }
     // The patient of a record read comes from the answer, unless the request already says who
     // it is about: a patient's token (its compartment holds the record) or the patient whose
     // consent permitted the read. Parsing the answer cost more than building the record.
+    let extensions = response.extensions();
+    let patient_known = !asked.patients.is_empty()
+        || extensions
+            .get::<VerifiedAccess>()
+            .is_some_and(|a| a.claims.patient.is_some())
+        || extensions
+            .get::<ConsentBasis>()
+            .is_some_and(|b| b.patient.is_some());
     let read_of_record = status == StatusCode::OK
-        && event.patients.is_empty()
-        && matches!(event.interaction.as_str(), "read" | "vread")
-        && !matches!(
-            event.resource_type.as_deref(),
-            Some("Patient" | "AuditEvent")
-        );
+        && !patient_known
+        && matches!(asked.interaction, "read" | "vread")
+        && !matches!(asked.resource_type, Some("Patient" | "AuditEvent"));
     if read_of_record || status.is_client_error() || status.is_server_error() {
         let (r, body) = peek(response).await;
         response = r;
         if read_of_record {
             if let Some(body) = body {
-                event.patients.extend(patients_in(&body));
+                answer.patients = patients_in(&body);
             }
         } else {
-            event.outcome_desc = body.as_deref().and_then(outcome_text);
+            answer.outcome_desc = body.as_deref().and_then(outcome_text);
         }
     }
-    (response, event)
+    (response, answer)
+}
+
+/// A FHIR instant with milliseconds in UTC (`2026-01-02T03:04:05.678Z`), written without
+/// allocating.
+struct Stamp([u8; 24]);
+
+impl Stamp {
+    fn of(t: chrono::DateTime<chrono::Utc>) -> Stamp {
+        use chrono::{Datelike, Timelike};
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut n: u32| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        put(0, 4, t.year().clamp(0, 9999) as u32);
+        put(5, 2, t.month());
+        put(8, 2, t.day());
+        put(11, 2, t.hour());
+        put(14, 2, t.minute());
+        // A leap second's nanoseconds run past 10^9: kept in the second's last millisecond.
+        put(17, 2, t.second());
+        put(20, 3, t.timestamp_subsec_millis().min(999));
+        Stamp(b)
+    }
+
+    fn as_str(&self) -> &str {
+        // Digits and ASCII punctuation only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// An IP address as text, written without allocating.
+struct PeerText {
+    text: [u8; 45],
+    len: usize,
+}
+
+impl PeerText {
+    fn of(ip: IpAddr) -> PeerText {
+        use std::io::Write as _;
+        let mut text = [0; 45];
+        let mut rest = &mut text[..];
+        // The longest IPv6 text (45 characters) fits.
+        let _ = write!(rest, "{ip}");
+        let len = 45 - rest.len();
+        PeerText { text, len }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
+    }
 }
 
 /// The current time as a FHIR instant (milliseconds, UTC) and as µs since the epoch (the same
 /// millisecond: what the instant parses back to).
-fn now() -> (String, i64) {
+fn now() -> (Stamp, i64) {
     let t = chrono::Utc::now();
-    (
-        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        t.timestamp_millis().saturating_mul(1000),
-    )
+    (Stamp::of(t), t.timestamp_millis().saturating_mul(1000))
+}
+
+/// Where a request came from and which server answered it.
+struct Origin<'s> {
+    request_id: Option<HeaderValue>,
+    peer: Option<IpAddr>,
+    /// This server's FHIR base.
+    server: Cow<'s, str>,
+}
+
+impl Origin<'_> {
+    fn request_id(&self) -> Option<&str> {
+        self.request_id.as_ref().and_then(|id| id.to_str().ok())
+    }
 }
 
 /// The request id, the peer's IP address and this server's FHIR base.
-fn origin(state: &AppState, request: &Request) -> (Option<String>, Option<String>, String) {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .map(str::to_string);
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
-    let server = match &state.base_url {
-        Some(b) => b.to_string(),
-        None => format!(
-            "http://{}/fhir",
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost")
-        ),
-    };
-    (request_id, peer, server)
+fn origin<'s>(state: &'s AppState, request: &Request) -> Origin<'s> {
+    Origin {
+        request_id: request
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.header_value().clone()),
+        peer: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip()),
+        server: match &state.base_url {
+            Some(b) => Cow::Borrowed(b),
+            None => {
+                let host = request
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("localhost");
+                Cow::Owned(["http://", host, "/fhir"].concat())
+            }
+        },
+    }
 }
 
 /// Records a sign-in (`POST /api/auth/login`) or sign-out (`/api/auth/logout`). Only the
@@ -740,7 +862,12 @@ fn origin(state: &AppState, request: &Request) -> (Option<String>, Option<String
 /// password or refresh token) nor the tokens of the answer.
 async fn record_sign_in(state: AppState, request: Request, next: Next, logout: bool) -> Response {
     let (recorded, recorded_us) = now();
-    let (request_id, peer, server) = origin(&state, &request);
+    let origin = origin(&state, &request);
+    let (request_id, peer, server) = (
+        origin.request_id().map(str::to_string),
+        origin.peer.map(|ip| ip.to_string()),
+        origin.server.into_owned(),
+    );
     let (response, body) = peek(next.run(request).await).await;
     let answer: Option<Value> = body.and_then(|b| serde_json::from_slice(&b).ok());
     let field = |name: &str| {
@@ -752,7 +879,7 @@ async fn record_sign_in(state: AppState, request: Request, next: Next, logout: b
     };
     let status = response.status();
     let event = SignInEvent {
-        recorded,
+        recorded: recorded.as_str().to_string(),
         logout,
         status: status.as_u16(),
         outcome_desc: (!status.is_success())
@@ -763,9 +890,10 @@ async fn record_sign_in(state: AppState, request: Request, next: Next, logout: b
         request_id,
         server,
     };
+    let event = Recorded::SignIn(event);
     state
         .audit
-        .submit(&Recorded::SignIn(event), recorded_us)
+        .submit(|batch| push_record(batch, &event, recorded_us))
         .await;
     response
 }
@@ -1374,14 +1502,14 @@ mod tests {
         assert_eq!(e.patients, vec!["p1".to_string()]);
         assert_eq!(e.consents, vec!["c1".to_string()]);
         assert!(e.break_glass);
-        assert!(consent_alert(&e, &permitted).is_none());
+        assert!(e.with_view(|v| consent_alert(v, &permitted)).is_none());
         let refused = ConsentBasis {
             patient: Some("p1".into()),
             consents: Vec::new(),
             break_glass: false,
             refusal: Some("no active consent".into()),
         };
-        let alert = consent_alert(&event, &refused).unwrap();
+        let alert = event.with_view(|v| consent_alert(v, &refused)).unwrap();
         assert_eq!(alert.refusal, "no active consent");
         assert_eq!(alert.patient.as_deref(), Some("p1"));
         assert_eq!(alert.token.as_ref().unwrap().jti, "jti-9");
@@ -1487,28 +1615,49 @@ mod tests {
 
     #[test]
     fn what_a_request_asked() {
-        let a = asked(
-            &classify(&Method::GET, "/Observation"),
-            "/Observation",
-            Some("patient=Patient/p1&code=x"),
-        );
+        let search = classify(&Method::GET, "/Observation");
+        let a = asked(&search, "/Observation", Some("patient=Patient/p1&code=x"));
         assert_eq!(a.interaction, "search-type");
-        assert_eq!(a.query.as_deref(), Some("patient=Patient/p1&code=x"));
-        assert_eq!(a.patients, vec!["p1".to_string()]);
-        let a = asked(&classify(&Method::GET, "/Patient/p2"), "/Patient/p2", None);
-        assert_eq!(a.interaction, "read");
-        assert_eq!(a.patients, vec!["p2".to_string()]);
-        assert!(a.query.is_none());
+        assert_eq!(a.query, Some("patient=Patient/p1&code=x"));
+        assert_eq!(a.patients.as_slice(), ["p1"]);
         let a = asked(
-            &classify(&Method::GET, "/Observation/o1/_history/3"),
-            "/Observation/o1/_history/3",
-            None,
+            &search,
+            "/Observation",
+            Some("subject=Patient%2Fp3,Group/g"),
         );
+        assert_eq!(a.patients.as_slice(), ["p3"]);
+        let read = classify(&Method::GET, "/Patient/p2");
+        let a = asked(&read, "/Patient/p2", None);
+        assert_eq!(a.interaction, "read");
+        assert_eq!(a.patients.as_slice(), ["p2"]);
+        assert!(a.query.is_none());
+        let vread = classify(&Method::GET, "/Observation/o1/_history/3");
+        let a = asked(&vread, "/Observation/o1/_history/3", None);
         assert_eq!(a.interaction, "vread");
-        assert_eq!(a.version.as_deref(), Some("3"));
+        assert_eq!(a.version, Some("3"));
         assert_eq!(
             location_version("http://h/fhir/Observation/o9/_history/1"),
             Some(("o9".to_string(), "1".to_string()))
         );
+    }
+
+    #[test]
+    fn instants_and_addresses_as_text() {
+        use chrono::TimeZone;
+        for ms in [0, 1_767_323_045_678, 4_102_444_799_999, 951_782_400_001] {
+            let t = chrono::Utc.timestamp_millis_opt(ms).unwrap();
+            assert_eq!(
+                Stamp::of(t).as_str(),
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            );
+        }
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(PeerText::of(ip).as_str(), ip.to_string());
+        }
     }
 }

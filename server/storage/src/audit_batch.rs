@@ -5,7 +5,9 @@
 //! writer stores a batch as one row ([`crate::AuditStore::append_audit_batch`]); verification
 //! rebuilds the batch of a stored block from its decoded records and compares the two.
 
-use std::collections::HashMap;
+// Keys are counted for every record on the request path: foldhash, not SipHash (the values
+// are ids the server chose, and the map lives for one block).
+use foldhash::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
