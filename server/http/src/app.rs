@@ -162,7 +162,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(crate::audit::append_only_guard))
         .layer(from_fn_with_state(state.clone(), access::require_token));
     let router = if state.audit_enabled {
-        router.layer(from_fn_with_state(state.clone(), crate::audit::record))
+        router.layer(crate::audit::RecordLayer::new(state.clone()))
     } else {
         router
     };

@@ -6,7 +6,7 @@
 //! Sign-ins and sign-outs through the account API (`/api/auth/login`, `/api/auth/logout`) are
 //! recorded too (DCM 110114 with 110122/110123), from the answer alone.
 //!
-//! The middleware ([`record`]) notes what the request asked and what it got, and writes the
+//! The layer ([`RecordLayer`]) notes what the request asked and what it got, and writes the
 //! record's JSON straight into the block gathering in memory (sharded by thread, bounded: when
 //! full, the request waits, nothing is dropped). A background writer takes what gathered every
 //! 50 ms and stores it as one linked block every second (or once 4,096 records wait), in one
@@ -16,13 +16,17 @@
 //! one through the API (also inside a Bundle) is refused for everyone (403).
 
 use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -551,17 +555,85 @@ fn location_version(location: &str) -> Option<(String, String)> {
     ))
 }
 
-/// The middleware (outside the token check): marks writes of AuditEvents for refusal, runs the
-/// request, and records it. The record is written into the log straight from the request, the
-/// answer and the token (borrowed, [`RestView`]): this runs for every FHIR request.
-pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The audit trail's layer (outside the token check): [`record`] around every route. Written
+/// out rather than `from_fn`, which boxes the rest of the stack once more for every request.
+#[derive(Clone)]
+pub struct RecordLayer {
+    state: AppState,
+}
+
+impl RecordLayer {
+    /// The layer recording into `state`'s audit trail.
+    pub fn new(state: AppState) -> Self {
+        RecordLayer { state }
+    }
+}
+
+impl<S> tower::Layer<S> for RecordLayer {
+    type Service = Recording<S>;
+
+    fn layer(&self, inner: S) -> Recording<S> {
+        Recording {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// A route with its requests recorded ([`RecordLayer`]).
+#[derive(Clone)]
+pub struct Recording<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> tower::Service<Request> for Recording<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The service polled ready answers this request; its clone waits for the next.
+        let ready = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, ready);
+        let state = self.state.clone();
+        Box::pin(async move { Ok(record(state, request, ready).await) })
+    }
+}
+
+/// Runs the rest of the stack (a service already polled ready).
+async fn run<S>(mut next: S, request: Request) -> Response
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    match next.call(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// Marks writes of AuditEvents for refusal, runs the request, and records it. The record is
+/// written into the log straight from the request, the answer and the token (borrowed,
+/// [`RestView`]): this runs for every FHIR request.
+async fn record<S>(state: AppState, request: Request, next: S) -> Response
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
     let path = request.uri().path();
     if request.method() == Method::POST && matches!(path, "/api/auth/login" | "/api/auth/logout") {
         let logout = path.ends_with("logout");
         return record_sign_in(state, request, next, logout).await;
     }
     if !audited(path) {
-        return next.run(request).await;
+        return run(next, request).await;
     }
     let (recorded, recorded_us) = now();
     let uri = request.uri().clone();
@@ -633,7 +705,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     if let Some(slot) = &slot {
         request.extensions_mut().insert(slot.clone());
     }
-    let response = next.run(request).await;
+    let response = run(next, request).await;
     let audited_with_write = slot.is_some_and(|s| {
         s.audit
             .lock()
@@ -860,7 +932,10 @@ fn origin<'s>(state: &'s AppState, request: &Request) -> Origin<'s> {
 /// Records a sign-in (`POST /api/auth/login`) or sign-out (`/api/auth/logout`). Only the
 /// answer's `fhirUser` (or `error_description`) is read: never the request (it holds the
 /// password or refresh token) nor the tokens of the answer.
-async fn record_sign_in(state: AppState, request: Request, next: Next, logout: bool) -> Response {
+async fn record_sign_in<S>(state: AppState, request: Request, next: S, logout: bool) -> Response
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
     let (recorded, recorded_us) = now();
     let origin = origin(&state, &request);
     let (request_id, peer, server) = (
@@ -868,7 +943,7 @@ async fn record_sign_in(state: AppState, request: Request, next: Next, logout: b
         origin.peer.map(|ip| ip.to_string()),
         origin.server.into_owned(),
     );
-    let (response, body) = peek(next.run(request).await).await;
+    let (response, body) = peek(run(next, request).await).await;
     let answer: Option<Value> = body.and_then(|b| serde_json::from_slice(&b).ok());
     let field = |name: &str| {
         answer
@@ -1360,6 +1435,7 @@ async fn verify_resources(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use curanet_auth::audit::TokenAgent;
 
     #[test]
     fn built_events_conform_to_r4() {
