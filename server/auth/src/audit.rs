@@ -691,46 +691,50 @@ pub fn decode_record(text: &str) -> Option<AuditRecord> {
 /// allocating) counted. `recorded_us` is its `recorded` in µs since the epoch (what the text
 /// parses to; the caller made both from one clock reading).
 pub fn push_record(batch: &mut AuditBatch, recorded: &Recorded, recorded_us: i64) {
+    let write = |body: &mut Vec<u8>| {
+        write_record(recorded, body);
+        true
+    };
     match recorded {
         Recorded::Rest(e) => e.with_view(|v| push_rest(batch, v, recorded_us)),
-        _ => batch.push(recorded_us, record_keys(recorded), |body| {
-            write_record(recorded, body);
-            true
-        }),
+        Recorded::SignIn(e) => {
+            let keys = block_keys(sign_in_patient_id(e), e.fhir_user.as_deref(), None);
+            batch.push(recorded_us, keys, write);
+        }
+        Recorded::ConsentAlert(e) => {
+            let (agent, alt_id) = user_of(&e.token);
+            batch.push(
+                recorded_us,
+                block_keys(e.patient.as_deref(), agent, alt_id),
+                write,
+            );
+        }
     }
 }
 
 /// [`push_record`] of a REST record borrowed (the request path).
 pub fn push_rest(batch: &mut AuditBatch, view: &RestView<'_>, recorded_us: i64) {
-    let keys = view
-        .patients
-        .iter()
-        .filter_map(|p| patient_key(p))
-        .map(|p| (AuditKey::Patient, p))
-        .chain(
-            view.token
-                .and_then(|t| t.fhir_user)
-                .map(|a| (AuditKey::Agent, a)),
-        )
-        .chain(view.token.map(|t| (AuditKey::AltId, t.subject)));
+    let keys = block_keys(
+        view.patients.iter().copied(),
+        view.token.and_then(|t| t.fhir_user),
+        view.token.map(|t| t.subject),
+    );
     batch.push(recorded_us, keys, |body| {
         write_rest(view, body);
         true
     });
 }
 
-/// A record's keys in its block: the patient ids, the user's `who` reference and `altId`, as
+/// A record's keys in its block: its patients' ids, the user's `who` reference and `altId`, as
 /// [`columns`] derives them.
-fn record_keys(recorded: &Recorded) -> impl Iterator<Item = (AuditKey, &str)> + Clone {
-    let (patients, extra, (agent, alt_id)): (&[String], Option<&str>, _) = match recorded {
-        Recorded::Rest(e) => (&e.patients, None, user_of(&e.token)),
-        Recorded::SignIn(e) => (&[], sign_in_patient_id(e), (e.fhir_user.as_deref(), None)),
-        Recorded::ConsentAlert(e) => (e.patient.as_slice(), None, user_of(&e.token)),
-    };
+fn block_keys<'a>(
+    patients: impl IntoIterator<Item = &'a str, IntoIter: Clone>,
+    agent: Option<&'a str>,
+    alt_id: Option<&'a str>,
+) -> impl Iterator<Item = (AuditKey, &'a str)> + Clone {
     patients
-        .iter()
-        .filter_map(|p| patient_key(p))
-        .chain(extra)
+        .into_iter()
+        .filter_map(patient_key)
         .map(|p| (AuditKey::Patient, p))
         .chain(agent.map(|a| (AuditKey::Agent, a)))
         .chain(alt_id.map(|a| (AuditKey::AltId, a)))
