@@ -71,24 +71,8 @@ impl World {
         let patient = tokens[0]["patient"].as_str().unwrap().to_string();
         let other_patient = tokens[1]["patient"].as_str().unwrap().to_string();
         let doctor = reference(tokens[2]["fhirUser"].as_str().unwrap());
-        let pharmacist = reference(tokens[4]["fhirUser"].as_str().unwrap());
-        let roles = server
-            .server
-            .state
-            .engine
-            .search(
-                "PractitionerRole",
-                &[("practitioner".into(), pharmacist.clone())],
-                "",
-                false,
-            )
-            .await
-            .unwrap();
-        let role = roles.page.resources[0].resource().unwrap();
-        let pharmacy = role["organization"]["reference"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        // The pharmacist works at the test pharmacy.
+        let pharmacy = format!("Organization/{}", server.test_pharmacy().await);
         let p = format!("Patient/{patient}");
         let allergy = server
             .seed(
